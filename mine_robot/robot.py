@@ -1,0 +1,228 @@
+"""Robot geometry from ``config/robot.yaml`` as frozen dataclasses.
+
+This is the description every pure-layer algorithm uses (coil positions for georeferencing and
+coverage, wheel contact patches for the swept-ground rule, nozzle reach for marking). The URDF
+carries the same numbers for tf2; a test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mine_robot.resources import resource
+
+
+class RobotConfigError(ValueError):
+    """robot.yaml is missing a field or has a value that makes no physical sense."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    frame: str
+    xyz: tuple[float, float, float]
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class WheelGeometry:
+    radius: float
+    width: float
+    wheelbase: float
+    track: float
+    contact_length: float
+
+    def contact_centres(self) -> np.ndarray:
+        """(4, 2) wheel contact centres in base_link: FL, FR, RL, RR."""
+        hx, hy = self.wheelbase / 2.0, self.track / 2.0
+        return np.array([[hx, hy], [hx, -hy], [-hx, hy], [-hx, -hy]])
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return ('front_left', 'front_right', 'rear_left', 'rear_right')
+
+
+@dataclass(frozen=True)
+class MetalDetectorGeometry:
+    frame: str
+    xyz: tuple[float, float, float]
+    coil_radius: float
+    coil_height: float
+    coil_y: tuple[float, ...]
+
+    @property
+    def coil_frames(self) -> tuple[str, ...]:
+        return tuple(f'md_coil_{i}' for i in range(len(self.coil_y)))
+
+    def coil_positions(self) -> np.ndarray:
+        """(n, 2) coil centres in base_link (x forward, y left)."""
+        return np.array([[self.xyz[0], self.xyz[1] + y] for y in self.coil_y])
+
+    @property
+    def swath_width(self) -> float:
+        """Width of ground the array sweeps in one pass (outer coil edge to outer coil edge)."""
+        return (max(self.coil_y) - min(self.coil_y)) + 2.0 * self.coil_radius
+
+
+@dataclass(frozen=True)
+class CameraGeometry:
+    frame: str
+    optical_frame: str
+    xyz: tuple[float, float, float]
+    rpy: tuple[float, float, float]
+    width: int
+    height: int
+    horizontal_fov: float
+
+    @property
+    def focal_px(self) -> float:
+        return (self.width / 2.0) / math.tan(self.horizontal_fov / 2.0)
+
+
+@dataclass(frozen=True)
+class MarkerGeometry:
+    frame: str
+    slide_joint: str
+    xyz: tuple[float, float, float]
+    slide_limits: tuple[float, float]
+
+    def reach(self, lateral: float) -> bool:
+        """True when the slide can put the nozzle ``lateral`` metres left of base_link's x axis."""
+        return self.slide_limits[0] <= lateral - self.xyz[1] <= self.slide_limits[1]
+
+
+@dataclass(frozen=True)
+class RobotGeometry:
+    name: str
+    drive: str
+    min_turn_radius: float
+    body_length: float
+    body_width: float
+    body_height: float
+    body_clearance: float
+    mass: float
+    wheels: WheelGeometry
+    max_linear: float
+    max_angular: float
+    max_linear_accel: float
+    max_angular_accel: float
+    metal_detector: MetalDetectorGeometry
+    gpr: Mount
+    camera: CameraGeometry
+    gnss: Mount
+    imu: Mount
+    marker: MarkerGeometry
+
+    @property
+    def swath_width(self) -> float:
+        return self.metal_detector.swath_width
+
+    def footprint(self) -> np.ndarray:
+        """(4, 2) corners of the body+wheel outline in base_link, counter-clockwise."""
+        hx = self.body_length / 2.0
+        hy = max(self.body_width, self.wheels.track + self.wheels.width) / 2.0
+        return np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
+
+    def wheel_patches(self) -> np.ndarray:
+        """(4, 4, 2) wheel contact rectangles in base_link (one CCW rectangle per wheel)."""
+        hl, hw = self.wheels.contact_length / 2.0, self.wheels.width / 2.0
+        corners = np.array([[hl, hw], [-hl, hw], [-hl, -hw], [hl, -hw]])
+        return self.wheels.contact_centres()[:, None, :] + corners[None, :, :]
+
+
+def _vec(value, n: int, field: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise RobotConfigError(f'robot.{field}: expected {n} numbers, got {value!r}') from exc
+    if len(out) != n:
+        raise RobotConfigError(f'robot.{field}: expected {n} numbers, got {len(out)}')
+    return out
+
+
+def _positive(value, field: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise RobotConfigError(f'robot.{field}: expected a number, got {value!r}') from exc
+    if not math.isfinite(number) or number <= 0.0:
+        raise RobotConfigError(f'robot.{field} must be > 0, got {value!r}')
+    return number
+
+
+def robot_from_dict(data: dict) -> RobotGeometry:
+    """Build and validate a RobotGeometry from the parsed YAML (``{'robot': {...}}``)."""
+    try:
+        r = data['robot']
+        body, wheels, limits = r['body'], r['wheels'], r['speed_limits']
+        md, gpr, cam, gnss, imu, marker = (r['metal_detector'], r['gpr'], r['camera'], r['gnss'],
+                                           r['imu'], r['marker'])
+    except (KeyError, TypeError) as exc:
+        raise RobotConfigError(f'robot.yaml is missing section {exc}') from exc
+    drive = str(r.get('drive', 'skid_steer'))
+    if drive not in ('skid_steer', 'ackermann'):
+        raise RobotConfigError(f"robot.drive must be 'skid_steer' or 'ackermann', got {drive!r}")
+    min_turn_radius = float(r.get('min_turn_radius', 0.0))
+    if drive == 'ackermann' and min_turn_radius <= 0.0:
+        raise RobotConfigError('robot.min_turn_radius must be > 0 for an ackermann robot')
+    coil_y = _vec(md['coil_y'], len(md['coil_y']), 'metal_detector.coil_y')
+    if not coil_y:
+        raise RobotConfigError('robot.metal_detector.coil_y must list at least one coil')
+    geom = RobotGeometry(
+        name=str(r.get('name', 'mine_robot')),
+        drive=drive,
+        min_turn_radius=min_turn_radius,
+        body_length=_positive(body['length'], 'body.length'),
+        body_width=_positive(body['width'], 'body.width'),
+        body_height=_positive(body['height'], 'body.height'),
+        body_clearance=_positive(body['clearance'], 'body.clearance'),
+        mass=_positive(body['mass'], 'body.mass'),
+        wheels=WheelGeometry(
+            radius=_positive(wheels['radius'], 'wheels.radius'),
+            width=_positive(wheels['width'], 'wheels.width'),
+            wheelbase=_positive(wheels['wheelbase'], 'wheels.wheelbase'),
+            track=_positive(wheels['track'], 'wheels.track'),
+            contact_length=_positive(wheels['contact_length'], 'wheels.contact_length')),
+        max_linear=_positive(limits['linear'], 'speed_limits.linear'),
+        max_angular=_positive(limits['angular'], 'speed_limits.angular'),
+        max_linear_accel=_positive(limits['linear_accel'], 'speed_limits.linear_accel'),
+        max_angular_accel=_positive(limits['angular_accel'], 'speed_limits.angular_accel'),
+        metal_detector=MetalDetectorGeometry(
+            frame=str(md['frame']), xyz=_vec(md['xyz'], 3, 'metal_detector.xyz'),
+            coil_radius=_positive(md['coil_radius'], 'metal_detector.coil_radius'),
+            coil_height=_positive(md['coil_height'], 'metal_detector.coil_height'),
+            coil_y=coil_y),
+        gpr=Mount(str(gpr['frame']), _vec(gpr['xyz'], 3, 'gpr.xyz')),
+        camera=CameraGeometry(
+            frame=str(cam['frame']), optical_frame=str(cam['optical_frame']),
+            xyz=_vec(cam['xyz'], 3, 'camera.xyz'), rpy=_vec(cam['rpy'], 3, 'camera.rpy'),
+            width=int(cam['width']), height=int(cam['height']),
+            horizontal_fov=_positive(cam['horizontal_fov'], 'camera.horizontal_fov')),
+        gnss=Mount(str(gnss['frame']), _vec(gnss['xyz'], 3, 'gnss.xyz')),
+        imu=Mount(str(imu['frame']), _vec(imu['xyz'], 3, 'imu.xyz')),
+        marker=MarkerGeometry(
+            frame=str(marker['frame']), slide_joint=str(marker['slide_joint']),
+            xyz=_vec(marker['xyz'], 3, 'marker.xyz'),
+            slide_limits=_vec(marker['slide_limits'], 2, 'marker.slide_limits')),
+    )
+    if geom.swath_width <= geom.wheels.track + geom.wheels.width:
+        raise RobotConfigError(
+            f'detector swath ({geom.swath_width:.2f} m) must be wider than the wheel track '
+            f'({geom.wheels.track + geom.wheels.width:.2f} m outer) so wheels roll on swept ground')
+    if geom.metal_detector.xyz[0] <= geom.wheels.wheelbase / 2.0:
+        raise RobotConfigError('the metal detector must be mounted ahead of the front wheels')
+    return geom
+
+
+def load_robot(path: str | Path | None = None) -> RobotGeometry:
+    """Load robot geometry from ``path`` (default: the package's config/robot.yaml)."""
+    path = Path(path) if path else resource('config', 'robot.yaml')
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RobotConfigError(f'cannot read robot config {path}: {exc}') from exc
+    return robot_from_dict(data)

@@ -1,0 +1,41 @@
+"""Process entry point shared by every node executable.
+
+``run_node(factory)`` initialises rclpy, builds the node (a ConfigError or other start-up
+validation error exits 1 with a clear message), spins a multi-threaded executor until Ctrl-C or
+shutdown, and tears down in order, so no spin thread outlives the interpreter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+STARTUP_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
+
+
+def run_node(factory: Callable[[], object], args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = factory()
+    except STARTUP_ERRORS as exc:
+        print(f'[{getattr(factory, "__name__", "node")}] fatal configuration error: {exc}',
+              file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close = getattr(node, 'close', None)
+        if callable(close):
+            close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,1 @@
+"""Mission layer: state machine, crash-safe records, marking planner, exports and reports."""

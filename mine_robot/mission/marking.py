@@ -1,0 +1,352 @@
+"""Marking: where to stop so the nozzle is over a target, and the fire/ack/retry sequence.
+
+The ``marker_nozzle`` rides on a lateral slide behind the detector array (config/robot.yaml:
+x = 0.62 m, slide limits ±0.55 m; the detector is 0.95 m ahead of base_link). The robot never
+turns to mark: it moves straight along its current lane heading — forward or backing up — so its
+wheels stay on ground the array has already swept, and the slide takes the lateral offset. A
+target beyond the slide's reach is deferred to the neighbouring lane (lanes overlap, so every
+point of the swath is within reach from some lane).
+
+:func:`plan_mark` is the geometry; :class:`MarkingSequence` is the pure, clock-driven sequence
+(stop, move along the lane, fire with a command id and duration, wait for the acknowledgement,
+retry, then a placed mark at the nozzle's *actual* position or a reported failure — never a silent
+skip). :func:`marking_policy` applies the clutter rule from the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+import itertools
+import math
+
+import numpy as np
+from shapely.geometry import Point, Polygon
+from shapely.ops import unary_union
+
+from mine_robot.robot import RobotGeometry
+
+HAZARD_CLASSES = ('mine', 'uxo', 'unknown')
+CLUTTER_POLICIES = ('not_marked', 'mark_distinct', 'mark')
+
+
+@dataclass(frozen=True)
+class MarkingConfig:
+    max_backup: float = 3.0          # m the robot may back up along its lane to reach a target
+    max_forward: float = 1.5         # m it may continue forward (also bounded by swept ground)
+    stop_tolerance: float = 0.03     # m along-lane error accepted at the stop pose
+    move_timeout: float = 20.0       # s to reach the stop pose before the mark is reported failed
+    approach_speed: float = 0.15     # m/s for the stop manoeuvre
+    wheel_clearance: float = 0.10    # m kept between any wheel patch and a known hazard
+    swept_tolerance: float = 0.02    # m of slack allowed when testing wheels against swept ground
+    ack_timeout: float = 2.0         # s to wait for the marker's acknowledgement
+    retries: int = 2                 # extra fire attempts after the first
+    hazard_mode: str = 'paint'
+    hazard_duration: float = 0.5     # s
+    clutter_policy: str = 'not_marked'   # not_marked | mark_distinct | mark
+    clutter_mode: str = 'flag'
+    clutter_duration: float = 0.3
+
+    def __post_init__(self):
+        if self.clutter_policy not in CLUTTER_POLICIES:
+            raise ValueError(f'clutter_policy must be one of {CLUTTER_POLICIES}, '
+                             f'got {self.clutter_policy!r}')
+        for name in ('max_backup', 'max_forward', 'stop_tolerance', 'move_timeout', 'approach_speed',
+                     'ack_timeout', 'hazard_duration', 'clutter_duration'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f'marking.{name} must be > 0, got {value!r}')
+        if self.retries < 0:
+            raise ValueError(f'marking.retries must be >= 0, got {self.retries!r}')
+
+
+@dataclass(frozen=True)
+class MarkDecision:
+    mark: bool
+    mode: str | None
+    duration: float
+    reason: str
+
+
+def marking_policy(classification: str, config: MarkingConfig) -> MarkDecision:
+    """Whether and how to mark a target of this class (hazards always; clutter by config)."""
+    if classification in HAZARD_CLASSES:
+        return MarkDecision(True, config.hazard_mode, config.hazard_duration,
+                            f'{classification}: hazard')
+    if classification == 'clutter':
+        if config.clutter_policy == 'not_marked':
+            return MarkDecision(False, None, 0.0, 'clutter: recorded, not marked (config)')
+        if config.clutter_policy == 'mark_distinct':
+            return MarkDecision(True, config.clutter_mode, config.clutter_duration,
+                                'clutter: marked distinctly (config)')
+        return MarkDecision(True, config.hazard_mode, config.hazard_duration,
+                            'clutter: marked like a hazard (config)')
+    raise ValueError(f'unknown target classification {classification!r}; '
+                     f'expected one of {(*HAZARD_CLASSES, "clutter")}')
+
+
+@dataclass(frozen=True)
+class MarkPlan:
+    feasible: bool
+    reason: str
+    target: tuple[float, float]
+    heading: float
+    travel: float = 0.0                      # m along the heading; negative = back up
+    slide: float = 0.0                       # slide offset (m, base_link y, relative to its zero)
+    stop_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    nozzle: tuple[float, float] = (0.0, 0.0)  # where the nozzle will be at the stop pose
+    defer: bool = False                      # True: mark from the neighbouring lane instead
+
+
+def nozzle_position(robot: RobotGeometry, pose, slide: float) -> tuple[float, float]:
+    """World (x, y) of the nozzle for robot pose (x, y, yaw) and slide offset."""
+    x, y, yaw = (float(v) for v in pose[:3])
+    nx, ny = robot.marker.xyz[0], robot.marker.xyz[1] + slide
+    c, s = math.cos(yaw), math.sin(yaw)
+    return (x + c * nx - s * ny, y + s * nx + c * ny)
+
+
+def _wheel_sweep(robot: RobotGeometry, start: np.ndarray, stop: np.ndarray, heading: float):
+    """Union of the ground every wheel patch touches moving straight from start to stop."""
+    c, s = math.cos(heading), math.sin(heading)
+    rot = np.array([[c, -s], [s, c]])
+    polys = []
+    for patch in robot.wheel_patches():
+        a = patch @ rot.T + start
+        b = patch @ rot.T + stop
+        polys.append(Polygon(np.vstack([a, b])).convex_hull)
+    return unary_union(polys)
+
+
+def plan_mark(robot: RobotGeometry, pose, target, config: MarkingConfig, *,
+              heading: float | None = None, swept=None,
+              hazards: Iterable[tuple[float, float]] = ()) -> MarkPlan:
+    """Plan the stop pose and slide offset that put the nozzle over ``target``.
+
+    ``pose`` is the robot (x, y, yaw) in ``map``; ``heading`` the lane direction (default: the
+    robot's yaw); ``swept`` the swept-ground polygon (shapely) — when given, every wheel patch
+    must stay on it for the whole manoeuvre; ``hazards`` are known targets (including this one)
+    no wheel may come within ``wheel_clearance`` of.
+    """
+    px, py = float(pose[0]), float(pose[1])
+    h = float(pose[2]) if heading is None else float(heading)
+    tx, ty = float(target[0]), float(target[1])
+    if not all(math.isfinite(v) for v in (px, py, h, tx, ty)):
+        raise ValueError(f'non-finite pose {pose!r} or target {target!r}')
+    u = np.array([math.cos(h), math.sin(h)])
+    n = np.array([-u[1], u[0]])
+    d = np.array([tx - px, ty - py])
+    along, lateral = float(d @ u), float(d @ n)
+    travel = along - robot.marker.xyz[0]
+    slide = lateral - robot.marker.xyz[1]
+    base = dict(target=(tx, ty), heading=h, travel=travel, slide=slide)
+    lo, hi = robot.marker.slide_limits
+    if not lo - 1e-9 <= slide <= hi + 1e-9:
+        return MarkPlan(False, f'target is {lateral:+.2f} m across the lane, beyond the slide '
+                               f'reach [{lo:+.2f}, {hi:+.2f}] m: mark it from the neighbouring lane',
+                        defer=True, **base)
+    slide = min(max(slide, lo), hi)
+    if travel < -config.max_backup:
+        return MarkPlan(False, f'target is {-travel:.2f} m behind the nozzle, more than max_backup '
+                               f'{config.max_backup:.2f} m', **base)
+    if travel > config.max_forward:
+        return MarkPlan(False, f'target is {travel:.2f} m ahead of the nozzle, more than max_forward '
+                               f'{config.max_forward:.2f} m', **base)
+    start = np.array([px, py])
+    stop = start + travel * u
+    sweep = _wheel_sweep(robot, start, stop, h)
+    if swept is not None and not swept.buffer(config.swept_tolerance).covers(sweep):
+        outside = sweep.difference(swept.buffer(config.swept_tolerance)).area
+        return MarkPlan(False, f'manoeuvre would put a wheel on unswept ground ({outside:.3f} m² '
+                               'outside the swept area)', **base)
+    for hx, hy in itertools.chain([(tx, ty)], hazards):
+        gap = sweep.distance(Point(hx, hy))
+        if gap < config.wheel_clearance:
+            return MarkPlan(False, f'manoeuvre would bring a wheel within {gap:.2f} m of the hazard at '
+                                   f'({hx:.2f}, {hy:.2f}); minimum {config.wheel_clearance:.2f} m',
+                            **base)
+    stop_pose = (float(stop[0]), float(stop[1]), h)
+    verb = 'back up' if travel < 0 else 'continue'
+    return MarkPlan(True, f'{verb} {abs(travel):.2f} m along the lane, slide {slide:+.2f} m',
+                    stop_pose=stop_pose, nozzle=nozzle_position(robot, stop_pose, slide),
+                    **{**base, 'slide': slide})
+
+
+# -- the sequence ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stop:
+    """Pause the lane follower and stand still."""
+
+
+@dataclass(frozen=True)
+class MoveAlong:
+    """Drive straight along ``heading`` to ``stop_pose`` (negative travel = reverse)."""
+    stop_pose: tuple[float, float, float]
+    travel: float
+    speed: float
+
+
+@dataclass(frozen=True)
+class Fire:
+    """Move the slide to ``slide`` and fire the marker; the driver acknowledges ``command_id``."""
+    command_id: int
+    slide: float
+    duration: float
+    mode: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The sequence is over (placed or failed): the follower may continue."""
+
+
+@dataclass(frozen=True)
+class MarkerAck:
+    """The marker driver's answer to a Fire command (``slide`` = measured slide position)."""
+    command_id: int
+    ok: bool
+    slide: float | None = None
+    error: str = ''
+
+
+@dataclass(frozen=True)
+class MarkOutcome:
+    target_id: str
+    status: str                     # 'marked' | 'failed' | 'not_marked'
+    t: float
+    x: float | None
+    y: float | None
+    target: tuple[float, float]
+    mode: str | None
+    attempts: int
+    reason: str
+
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class MarkingSequence:
+    """stop → move along the lane → fire → ack (retry on timeout/negative ack) → outcome.
+
+    Drive it with :meth:`start`, :meth:`update` (time and pose, e.g. on every odometry message)
+    and :meth:`on_ack`; each returns the actions to carry out. ``outcome`` is set exactly once.
+    """
+
+    robot: RobotGeometry
+    config: MarkingConfig
+    target_id: str
+    target: tuple[float, float]
+    classification: str = 'unknown'
+    heading: float | None = None
+    swept: object = None
+    hazards: tuple = ()
+    command_ids: Iterator[int] = field(default=_ids)
+    state: str = 'new'
+    outcome: MarkOutcome | None = None
+    plan: MarkPlan | None = None
+    attempts: int = 0
+    _deadline: float = 0.0
+    _command: Fire | None = None
+    _decision: MarkDecision | None = None
+    _heading: float = 0.0
+    _slide: float = 0.0
+
+    def start(self, now: float, pose) -> list:
+        if self.state != 'new':
+            raise RuntimeError(f'marking sequence for {self.target_id} already started')
+        self._decision = marking_policy(self.classification, self.config)
+        if not self._decision.mark:
+            self._finish(now, 'not_marked', None, self._decision.reason)
+            return []
+        self.plan = plan_mark(self.robot, pose, self.target, self.config, heading=self.heading,
+                              swept=self.swept, hazards=self.hazards)
+        self._heading = self.plan.heading
+        if not self.plan.feasible:
+            self._finish(now, 'failed', None, f'cannot reach: {self.plan.reason}')
+            return [Resume()]
+        self.state = 'moving'
+        self._deadline = now + self.config.move_timeout
+        if abs(self.plan.travel) <= self.config.stop_tolerance:
+            return [Stop(), *self._arrived(now, pose)]
+        return [Stop(), MoveAlong(self.plan.stop_pose, self.plan.travel, self.config.approach_speed)]
+
+    def update(self, now: float, pose) -> list:
+        if self.state == 'moving':
+            err = self._along_error(pose)
+            if abs(err) <= self.config.stop_tolerance:
+                return [Stop(), *self._arrived(now, pose)]
+            if now > self._deadline:
+                self._finish(now, 'failed', None, f'did not reach the stop pose within '
+                                                  f'{self.config.move_timeout:.0f} s ({err:+.2f} m off)')
+                return [Stop(), Resume()]
+            return []
+        if self.state == 'firing' and now > self._deadline:
+            return self._retry(now, pose, f'no acknowledgement within {self.config.ack_timeout:.1f} s')
+        return []
+
+    def on_ack(self, now: float, pose, ack: MarkerAck) -> list:
+        if self.state != 'firing' or self._command is None or ack.command_id != self._command.command_id:
+            return []  # stale or foreign acknowledgement
+        if not ack.ok:
+            return self._retry(now, pose, f'marker reported failure: {ack.error or "no reason"}')
+        slide = self._command.slide if ack.slide is None else float(ack.slide)
+        nx, ny = nozzle_position(self.robot, (pose[0], pose[1], pose[2]), slide)
+        err = math.hypot(nx - self.target[0], ny - self.target[1])
+        self._finish(now, 'marked', (nx, ny), f'{self._decision.reason}; nozzle {err:.3f} m from '
+                                              f'the target estimate, attempt {self.attempts}')
+        return [Resume()]
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _along_error(self, pose) -> float:
+        sx, sy, _ = self.plan.stop_pose
+        return (sx - float(pose[0])) * math.cos(self._heading) + (sy - float(pose[1])) * math.sin(
+            self._heading)
+
+    def _arrived(self, now: float, pose) -> list:
+        # re-solve the slide from the pose actually reached (absorbs stop and cross-track error)
+        lateral = ((self.target[0] - float(pose[0])) * -math.sin(self._heading)
+                   + (self.target[1] - float(pose[1])) * math.cos(self._heading))
+        lo, hi = self.robot.marker.slide_limits
+        slide = lateral - self.robot.marker.xyz[1]
+        if not lo - 0.02 <= slide <= hi + 0.02:
+            self._finish(now, 'failed', None, f'after stopping, target is {slide:+.2f} m across, '
+                                              'beyond the slide reach')
+            return [Resume()]
+        self._slide = min(max(slide, lo), hi)
+        return [self._fire(now)]
+
+    def _fire(self, now: float) -> Fire:
+        self.state = 'firing'
+        self.attempts += 1
+        self._deadline = now + self.config.ack_timeout
+        self._command = Fire(next(self.command_ids), self._slide, self._decision.duration,
+                             self._decision.mode, self.attempts)
+        return self._command
+
+    def _retry(self, now: float, pose, why: str) -> list:
+        if self.attempts <= self.config.retries:
+            return [self._fire(now)]
+        self._finish(now, 'failed', None, f'{why}; gave up after {self.attempts} attempt(s)')
+        return [Resume()]
+
+    def _finish(self, now: float, status: str, xy, reason: str) -> None:
+        self.state = 'done'
+        self.outcome = MarkOutcome(
+            self.target_id, status, float(now), None if xy is None else float(xy[0]),
+            None if xy is None else float(xy[1]), (float(self.target[0]), float(self.target[1])),
+            self._decision.mode if self._decision and status == 'marked' else None,
+            self.attempts, reason)
+
+
+def along_lane_command(pose, stop_pose, heading: float, speed: float,
+                       gain: float = 1.5, heading_gain: float = 2.0) -> tuple[float, float]:
+    """(v, w) that drives straight along ``heading`` to ``stop_pose``: proportional on the
+    along-lane error, limited to ``speed``, with a heading hold so the robot does not turn off
+    its lane. Reverse when the stop pose is behind."""
+    err = ((stop_pose[0] - pose[0]) * math.cos(heading) + (stop_pose[1] - pose[1]) * math.sin(heading))
+    v = max(-speed, min(speed, gain * err))
+    yaw_err = (heading - pose[2] + math.pi) % (2 * math.pi) - math.pi
+    return v, heading_gain * yaw_err

@@ -1,0 +1,204 @@
+"""Marking planner geometry and the fire/ack/retry sequence."""
+
+import itertools
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+import pytest
+from shapely.geometry import box
+
+from mine_robot.mission.marking import (
+    Fire,
+    MarkerAck,
+    MarkingConfig,
+    MarkingSequence,
+    MoveAlong,
+    Resume,
+    Stop,
+    along_lane_command,
+    marking_policy,
+    nozzle_position,
+    plan_mark,
+)
+from mine_robot.robot import load_robot
+
+ROBOT = load_robot()
+CFG = MarkingConfig()
+NOZZLE_X = ROBOT.marker.xyz[0]
+LO, HI = ROBOT.marker.slide_limits
+
+
+def lane_swept(x0=-10.0, x1=10.0, y=0.0):
+    """Swept ground of an east-going lane along y (swath 1.10 m) driven from x0 to x1."""
+    half = ROBOT.swath_width / 2
+    return box(x0, y - half, x1, y + half)
+
+
+def test_geometry_comes_from_robot_yaml():
+    assert NOZZLE_X == pytest.approx(0.62) and (LO, HI) == (-0.55, 0.55)
+    assert ROBOT.metal_detector.xyz[0] == pytest.approx(0.95)
+
+
+def test_target_just_under_the_detector_means_continue_forward():
+    # robot at origin heading east; the target is under the detector, 0.95 m ahead
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (0.95, 0.20), CFG, swept=lane_swept(x1=1.06))
+    assert plan.feasible, plan.reason
+    assert plan.travel == pytest.approx(0.95 - NOZZLE_X) and plan.slide == pytest.approx(0.20)
+    assert plan.nozzle == pytest.approx((0.95, 0.20))
+    assert plan.reason.startswith('continue')
+
+
+def test_target_confirmed_after_passing_requires_backing_up():
+    # heading north-east; target 0.2 m ahead of base_link along the lane, 0.5 m left
+    yaw = math.radians(40)
+    pose = (5.0, 2.0, yaw)
+    target = (5.0 + 0.2 * math.cos(yaw) - 0.5 * math.sin(yaw),
+              2.0 + 0.2 * math.sin(yaw) + 0.5 * math.cos(yaw))
+    plan = plan_mark(ROBOT, pose, target, CFG)
+    assert plan.feasible and plan.reason.startswith('back up')
+    assert plan.travel == pytest.approx(0.2 - NOZZLE_X)
+    assert plan.slide == pytest.approx(0.5)
+    assert plan.nozzle == pytest.approx(target, abs=1e-9)
+    assert plan.stop_pose[2] == yaw  # never turns
+
+
+@pytest.mark.parametrize('lateral,ok', [(0.55, True), (-0.55, True), (0.5501, False), (-0.56, False),
+                                        (0.0, True)])
+def test_slide_limits(lateral, ok):
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (1.0, lateral), CFG)
+    assert plan.feasible is ok
+    if not ok:
+        assert plan.defer and 'neighbouring lane' in plan.reason
+    else:
+        assert LO <= plan.slide <= HI and plan.nozzle == pytest.approx((1.0, lateral))
+
+
+def test_forward_onto_unswept_ground_is_refused():
+    # the lane was only swept up to x = 1.0 (detector front edge): going 1.3 m forward would put
+    # the front wheels beyond it
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (1.9, 0.0), CFG, swept=lane_swept(x1=1.0))
+    assert not plan.feasible and 'unswept ground' in plan.reason
+
+
+def test_backing_up_beyond_the_swept_start_is_refused_and_max_backup_applies():
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (-1.0, 0.0), CFG, swept=lane_swept(x0=-0.8))
+    assert not plan.feasible and 'unswept' in plan.reason
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (-5.0, 0.3), CFG)
+    assert not plan.feasible and 'max_backup' in plan.reason
+
+
+def test_wheels_never_brought_near_a_hazard():
+    # target in the left wheel track, already behind the front wheels: backing up over it
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (0.1, 0.30), CFG, swept=lane_swept())
+    assert not plan.feasible and 'within' in plan.reason and 'hazard' in plan.reason
+    # another known hazard behind the robot in the wheel track blocks backing up to this one
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (-0.2, 0.0), CFG, swept=lane_swept(),
+                     hazards=[(-1.0, -0.3)])
+    assert not plan.feasible and '(-1.00, -0.30)' in plan.reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.floats(-20, 20), y=st.floats(-20, 20), yaw=st.floats(-math.pi, math.pi),
+       along=st.floats(-2.0, 1.5), lateral=st.floats(-0.55, 0.55))
+def test_feasible_plans_put_the_nozzle_on_the_target(x, y, yaw, along, lateral):
+    c, s = math.cos(yaw), math.sin(yaw)
+    target = (x + c * along - s * lateral, y + s * along + c * lateral)
+    plan = plan_mark(ROBOT, (x, y, yaw), target, CFG)
+    if plan.feasible:
+        assert math.dist(plan.nozzle, target) < 1e-6
+        assert plan.stop_pose[2] == yaw
+        # stop pose lies on the line through the pose along the heading
+        dx, dy = plan.stop_pose[0] - x, plan.stop_pose[1] - y
+        assert abs(-s * dx + c * dy) < 1e-6
+    else:
+        assert plan.reason
+
+
+def test_policy_for_clutter_is_configurable():
+    assert marking_policy('mine', CFG).mark and marking_policy('uxo', CFG).mode == 'paint'
+    assert not marking_policy('clutter', CFG).mark
+    distinct = marking_policy('clutter', MarkingConfig(clutter_policy='mark_distinct'))
+    assert distinct.mark and distinct.mode == 'flag'
+    with pytest.raises(ValueError, match='clutter_policy'):
+        MarkingConfig(clutter_policy='paint_it_pink')
+    with pytest.raises(ValueError, match='unknown target classification'):
+        marking_policy('rock', CFG)
+
+
+def _drive_to(seq, pose, t):
+    """Move the simulated robot to the sequence's stop pose (with a small stop error)."""
+    sx, sy, yaw = seq.plan.stop_pose
+    return seq.update(t, (sx + 0.01, sy - 0.01, yaw)), (sx + 0.01, sy - 0.01, yaw)
+
+
+def test_sequence_marks_at_the_nozzles_actual_position():
+    seq = MarkingSequence(ROBOT, CFG, 'T1', (0.3, 0.45), 'mine', swept=lane_swept(),
+                          command_ids=itertools.count(100))
+    actions = seq.start(0.0, (0.0, 0.0, 0.0))
+    assert isinstance(actions[0], Stop) and isinstance(actions[1], MoveAlong)
+    assert actions[1].travel == pytest.approx(0.3 - NOZZLE_X)
+    assert seq.update(1.0, (0.0, 0.0, 0.0)) == []  # not there yet
+    actions, pose = _drive_to(seq, None, 2.0)
+    fire = actions[-1]
+    assert isinstance(fire, Fire) and fire.command_id == 100 and fire.mode == 'paint'
+    # slide re-solved from the pose actually reached: the 1 cm cross-track error is absorbed
+    assert fire.slide == pytest.approx(0.46)
+    assert seq.on_ack(2.1, pose, MarkerAck(99, True)) == []  # someone else's ack is ignored
+    # the slide actually went 1 cm short: the mark is recorded where the nozzle really was
+    actions = seq.on_ack(2.2, pose, MarkerAck(100, True, slide=fire.slide - 0.01))
+    assert isinstance(actions[0], Resume)
+    out = seq.outcome
+    assert out.status == 'marked' and out.attempts == 1 and out.mode == 'paint'
+    assert (out.x, out.y) == pytest.approx(nozzle_position(ROBOT, pose, fire.slide - 0.01))
+    # 1 cm along-lane stop error and 1 cm slide shortfall both show in the recorded position
+    assert math.dist((out.x, out.y), (0.3, 0.45)) == pytest.approx(math.hypot(0.01, 0.01))
+
+
+def test_actuator_that_never_acknowledges_is_retried_then_reported():
+    cfg = MarkingConfig(retries=2, ack_timeout=1.0)
+    seq = MarkingSequence(ROBOT, cfg, 'T2', (0.62, 0.0), 'uxo', command_ids=itertools.count(1))
+    actions = seq.start(0.0, (0.0, 0.0, 0.0))  # already at the stop pose: fire at once
+    fires = [a for a in actions if isinstance(a, Fire)]
+    t = 0.0
+    while seq.outcome is None:
+        t += 0.25
+        fires += [a for a in seq.update(t, (0.0, 0.0, 0.0)) if isinstance(a, Fire)]
+        assert t < 20
+    assert [f.command_id for f in fires] == [1, 2, 3] and [f.attempt for f in fires] == [1, 2, 3]
+    assert seq.outcome.status == 'failed' and seq.outcome.attempts == 3
+    assert 'no acknowledgement' in seq.outcome.reason and 'gave up after 3' in seq.outcome.reason
+    # fire at 0, timeouts noticed at 1.25 and 2.5 (refire), then at 3.75 the failure
+    assert t == pytest.approx(3.75)
+
+
+def test_negative_ack_is_retried_and_may_succeed():
+    seq = MarkingSequence(ROBOT, MarkingConfig(retries=1), 'T3', (0.62, 0.1), 'mine',
+                          command_ids=itertools.count(7))
+    fire = seq.start(0.0, (0.0, 0.0, 0.0))[-1]
+    retry = seq.on_ack(0.1, (0.0, 0.0, 0.0), MarkerAck(fire.command_id, False, error='nozzle clogged'))
+    assert isinstance(retry[0], Fire) and retry[0].command_id == 8
+    seq.on_ack(0.2, (0.0, 0.0, 0.0), MarkerAck(8, True))
+    assert seq.outcome.status == 'marked' and seq.outcome.attempts == 2
+
+
+def test_unreachable_and_clutter_targets_get_an_outcome_not_a_skip():
+    seq = MarkingSequence(ROBOT, CFG, 'T4', (0.62, 0.9), 'mine')
+    assert seq.start(0.0, (0.0, 0.0, 0.0)) == [Resume()]
+    assert seq.outcome.status == 'failed' and 'neighbouring lane' in seq.outcome.reason
+    seq = MarkingSequence(ROBOT, CFG, 'C1', (0.62, 0.0), 'clutter')
+    assert seq.start(0.0, (0.0, 0.0, 0.0)) == []
+    assert seq.outcome.status == 'not_marked' and 'config' in seq.outcome.reason
+    seq = MarkingSequence(ROBOT, MarkingConfig(move_timeout=5.0), 'T5', (0.0, 0.0), 'mine')
+    seq.start(0.0, (0.0, 0.0, 0.0))
+    assert seq.update(6.0, (0.0, 0.0, 0.0))[-1] == Resume()
+    assert 'did not reach the stop pose' in seq.outcome.reason
+    with pytest.raises(RuntimeError, match='already started'):
+        seq.start(7.0, (0.0, 0.0, 0.0))
+
+
+def test_along_lane_command_reverses_and_holds_heading():
+    v, w = along_lane_command((1.0, 0.0, 0.1), (0.5, 0.0, 0.0), 0.0, speed=0.15)
+    assert v == pytest.approx(-0.15) and w < 0
+    v, _ = along_lane_command((0.49, 0.0, 0.0), (0.5, 0.0, 0.0), 0.0, speed=0.15)
+    assert 0 < v < 0.05

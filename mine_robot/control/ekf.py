@@ -1,0 +1,250 @@
+"""Pose EKF in ``map``: state ``[x, y, yaw, v, w]`` (base_link position, heading, body speeds).
+
+Inputs, all plain numbers:
+- GNSS antenna position in ``map`` (the node converts NavSatFix lon/lat with
+  :class:`mine_robot.geo.LocalFrame`), its 2x2 east/north covariance and the fix status; the
+  antenna lever arm (``robot.gnss.xyz``) is part of the measurement model, so a mast offset from
+  base_link also makes heading observable;
+- wheel odometry body speeds ``v, w``;
+- IMU yaw rate (and, if the IMU provides it, absolute yaw).
+
+Motion model: constant speed and turn rate (unicycle), white acceleration noise. Without GNSS the
+position covariance grows with the process noise, so downstream consumers (the safety monitor's
+covariance watchdog) see RTK loss as a growing sigma. GNSS fixes are gated on the Mahalanobis
+distance of the innovation; after ``max_consecutive_rejections`` in a row the filter concludes
+that it is the estimate, not the receiver, that is wrong and re-seeds the position from GNSS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from mine_robot.geo import wrap_angle
+
+X, Y, YAW, V, W = range(5)
+STATUS_NO_FIX = -1  # sensor_msgs/NavSatStatus values
+STATUS_FIX, STATUS_SBAS_FIX, STATUS_GBAS_FIX = 0, 1, 2
+
+
+class EkfError(ValueError):
+    """Invalid EKF configuration or measurement."""
+
+
+@dataclass(frozen=True)
+class EkfConfig:
+    lever_arm: tuple[float, float] = (0.0, 0.0)   # GNSS antenna in base_link (x forward, y left)
+    accel_sigma: float = 0.5          # m/s^2, white linear acceleration noise
+    yaw_accel_sigma: float = 1.0      # rad/s^2, white angular acceleration noise
+    position_sigma_rate: float = 0.02  # m/sqrt(s), slip / unmodelled motion
+    yaw_sigma_rate: float = 0.01      # rad/sqrt(s), unmodelled heading drift
+    odom_v_sigma: float = 0.03        # m/s, wheel-odometry speed noise
+    odom_w_sigma: float = 0.10        # rad/s, skid-steer odometry turn rate (slip: poor)
+    imu_w_sigma: float = 0.01         # rad/s
+    gate_chi2: float = 13.8           # 2-dof chi-square at 99.9 %
+    max_consecutive_rejections: int = 20
+    default_fix_sigma: float = 2.5    # m, when a fix carries no covariance
+    min_fix_sigma: float = 0.005      # m, floor on reported GNSS sigma (receivers are optimistic)
+    initial_yaw_sigma: float = math.pi
+    max_predict_step: float = 0.1     # s, long gaps are integrated in sub-steps
+
+    def __post_init__(self):
+        for name in ('accel_sigma', 'yaw_accel_sigma', 'odom_v_sigma', 'odom_w_sigma', 'imu_w_sigma',
+                     'gate_chi2', 'default_fix_sigma', 'min_fix_sigma', 'initial_yaw_sigma',
+                     'max_predict_step'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise EkfError(f'EkfConfig.{name} must be > 0, got {value!r}')
+        if self.position_sigma_rate < 0 or self.yaw_sigma_rate < 0:
+            raise EkfError('EkfConfig sigma rates must be >= 0')
+        if self.max_consecutive_rejections < 1:
+            raise EkfError('EkfConfig.max_consecutive_rejections must be >= 1')
+
+
+@dataclass(frozen=True)
+class GnssResult:
+    accepted: bool
+    reason: str               # 'accepted' | 'initialised' | 'no fix' | 'outlier' | 'reseeded' | 'stale'
+    mahalanobis2: float = 0.0
+
+
+class PoseEkf:
+    """Extended Kalman filter; call ``predict(t)`` implicitly through the ``update_*`` methods."""
+
+    def __init__(self, config: EkfConfig | None = None):
+        self.config = config or EkfConfig()
+        self.x = np.zeros(5)
+        self.P = np.diag([1e6, 1e6, self.config.initial_yaw_sigma ** 2, 1.0, 1.0])
+        self.t: float | None = None
+        self.position_initialised = False
+        self.yaw_initialised = False
+        self.gnss_accepted = 0
+        self.gnss_rejected = 0
+        self.consecutive_rejections = 0
+        self.last_gnss_time: float | None = None
+
+    # ----------------------------------------------------------------- state management
+    @property
+    def initialised(self) -> bool:
+        return self.position_initialised
+
+    def initialise(self, x: float, y: float, yaw: float, t: float, position_sigma: float = 0.05,
+                   yaw_sigma: float = 0.05) -> None:
+        """Seed the filter with a known pose (e.g. the start pose of a surveyed launch point)."""
+        self.x[:] = [x, y, yaw, 0.0, 0.0]
+        self.P = np.diag([position_sigma ** 2, position_sigma ** 2, yaw_sigma ** 2, 0.01, 0.01])
+        self.t = float(t)
+        self.position_initialised = True
+        self.yaw_initialised = True
+
+    def pose_sigma(self) -> float:
+        """1-sigma position uncertainty (m): sqrt of the largest eigenvalue of the xy covariance."""
+        return float(math.sqrt(max(np.linalg.eigvalsh(self.P[:2, :2]).max(), 0.0)))
+
+    def yaw_sigma(self) -> float:
+        return float(math.sqrt(max(self.P[YAW, YAW], 0.0)))
+
+    # ----------------------------------------------------------------- prediction
+    def predict(self, t: float) -> None:
+        if self.t is None:
+            self.t = float(t)
+            return
+        dt = float(t) - self.t
+        if dt <= 0.0:
+            return  # out-of-order or duplicate stamps: fuse at the current state time
+        steps = max(1, math.ceil(dt / self.config.max_predict_step))
+        for _ in range(steps):
+            self._predict_step(dt / steps)
+        self.t = float(t)
+
+    def _predict_step(self, dt: float) -> None:
+        c = self.config
+        x, y, yaw, v, w = self.x
+        cy, sy = math.cos(yaw), math.sin(yaw)
+        self.x = np.array([x + v * cy * dt, y + v * sy * dt, float(wrap_angle(yaw + w * dt)), v, w])
+        F = np.eye(5)
+        F[X, YAW], F[X, V] = -v * sy * dt, cy * dt
+        F[Y, YAW], F[Y, V] = v * cy * dt, sy * dt
+        F[YAW, W] = dt
+        G = np.array([[0.5 * dt * dt * cy, 0.0], [0.5 * dt * dt * sy, 0.0], [0.0, 0.5 * dt * dt],
+                      [dt, 0.0], [0.0, dt]])
+        Q = G @ np.diag([c.accel_sigma ** 2, c.yaw_accel_sigma ** 2]) @ G.T
+        Q += np.diag([c.position_sigma_rate ** 2 * dt, c.position_sigma_rate ** 2 * dt,
+                      c.yaw_sigma_rate ** 2 * dt, 0.0, 0.0])
+        self.P = F @ self.P @ F.T + Q
+
+    def _update(self, innovation: np.ndarray, H: np.ndarray, R: np.ndarray) -> None:
+        S = H @ self.P @ H.T + R
+        K = self.P @ H.T @ np.linalg.inv(S)
+        self.x = self.x + K @ innovation
+        self.x[YAW] = float(wrap_angle(self.x[YAW]))
+        IKH = np.eye(5) - K @ H
+        self.P = IKH @ self.P @ IKH.T + K @ R @ K.T   # Joseph form keeps P symmetric positive
+        self.P = 0.5 * (self.P + self.P.T)
+
+    # ----------------------------------------------------------------- measurements
+    def antenna_position(self) -> np.ndarray:
+        lx, ly = self.config.lever_arm
+        x, y, yaw = self.x[:3]
+        return np.array([x + lx * math.cos(yaw) - ly * math.sin(yaw),
+                         y + lx * math.sin(yaw) + ly * math.cos(yaw)])
+
+    def update_gnss(self, t: float, east: float, north: float, cov: np.ndarray | None,
+                    status: int = STATUS_GBAS_FIX) -> GnssResult:
+        """Fuse one antenna fix in ``map`` with its 2x2 covariance (None: unknown)."""
+        c = self.config
+        if status < STATUS_FIX or not (math.isfinite(east) and math.isfinite(north)):
+            return GnssResult(False, 'no fix')
+        R = self._fix_covariance(cov)
+        lx, ly = c.lever_arm
+        if not self.position_initialised:
+            yaw = self.x[YAW]
+            self.x[X] = east - (lx * math.cos(yaw) - ly * math.sin(yaw))
+            self.x[Y] = north - (lx * math.sin(yaw) + ly * math.cos(yaw))
+            self.P[:2, :2] = R + np.eye(2) * (lx * lx + ly * ly)
+            self.P[:2, 2:] = 0.0
+            self.P[2:, :2] = 0.0
+            self.t = float(t) if self.t is None else max(self.t, float(t))
+            self.position_initialised = True
+            self._accept(t)
+            return GnssResult(True, 'initialised')
+        self.predict(t)
+        yaw = self.x[YAW]
+        H = np.zeros((2, 5))
+        H[0, X] = H[1, Y] = 1.0
+        H[0, YAW] = -lx * math.sin(yaw) - ly * math.cos(yaw)
+        H[1, YAW] = lx * math.cos(yaw) - ly * math.sin(yaw)
+        innovation = np.array([east, north]) - self.antenna_position()
+        S = H @ self.P @ H.T + R
+        d2 = float(innovation @ np.linalg.solve(S, innovation))
+        if d2 > c.gate_chi2:
+            self.gnss_rejected += 1
+            self.consecutive_rejections += 1
+            if self.consecutive_rejections < c.max_consecutive_rejections:
+                return GnssResult(False, 'outlier', d2)
+            # The receiver has disagreed for a long run: the estimate has drifted. Re-seed.
+            self.x[X] += innovation[0]
+            self.x[Y] += innovation[1]
+            self.P[:2, :2] = R + np.eye(2) * (lx * lx + ly * ly)
+            self.P[:2, 2:] = 0.0
+            self.P[2:, :2] = 0.0
+            self._accept(t)
+            return GnssResult(True, 'reseeded', d2)
+        self._update(innovation, H, R)
+        self._accept(t)
+        return GnssResult(True, 'accepted', d2)
+
+    def _accept(self, t: float) -> None:
+        self.gnss_accepted += 1
+        self.consecutive_rejections = 0
+        self.last_gnss_time = float(t)
+
+    def _fix_covariance(self, cov) -> np.ndarray:
+        c = self.config
+        if cov is None:
+            return np.eye(2) * c.default_fix_sigma ** 2
+        R = np.asarray(cov, dtype=float).reshape(2, 2)
+        if not np.all(np.isfinite(R)):
+            raise EkfError(f'GNSS covariance is not finite: {R.tolist()}')
+        R = 0.5 * (R + R.T)
+        floor = c.min_fix_sigma ** 2
+        evals, evecs = np.linalg.eigh(R)
+        return evecs @ np.diag(np.maximum(evals, floor)) @ evecs.T
+
+    def update_odometry(self, t: float, v: float, w: float) -> None:
+        """Fuse wheel-odometry body speeds (m/s, rad/s)."""
+        if not (math.isfinite(v) and math.isfinite(w)):
+            raise EkfError(f'odometry speeds are not finite: v={v}, w={w}')
+        self.predict(t)
+        H = np.zeros((2, 5))
+        H[0, V] = H[1, W] = 1.0
+        R = np.diag([self.config.odom_v_sigma ** 2, self.config.odom_w_sigma ** 2])
+        self._update(np.array([v, w]) - self.x[[V, W]], H, R)
+
+    def update_yaw_rate(self, t: float, w: float, sigma: float | None = None) -> None:
+        """Fuse an IMU yaw rate (rad/s)."""
+        if not math.isfinite(w):
+            raise EkfError(f'IMU yaw rate is not finite: {w}')
+        self.predict(t)
+        H = np.zeros((1, 5))
+        H[0, W] = 1.0
+        s = sigma if sigma and sigma > 0 else self.config.imu_w_sigma
+        self._update(np.array([w - self.x[W]]), H, np.array([[s * s]]))
+
+    def update_yaw(self, t: float, yaw: float, sigma: float) -> None:
+        """Fuse an absolute heading (IMU orientation with a magnetometer, dual antenna, ...)."""
+        if not (math.isfinite(yaw) and math.isfinite(sigma) and sigma > 0):
+            raise EkfError(f'bad yaw measurement: yaw={yaw}, sigma={sigma}')
+        self.predict(t)
+        if not self.yaw_initialised:
+            self.x[YAW] = float(wrap_angle(yaw))
+            self.P[YAW, :] = 0.0
+            self.P[:, YAW] = 0.0
+            self.P[YAW, YAW] = sigma * sigma
+            self.yaw_initialised = True
+            return
+        H = np.zeros((1, 5))
+        H[0, YAW] = 1.0
+        self._update(np.array([float(wrap_angle(yaw - self.x[YAW]))]), H, np.array([[sigma * sigma]]))

@@ -1,0 +1,298 @@
+"""Path follower for a skid-steer robot: Stanley-class tracking on straight legs, point turns at
+corners, a speed profile per segment role, pause/resume at a path index and a progress report.
+
+The path is the concatenation of the plan's segments (``lane`` and ``transit``, in order). It is
+split into *legs* at every vertex where the heading turns by more than ``corner_angle``; a leg is
+driven with
+
+    w = heading_gain * wrap(theta_path - atan2(cross_track_gain * e, v + softening_speed) - yaw)
+
+(``e`` = signed cross-track error, left positive) and ends with a stop on the corner, where the
+robot turns in place to the next leg's heading. Speed follows the role of the segment being driven
+(``sweep_speed`` on lanes, ``transit_speed`` on transits), ramps with ``linear_accel`` and brakes
+to stop exactly on corners, pause points and the end: ``v <= sqrt(2 * linear_decel * d)``.
+
+Progress is tracked monotonically along the current leg only (a search window around the last
+projection), so the robot never "jumps" to a neighbouring parallel lane that is closer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from mine_robot.geo import wrap_angle
+
+
+class FollowerError(ValueError):
+    """An empty/degenerate path or an invalid follower configuration."""
+
+
+@dataclass(frozen=True)
+class FollowerConfig:
+    sweep_speed: float = 0.3          # m/s on lanes
+    transit_speed: float = 0.4        # m/s on transits
+    max_angular: float = 0.6          # rad/s
+    linear_accel: float = 0.3         # m/s^2
+    linear_decel: float = 0.3         # m/s^2 (braking into corners and pause points)
+    angular_accel: float = 1.2        # rad/s^2
+    heading_gain: float = 2.5         # 1/s
+    cross_track_gain: float = 2.0     # Stanley gain, 1/s
+    softening_speed: float = 0.1      # m/s
+    corner_angle: float = 0.35        # rad; sharper vertices are point turns
+    turn_tolerance: float = 0.02      # rad; point turn done
+    turn_gain: float = 2.0            # 1/s
+    min_turn_rate: float = 0.05       # rad/s, so a point turn always finishes
+    align_angle: float = 0.5          # rad; heading error above which the robot stops and turns
+    goal_tolerance: float = 0.02      # m; leg end reached
+    search_window: float = 0.6        # m around the last progress for the projection
+    max_cross_track: float = 0.5      # m; beyond this the follower stops with a fault
+
+    def __post_init__(self):
+        for name, value in self.__dict__.items():
+            if not (math.isfinite(value) and value > 0):
+                raise FollowerError(f'FollowerConfig.{name} must be > 0, got {value!r}')
+
+
+@dataclass(frozen=True)
+class Progress:
+    index: int                 # path vertex index the robot has passed (edge start)
+    distance: float            # m along the whole path
+    cross_track: float         # m, signed, left of the path positive
+    heading_error: float       # rad
+    segment: int               # index of the plan segment being driven
+    role: str                  # 'lane' | 'transit'
+    leg: int
+    state: str                 # 'align' | 'track' | 'turn' | 'paused' | 'done' | 'fault'
+    remaining: float           # m to the end of the path
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Command:
+    v: float
+    w: float
+    progress: Progress
+    fault: str = ''
+
+
+class FollowPath:
+    """A polyline with a role and a segment number per edge, split into legs at corners."""
+
+    def __init__(self, points: np.ndarray, roles: Sequence[str], segments: Sequence[int],
+                 corner_angle: float = 0.35):
+        pts = np.asarray(points, dtype=float)
+        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
+            raise FollowerError(f'a path needs at least 2 points of (x, y), got shape {pts.shape}')
+        if not np.all(np.isfinite(pts)):
+            raise FollowerError('path has non-finite coordinates')
+        if len(roles) != len(pts) - 1 or len(segments) != len(pts) - 1:
+            raise FollowerError('roles/segments must give one value per path edge')
+        keep = np.r_[True, np.linalg.norm(np.diff(pts, axis=0), axis=1) > 1e-6]
+        edge_keep = keep[1:]
+        self.points = pts[keep]
+        if len(self.points) < 2:
+            raise FollowerError('path has zero length')
+        self.roles = [r for r, k in zip(roles, edge_keep) if k]
+        self.segments = [int(s) for s, k in zip(segments, edge_keep) if k]
+        # original (input) vertex index of each kept vertex, for progress in the caller's indices
+        self.source_index = np.flatnonzero(keep)
+        d = np.diff(self.points, axis=0)
+        self.edge_len = np.linalg.norm(d, axis=1)
+        self.edge_dir = d / self.edge_len[:, None]
+        self.edge_heading = np.arctan2(d[:, 1], d[:, 0])
+        self.cum = np.r_[0.0, np.cumsum(self.edge_len)]
+        self.length = float(self.cum[-1])
+        turns = np.abs(wrap_angle(np.diff(self.edge_heading)))
+        corners = np.flatnonzero(turns > corner_angle) + 1   # vertex indices
+        bounds = [0, *corners.tolist(), len(self.points) - 1]
+        self.legs = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]  # vertex ranges
+
+    @classmethod
+    def from_segments(cls, segments: Sequence[tuple[str, np.ndarray]],
+                      corner_angle: float = 0.35) -> FollowPath:
+        """Concatenate ``(role, (n, 2) points)`` segments (consecutive duplicates are merged)."""
+        pts, roles, segs = [], [], []
+        for k, (role, points) in enumerate(segments):
+            p = np.asarray(points, dtype=float).reshape(-1, 2)
+            if role not in ('lane', 'transit'):
+                raise FollowerError(f"segment {k}: role must be 'lane' or 'transit', got {role!r}")
+            if len(p) == 0:
+                continue
+            start = 0 if not pts else 1 if np.allclose(pts[-1], p[0]) else 0
+            if pts and start == 0:
+                roles.append('transit')  # connect disjoint segments with a transit edge
+                segs.append(k)
+            for q in p[start:]:
+                if pts:
+                    roles.append(role)
+                    segs.append(k)
+                pts.append(q)
+        if len(pts) < 2:
+            raise FollowerError('the plan has fewer than 2 path points')
+        return cls(np.array(pts), roles, segs, corner_angle)
+
+    @classmethod
+    def from_plan(cls, plan, corner_angle: float = 0.35) -> FollowPath:
+        """From a ``mine_robot.planning.plan.CoveragePlan`` (segments with role and points)."""
+        return cls.from_segments([(s.role, s.points) for s in plan.segments], corner_angle)
+
+    def edge_at(self, s: float) -> int:
+        return int(np.clip(np.searchsorted(self.cum, s, side='right') - 1, 0, len(self.edge_len) - 1))
+
+    def index_of_distance(self, s: float) -> int:
+        return int(self.source_index[self.edge_at(s)])
+
+    def distance_of_index(self, index: int) -> float:
+        """Distance along the path of input vertex ``index``."""
+        if index < 0 or index > self.source_index[-1]:
+            raise FollowerError(f'path index {index} is outside 0..{int(self.source_index[-1])}')
+        kept = int(np.searchsorted(self.source_index, index, side='right') - 1)
+        return float(self.cum[kept])
+
+    def project(self, x: float, y: float, v0: int, v1: int, s_lo: float, s_hi: float):
+        """Closest point on vertices v0..v1 within [s_lo, s_hi]: (s, cross_track, edge)."""
+        best = (math.inf, 0.0, 0.0, v0)
+        p = np.array([x, y])
+        for e in range(v0, v1):
+            if self.cum[e + 1] < s_lo or self.cum[e] > s_hi:
+                continue
+            rel = p - self.points[e]
+            along = float(np.clip(rel @ self.edge_dir[e], max(0.0, s_lo - self.cum[e]),
+                                  min(self.edge_len[e], s_hi - self.cum[e])))
+            foot = self.points[e] + along * self.edge_dir[e]
+            dist = float(np.hypot(*(p - foot)))
+            if dist < best[0]:
+                cross = float(self.edge_dir[e][0] * rel[1] - self.edge_dir[e][1] * rel[0])
+                best = (dist, self.cum[e] + along, cross, e)
+        return best[1], best[2], best[3]
+
+
+class PathFollower:
+    """Stateful controller: ``step(t, x, y, yaw)`` -> :class:`Command` every control period."""
+
+    def __init__(self, path: FollowPath, config: FollowerConfig | None = None):
+        self.path = path
+        self.config = config or FollowerConfig()
+        self.leg = 0
+        self.s = 0.0
+        self.state = 'align'
+        self.pause_distance: float | None = None
+        self.paused = False
+        self._v = 0.0
+        self._w = 0.0
+        self._t: float | None = None
+        self.fault = ''
+
+    # ---------------------------------------------------------------- pause / resume
+    def pause(self) -> None:
+        """Stop as soon as braking allows and hold until ``resume()``."""
+        self.paused = True
+
+    def pause_at(self, index: int) -> None:
+        """Brake to a stop exactly on input vertex ``index`` and hold until ``resume()``."""
+        self.pause_distance = self.path.distance_of_index(index)
+
+    def resume(self) -> None:
+        self.paused = False
+        self.pause_distance = None
+        if self.state == 'paused':
+            self.state = 'track'
+
+    # ---------------------------------------------------------------- control
+    def _ramp(self, v: float, w: float, dt: float) -> tuple[float, float]:
+        c = self.config
+        if dt > 0:
+            dv = v - self._v
+            limit = (c.linear_accel if abs(v) > abs(self._v) else c.linear_decel) * dt
+            v = self._v + float(np.clip(dv, -limit, limit))
+            w = self._w + float(np.clip(w - self._w, -c.angular_accel * dt, c.angular_accel * dt))
+        self._v, self._w = v, w
+        return v, w
+
+    def _progress(self, cross: float, heading_error: float) -> Progress:
+        e = self.path.edge_at(self.s)
+        return Progress(index=self.path.index_of_distance(self.s), distance=self.s, cross_track=cross,
+                        heading_error=heading_error, segment=self.path.segments[e],
+                        role=self.path.roles[e], leg=self.leg, state=self.state,
+                        remaining=max(self.path.length - self.s, 0.0))
+
+    def step(self, t: float, x: float, y: float, yaw: float) -> Command:
+        c, path = self.config, self.path
+        dt = 0.0 if self._t is None else max(float(t) - self._t, 0.0)
+        self._t = float(t)
+        if self.state in ('done', 'fault'):
+            self._v = self._w = 0.0
+            return Command(0.0, 0.0, self._progress(0.0, 0.0), self.fault)
+        v0, v1 = path.legs[self.leg]
+        s, cross, edge = path.project(x, y, v0, v1, self.s - c.search_window, self.s + c.search_window)
+        self.s = max(self.s, s)
+        leg_end = float(path.cum[v1])
+        heading = float(path.edge_heading[edge])
+        heading_error = float(wrap_angle(heading - yaw))
+        if abs(cross) > c.max_cross_track:
+            self.state = 'fault'
+            self.fault = f'cross-track error {cross:+.2f} m exceeds {c.max_cross_track:.2f} m'
+            self._v = self._w = 0.0
+            return Command(0.0, 0.0, self._progress(cross, heading_error), self.fault)
+
+        # Leg finished? (within tolerance of the corner, or past it along the last edge)
+        past = float((np.array([x, y]) - path.points[v1]) @ path.edge_dir[v1 - 1])
+        if self.state in ('track', 'align') and (leg_end - self.s < c.goal_tolerance or past > 0.0):
+            self.s = leg_end
+            if self.leg == len(path.legs) - 1:
+                self.state = 'done'
+                self._v = self._w = 0.0
+                return Command(0.0, 0.0, self._progress(cross, heading_error))
+            self.leg += 1
+            self.state = 'turn'
+            v0, v1 = path.legs[self.leg]
+            heading = float(path.edge_heading[v0])
+            heading_error = float(wrap_angle(heading - yaw))
+
+        if self.state == 'paused' or (self.paused and abs(self._v) < 1e-3 and self.state != 'turn'):
+            self.state = 'paused'
+            v, w = self._ramp(0.0, 0.0, dt)
+            return Command(v, w, self._progress(cross, heading_error))
+
+        if self.state in ('turn', 'align'):
+            if self.state == 'align' and abs(heading_error) <= c.align_angle:
+                self.state = 'track'
+            elif abs(heading_error) <= c.turn_tolerance:
+                self.state = 'track'
+            else:
+                w = float(np.clip(c.turn_gain * heading_error, -c.max_angular, c.max_angular))
+                w = math.copysign(max(abs(w), c.min_turn_rate), w)
+                v, w = self._ramp(0.0, w, dt)
+                if abs(heading_error) < 0.1:   # do not overshoot through the ramp
+                    self._w = w = float(np.clip(w, -abs(c.turn_gain * heading_error) - c.min_turn_rate,
+                                                abs(c.turn_gain * heading_error) + c.min_turn_rate))
+                return Command(v, w, self._progress(cross, heading_error))
+
+        # Tracking a leg.
+        if abs(heading_error) > c.align_angle:
+            self.state = 'turn'
+            v, w = self._ramp(0.0, float(np.clip(c.turn_gain * heading_error, -c.max_angular,
+                                                  c.max_angular)), dt)
+            return Command(v, w, self._progress(cross, heading_error))
+        role_speed = c.sweep_speed if path.roles[edge] == 'lane' else c.transit_speed
+        stop_at = leg_end
+        if self.pause_distance is not None and self.pause_distance >= self.s - c.goal_tolerance:
+            stop_at = min(stop_at, self.pause_distance)
+            if stop_at - self.s < c.goal_tolerance:
+                self.paused = True
+        braking = math.sqrt(2.0 * c.linear_decel * max(stop_at - self.s, 0.0))
+        v_ref = min(role_speed, braking) * max(math.cos(heading_error), 0.0)
+        if self.paused:
+            v_ref = 0.0
+        desired = heading - math.atan2(c.cross_track_gain * cross, abs(self._v) + c.softening_speed)
+        w = float(np.clip(c.heading_gain * wrap_angle(desired - yaw), -c.max_angular, c.max_angular))
+        v, w = self._ramp(v_ref, w, dt)
+        if self.paused and abs(v) < 1e-3:
+            self.state = 'paused'
+        return Command(v, w, self._progress(cross, heading_error))

@@ -1,0 +1,346 @@
+"""Safety rules, each usable on its own, and :class:`SafetyMonitor` that combines them.
+
+Rules (every stop carries a ``Reason(rule, message)``):
+- ``estop``: latched; set by an asserted e-stop, cleared only by ``EstopLatch.reset()`` (the node's
+  reset service) and only once the e-stop request is released.
+- ``geofence`` / ``no_go``: the robot footprint, rolled forward over ``horizon`` seconds with the
+  command about to be executed (and with the current estimated motion), may not leave
+  search area + safe-access ground nor enter a no-go zone.
+- ``swept_ground``: the wheel contact patches on the same predicted poses may not roll onto ground
+  that is neither swept by the detector (``CoverageTracker.swept()``) nor declared safe.
+- ``pose_stale`` / ``pose_covariance``: no pose for ``pose_timeout`` s, or its 1-sigma position
+  uncertainty above ``max_pose_sigma`` (RTK lost).
+- ``input_stale``: a command input that was moving the robot went silent.
+- ``sensor_silent``: a sensor the mission needs stopped publishing.
+Speed and acceleration limits are enforced where the command is produced, in the mux
+(:class:`mine_robot.control.mux.VelocityLimiter`).
+
+Motion rules compare the predicted poses with the current one: a command is stopped when it makes a
+violation *worse* (more footprint area outside the allowed ground). A robot that somehow ended up
+outside may therefore still be driven back in, but not further out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+from shapely.ops import unary_union
+
+AREA_EPS = 1e-4   # m^2; smaller changes of violating area are numerical noise
+
+
+class SafetyError(ValueError):
+    """Invalid safety configuration."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f'{self.rule}: {self.message}'
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    horizon: float = 1.0              # s of motion predicted
+    horizon_step: float = 0.1         # s between predicted poses
+    min_lookahead: float = 0.03       # m; also check a pose this far ahead when creeping
+    pose_timeout: float = 0.5         # s
+    max_pose_sigma: float = 0.10      # m, 1-sigma
+    input_timeout: float = 0.5        # s, for an input whose last command moved the robot
+    moving_epsilon: float = 1e-3      # m/s or rad/s considered "moving"
+    estop_enabled: bool = True
+    geofence_enabled: bool = True
+    swept_ground_enabled: bool = True
+    pose_watchdog_enabled: bool = True
+    input_watchdog_enabled: bool = True
+    sensor_watchdog_enabled: bool = True
+
+    def __post_init__(self):
+        for name in ('horizon', 'horizon_step', 'min_lookahead', 'pose_timeout', 'max_pose_sigma',
+                     'input_timeout', 'moving_epsilon'):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise SafetyError(f'SafetyConfig.{name} must be > 0, got {value!r}')
+        if self.horizon_step > self.horizon:
+            raise SafetyError('SafetyConfig.horizon_step must not exceed horizon')
+
+
+# ------------------------------------------------------------------------------ geometry helpers
+def predict_poses(x: float, y: float, yaw: float, v: float, w: float, horizon: float, step: float,
+                  min_lookahead: float = 0.0) -> np.ndarray:
+    """(k, 3) poses along the constant-(v, w) arc at step, 2*step, ... horizon (exact unicycle)."""
+    ts = np.arange(step, horizon + 1e-9, step)
+    if min_lookahead > 0 and 0 < abs(v) * horizon < min_lookahead:
+        ts = np.r_[ts, min_lookahead / abs(v)]
+    yaws = yaw + w * ts
+    if abs(w) > 1e-9:
+        xs = x + v / w * (np.sin(yaws) - math.sin(yaw))
+        ys = y - v / w * (np.cos(yaws) - math.cos(yaw))
+    else:
+        xs = x + v * ts * math.cos(yaw)
+        ys = y + v * ts * math.sin(yaw)
+    return np.column_stack([xs, ys, yaws])
+
+
+def place(local: np.ndarray, pose) -> np.ndarray:
+    """Transform (n, 2) base_link points to map at pose (x, y, yaw)."""
+    c, s = math.cos(pose[2]), math.sin(pose[2])
+    return local @ np.array([[c, s], [-s, c]]) + np.array([pose[0], pose[1]])
+
+
+def footprint_polygon(footprint: np.ndarray, pose) -> Polygon:
+    return Polygon(place(footprint, pose))
+
+
+def wheels_geometry(patches: np.ndarray, pose):
+    return shapely.MultiPolygon([Polygon(place(p, pose)) for p in patches])
+
+
+# ------------------------------------------------------------------------------ rules
+class EstopLatch:
+    """Latched e-stop. ``request(True)`` latches; ``reset()`` clears only when released."""
+
+    def __init__(self):
+        self.latched = False
+        self.asserted = False
+        self.reset_count = 0
+        self.reason = ''
+
+    def request(self, asserted: bool, source: str = 'estop topic') -> None:
+        self.asserted = bool(asserted)
+        if asserted:
+            self.latched = True
+            self.reason = f'e-stop asserted ({source})'
+
+    def reset(self) -> tuple[bool, str]:
+        if self.asserted:
+            return False, 'e-stop is still asserted: release it before resetting'
+        if not self.latched:
+            return True, 'e-stop was not latched'
+        self.latched = False
+        self.reset_count += 1
+        self.reason = ''
+        return True, 'e-stop reset'
+
+
+class Geofence:
+    """Footprint inside search area + safe ground and outside every no-go zone."""
+
+    def __init__(self, search, safe: Iterable = (), no_go: Iterable = ()):
+        self.allowed = unary_union([search, *safe])
+        if self.allowed.is_empty:
+            raise SafetyError('geofence: the allowed area (search + safe) is empty')
+        self.no_go = unary_union(list(no_go)) if no_go else Polygon()
+        shapely.prepare(self.allowed)
+        if not self.no_go.is_empty:
+            shapely.prepare(self.no_go)
+
+    @classmethod
+    def from_area(cls, area) -> Geofence:
+        """From ``mine_robot.planning.area.SearchArea`` (search, safe, no_go polygons)."""
+        return cls(area.search, area.safe, area.no_go)
+
+    def outside(self, poly: Polygon) -> float:
+        return 0.0 if self.allowed.contains(poly) else float(poly.difference(self.allowed).area)
+
+    def in_no_go(self, poly: Polygon) -> float:
+        if self.no_go.is_empty or not self.no_go.intersects(poly):
+            return 0.0
+        return float(poly.intersection(self.no_go).area)
+
+
+class SweptGroundRule:
+    """Wheel patches must stay on swept or safe ground. ``set_swept`` as the tracker grows."""
+
+    def __init__(self, patches: np.ndarray, safe: Iterable = ()):
+        self.patches = np.asarray(patches, dtype=float)
+        self.safe = unary_union(list(safe)) if safe else Polygon()
+        self.ground = self.safe
+        shapely.prepare(self.ground)
+
+    def set_swept(self, swept) -> None:
+        self.ground = unary_union([self.safe, swept]) if swept is not None else self.safe
+        shapely.prepare(self.ground)
+
+    def unswept(self, pose) -> float:
+        wheels = wheels_geometry(self.patches, pose)
+        if self.ground.is_empty:
+            return float(wheels.area)
+        return 0.0 if self.ground.contains(wheels) else float(wheels.difference(self.ground).area)
+
+
+class Watchdog:
+    """Named channels with timeouts; ``stale(t)`` lists the silent ones."""
+
+    def __init__(self):
+        self._timeout: dict[str, float] = {}
+        self._last: dict[str, float | None] = {}
+
+    def add(self, name: str, timeout: float) -> None:
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise SafetyError(f'watchdog {name!r}: timeout must be > 0, got {timeout}')
+        self._timeout[name] = float(timeout)
+        self._last.setdefault(name, None)
+
+    def feed(self, name: str, t: float) -> None:
+        self._last[name] = float(t)
+
+    def stale(self, t: float) -> list[tuple[str, float | None]]:
+        """[(name, age or None if never heard)] for channels older than their timeout."""
+        out = []
+        for name, timeout in self._timeout.items():
+            last = self._last[name]
+            if last is None:
+                out.append((name, None))
+            elif t - last > timeout:
+                out.append((name, t - last))
+        return out
+
+
+# ------------------------------------------------------------------------------ monitor
+@dataclass(frozen=True)
+class PoseSample:
+    t: float
+    x: float
+    y: float
+    yaw: float
+    v: float = 0.0
+    w: float = 0.0
+    sigma: float = 0.0
+
+
+@dataclass(frozen=True)
+class SafetyStatus:
+    stop: bool
+    estop: bool
+    reasons: tuple[Reason, ...]
+    warnings: tuple[Reason, ...] = ()
+    values: dict = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        if self.reasons:
+            return 'STOP: ' + '; '.join(str(r) for r in self.reasons)
+        if self.warnings:
+            return 'ok with warnings: ' + '; '.join(str(r) for r in self.warnings)
+        return 'ok'
+
+
+class SafetyMonitor:
+    """Evaluates every enabled rule against the latest pose, command and channel times."""
+
+    def __init__(self, config: SafetyConfig, robot, geofence: Geofence | None = None,
+                 swept: SweptGroundRule | None = None):
+        if config.geofence_enabled and geofence is None:
+            raise SafetyError('geofence rule enabled but no search area was given')
+        if config.swept_ground_enabled and swept is None:
+            raise SafetyError('swept-ground rule enabled but no coverage/safe ground was given')
+        self.config = config
+        self.footprint = robot.footprint()
+        self.geofence = geofence
+        self.swept = swept
+        self.estop = EstopLatch()
+        self.pose: PoseSample | None = None
+        self.sensors = Watchdog()
+        self._inputs: dict[str, tuple[float, float, float]] = {}   # name -> (v, w, t)
+        self.command = (0.0, 0.0)
+
+    # ---- inputs
+    def add_sensor(self, name: str, timeout: float) -> None:
+        self.sensors.add(name, timeout)
+
+    def sensor_seen(self, name: str, t: float) -> None:
+        self.sensors.feed(name, t)
+
+    def set_pose(self, pose: PoseSample) -> None:
+        self.pose = pose
+
+    def set_input(self, name: str, v: float, w: float, t: float) -> None:
+        """A command seen on a mux input (used for the input watchdog)."""
+        self._inputs[name] = (float(v), float(w), float(t))
+
+    def set_command(self, v: float, w: float) -> None:
+        """The command about to be executed (what the mux would select without stops)."""
+        self.command = (float(v), float(w))
+
+    # ---- evaluation
+    def _motion_rules(self, reasons: list, warnings: list, values: dict) -> None:
+        c, p = self.config, self.pose
+        now = (p.x, p.y, p.yaw)
+        candidates = [self.command]
+        if abs(p.v) > c.moving_epsilon or abs(p.w) > c.moving_epsilon:
+            candidates.append((p.v, p.w))
+        poses = [predict_poses(*now, v, w, c.horizon, c.horizon_step, c.min_lookahead)
+                 for v, w in candidates
+                 if abs(v) > c.moving_epsilon or abs(w) > c.moving_epsilon]
+        poses = np.vstack(poses) if poses else np.zeros((0, 3))
+        if self.geofence is not None and c.geofence_enabled:
+            here = footprint_polygon(self.footprint, now)
+            out0, nogo0 = self.geofence.outside(here), self.geofence.in_no_go(here)
+            worst_out = worst_nogo = 0.0
+            for pose in poses:
+                poly = footprint_polygon(self.footprint, pose)
+                worst_out = max(worst_out, self.geofence.outside(poly) - out0)
+                worst_nogo = max(worst_nogo, self.geofence.in_no_go(poly) - nogo0)
+            values.update(footprint_outside_m2=round(out0, 4), footprint_in_no_go_m2=round(nogo0, 4))
+            if worst_out > AREA_EPS:
+                reasons.append(Reason('geofence', f'command would take {worst_out:.3f} m^2 of the '
+                                      f'footprint outside the search/safe area within {c.horizon:g} s'))
+            if worst_nogo > AREA_EPS:
+                reasons.append(Reason('no_go', f'command would put {worst_nogo:.3f} m^2 of the '
+                                      f'footprint into a no-go zone within {c.horizon:g} s'))
+            if out0 > AREA_EPS:
+                warnings.append(Reason('geofence', f'footprint is {out0:.3f} m^2 outside the area'))
+            if nogo0 > AREA_EPS:
+                warnings.append(Reason('no_go', f'footprint is {nogo0:.3f} m^2 inside a no-go zone'))
+        if self.swept is not None and c.swept_ground_enabled:
+            un0 = self.swept.unswept(now)
+            worst = max((self.swept.unswept(pose) - un0 for pose in poses), default=0.0)
+            values['wheels_on_unswept_m2'] = round(un0, 4)
+            if worst > AREA_EPS:
+                reasons.append(Reason('swept_ground', f'a wheel would roll onto {worst:.3f} m^2 of '
+                                      f'unswept ground within {c.horizon:g} s'))
+            if un0 > AREA_EPS:
+                warnings.append(Reason('swept_ground', f'wheels are on {un0:.3f} m^2 of unswept ground'))
+
+    def evaluate(self, t: float) -> SafetyStatus:
+        c = self.config
+        reasons: list[Reason] = []
+        warnings: list[Reason] = []
+        values: dict = {}
+        if c.estop_enabled and self.estop.latched:
+            reasons.append(Reason('estop', self.estop.reason or 'e-stop latched'))
+        pose_ok = self.pose is not None and t - self.pose.t <= c.pose_timeout
+        if c.pose_watchdog_enabled:
+            if self.pose is None:
+                reasons.append(Reason('pose_stale', 'no pose received yet'))
+            elif not pose_ok:
+                reasons.append(Reason('pose_stale', f'no pose for {t - self.pose.t:.2f} s '
+                                      f'(limit {c.pose_timeout:g} s)'))
+            elif self.pose.sigma > c.max_pose_sigma:
+                reasons.append(Reason('pose_covariance', f'position sigma {self.pose.sigma:.3f} m '
+                                      f'exceeds {c.max_pose_sigma:g} m (RTK lost?)'))
+        if self.pose is not None:
+            values['pose_sigma_m'] = round(self.pose.sigma, 4)
+            self._motion_rules(reasons, warnings, values)
+        if c.input_watchdog_enabled:
+            for name, (v, w, t_in) in sorted(self._inputs.items()):
+                moving = abs(v) > c.moving_epsilon or abs(w) > c.moving_epsilon
+                if moving and t - t_in > c.input_timeout:
+                    reasons.append(Reason('input_stale', f'{name} went silent {t - t_in:.2f} s ago '
+                                          f'while commanding motion'))
+        if c.sensor_watchdog_enabled:
+            for name, age in self.sensors.stale(t):
+                what = 'never heard' if age is None else f'silent for {age:.2f} s'
+                reasons.append(Reason('sensor_silent', f'{name} {what}'))
+        values['estop_latched'] = self.estop.latched
+        values['estop_reset_count'] = self.estop.reset_count
+        return SafetyStatus(bool(reasons), self.estop.latched, tuple(reasons), tuple(warnings), values)

@@ -1,0 +1,108 @@
+"""EKF: convergence from GNSS + odometry + IMU, outlier gating, covariance growth on RTK loss."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mine_robot.control.ekf import STATUS_FIX, STATUS_NO_FIX, EkfConfig, EkfError, PoseEkf
+from mine_robot.robot import load_robot
+
+RTK_SIGMA = 0.01
+
+
+def drive(ekf, rng, *, duration, v=0.3, w=0.0, pose=(0.0, 0.0, 0.0), t0=0.0, gnss=True,
+          outlier_every=0, lever=(0.0, 0.0)):
+    """Simulate a unicycle and feed the filter (odom 20 Hz, IMU 20 Hz, GNSS 5 Hz). Returns truth."""
+    x, y, yaw = pose
+    dt = 0.05
+    t = t0
+    for k in range(int(round(duration / dt))):
+        t += dt
+        x += v * math.cos(yaw) * dt
+        y += v * math.sin(yaw) * dt
+        yaw += w * dt
+        ekf.update_odometry(t, v + rng.normal(0, 0.01), w + rng.normal(0, 0.05))
+        ekf.update_yaw_rate(t, w + rng.normal(0, 0.005))
+        if gnss and k % 4 == 0:
+            ax = x + lever[0] * math.cos(yaw) - lever[1] * math.sin(yaw)
+            ay = y + lever[0] * math.sin(yaw) + lever[1] * math.cos(yaw)
+            ex, ey = rng.normal(0, RTK_SIGMA, 2)
+            if outlier_every and k % (4 * outlier_every) == 0:
+                ex += 3.0
+            ekf.update_gnss(t, ax + ex, ay + ey, np.eye(2) * RTK_SIGMA ** 2)
+    return x, y, yaw, t
+
+
+def test_converges_from_unknown_heading():
+    rng = np.random.default_rng(1)
+    ekf = PoseEkf(EkfConfig())
+    ekf.x[2] = 1.0                                  # wrong initial heading guess
+    x, y, yaw, _ = drive(ekf, rng, duration=20.0, pose=(5.0, -3.0, 0.3), w=0.0)
+    assert math.hypot(ekf.x[0] - x, ekf.x[1] - y) < 0.03
+    assert abs((ekf.x[2] - yaw + math.pi) % (2 * math.pi) - math.pi) < 0.05
+    assert ekf.x[3] == pytest.approx(0.3, abs=0.02)
+    assert ekf.pose_sigma() < 0.02
+
+
+def test_lever_arm_is_compensated_while_turning():
+    rng = np.random.default_rng(2)
+    lever = (-0.4, 0.2)
+    ekf = PoseEkf(EkfConfig(lever_arm=lever))
+    ekf.initialise(0.0, 0.0, 0.0, 0.0, position_sigma=0.5, yaw_sigma=0.3)
+    x, y, yaw, _ = drive(ekf, rng, duration=15.0, w=0.2, lever=lever)
+    assert math.hypot(ekf.x[0] - x, ekf.x[1] - y) < 0.03
+
+
+def test_outliers_are_rejected():
+    rng = np.random.default_rng(3)
+    ekf = PoseEkf()
+    ekf.initialise(0.0, 0.0, 0.0, 0.0)
+    x, y, _, _ = drive(ekf, rng, duration=20.0, outlier_every=5)
+    assert ekf.gnss_rejected >= 4
+    assert math.hypot(ekf.x[0] - x, ekf.x[1] - y) < 0.03
+    result = ekf.update_gnss(20.05, x + 5.0, y, np.eye(2) * RTK_SIGMA ** 2)
+    assert not result.accepted and result.reason == 'outlier' and result.mahalanobis2 > 13.8
+
+
+def test_covariance_grows_without_gnss_and_recovers():
+    rng = np.random.default_rng(4)
+    ekf = PoseEkf()
+    ekf.initialise(0.0, 0.0, 0.0, 0.0)
+    _, _, _, t = drive(ekf, rng, duration=5.0)
+    rtk = ekf.pose_sigma()
+    sigmas = []
+    for _ in range(5):
+        _, _, _, t = drive(ekf, rng, duration=2.0, t0=t, gnss=False, pose=tuple(ekf.x[:3]))
+        sigmas.append(ekf.pose_sigma())
+    assert rtk < 0.02
+    assert all(b > a for a, b in zip(sigmas, sigmas[1:])), sigmas
+    assert sigmas[-1] > 0.1
+    assert ekf.update_gnss(t, 0.0, 0.0, None, status=STATUS_NO_FIX).reason == 'no fix'
+    drive(ekf, rng, duration=3.0, t0=t, pose=tuple(ekf.x[:3]))
+    assert ekf.pose_sigma() < 0.03
+
+
+def test_long_disagreement_reseeds_position():
+    ekf = PoseEkf(EkfConfig(max_consecutive_rejections=3))
+    ekf.initialise(0.0, 0.0, 0.0, 0.0, position_sigma=0.01)
+    results = [ekf.update_gnss(0.1 * k, 10.0, 0.0, np.eye(2) * 1e-4, STATUS_FIX).reason
+               for k in range(1, 4)]
+    assert results == ['outlier', 'outlier', 'reseeded']
+    assert ekf.x[0] == pytest.approx(10.0, abs=0.05)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(EkfError, match='accel_sigma'):
+        EkfConfig(accel_sigma=0.0)
+    ekf = PoseEkf()
+    with pytest.raises(EkfError, match='not finite'):
+        ekf.update_odometry(0.0, float('nan'), 0.0)
+    ekf.update_gnss(0.0, 1.0, 2.0, None)
+    with pytest.raises(EkfError, match='covariance'):
+        ekf.update_gnss(0.1, 1.0, 2.0, np.full((2, 2), np.inf))
+
+
+def test_robot_config_lever_arm_matches_gnss_mount():
+    robot = load_robot()
+    assert EkfConfig(lever_arm=robot.gnss.xyz[:2]).lever_arm == (0.0, 0.0)

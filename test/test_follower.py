@@ -1,0 +1,118 @@
+"""Path follower: straight and turning paths, point turns, speed profile, pause/resume, progress."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mine_robot.control.follower import FollowerConfig, FollowerError, FollowPath, PathFollower
+
+DT = 0.05
+
+
+def run(follower, pose, seconds, on_step=None):
+    x, y, yaw = pose
+    log = []
+    for k in range(int(seconds / DT)):
+        cmd = follower.step(k * DT, x, y, yaw)
+        log.append((x, y, yaw, cmd.v, cmd.w, cmd.progress))
+        if on_step:
+            on_step(k, cmd)
+        x += cmd.v * math.cos(yaw) * DT
+        y += cmd.v * math.sin(yaw) * DT
+        yaw += cmd.w * DT
+        if cmd.progress.state == 'done':
+            break
+    return log
+
+
+def boustrophedon(n_lanes=3, length=6.0, spacing=1.0):
+    segs = []
+    for i in range(n_lanes):
+        xs = (0.0, length) if i % 2 == 0 else (length, 0.0)
+        segs.append(('lane', np.array([[xs[0], i * spacing], [xs[1], i * spacing]])))
+        if i < n_lanes - 1:
+            segs.append(('transit', np.array([[xs[1], i * spacing], [xs[1], (i + 1) * spacing]])))
+    return segs
+
+
+def test_straight_lane_from_offset_start_converges_at_sweep_speed():
+    path = FollowPath.from_segments([('lane', np.array([[0.0, 0.0], [10.0, 0.0]]))])
+    log = run(PathFollower(path), (0.0, 0.08, 0.05), 60.0)
+    assert log[-1][5].state == 'done'
+    assert math.hypot(log[-1][0] - 10.0, log[-1][1]) < 0.05
+    steady = [abs(p.cross_track) for *_, p in log if 3.0 < p.distance < 9.0]
+    assert max(steady) < 0.01
+    assert max(v for _, _, _, v, _, _ in log) == pytest.approx(0.3, abs=1e-6)
+
+
+def test_lanes_with_point_turns_stay_on_path():
+    path = FollowPath.from_segments(boustrophedon())
+    assert len(path.legs) == 5
+    log = run(PathFollower(path), (0.0, 0.0, 0.0), 200.0)
+    final = log[-1]
+    assert final[5].state == 'done'
+    assert math.hypot(final[0] - 6.0, final[1] - 2.0) < 0.05
+    cte = np.array([p.cross_track for *_, p in log if p.state == 'track'])
+    assert np.sqrt(np.mean(cte ** 2)) < 0.02 and np.max(np.abs(cte)) < 0.05
+    # point turns: some steps with v == 0 and w != 0
+    assert any(v == 0.0 and abs(w) > 0.05 for _, _, _, v, w, _ in log)
+    # transits at transit speed, lanes at sweep speed
+    assert max(v for *_, v, _, p in log if p.role == 'lane') <= 0.3 + 1e-9
+    segments = [p.segment for *_, p in log]
+    assert segments == sorted(segments) and segments[-1] == 4
+
+
+def test_curved_transit_is_tracked_without_point_turns():
+    arc = np.array([[2.0 * math.sin(a), 2.0 * (1 - math.cos(a))] for a in np.linspace(0, math.pi / 2, 40)])
+    path = FollowPath.from_segments([('transit', arc)])
+    assert len(path.legs) == 1
+    log = run(PathFollower(path), (0.0, 0.0, 0.0), 60.0)
+    assert log[-1][5].state == 'done'
+    assert max(abs(p.cross_track) for *_, p in log) < 0.05
+
+
+def test_pause_at_index_and_resume():
+    pts = np.column_stack([np.linspace(0.0, 8.0, 17), np.zeros(17)])   # 0.5 m spacing
+    path = FollowPath.from_segments([('lane', pts)])
+    follower = PathFollower(path)
+    follower.pause_at(8)                                 # x = 4.0
+    log = run(follower, (0.0, 0.0, 0.0), 40.0)
+    assert log[-1][5].state == 'paused'
+    assert log[-1][0] == pytest.approx(4.0, abs=0.03)
+    assert log[-1][3] == 0.0
+    follower.resume()
+    log = run(follower, log[-1][:3], 40.0)
+    assert log[-1][5].state == 'done' and log[-1][0] == pytest.approx(8.0, abs=0.05)
+    assert log[-1][5].index == 15 and log[-1][5].remaining == pytest.approx(0.0, abs=1e-9)
+
+
+def test_immediate_pause_brakes_within_limit():
+    path = FollowPath.from_segments([('lane', np.array([[0.0, 0.0], [10.0, 0.0]]))])
+    follower = PathFollower(path, FollowerConfig(linear_decel=0.3))
+
+    def pause_midway(k, cmd):
+        if k == 200:
+            follower.pause()
+    log = run(follower, (0.0, 0.0, 0.0), 15.0, on_step=pause_midway)
+    speeds = [v for _, _, _, v, _, _ in log[200:]]
+    assert np.all(np.diff(speeds) >= -0.3 * DT - 1e-9)   # decel limit respected
+    assert log[-1][5].state == 'paused' and log[-1][3] == 0.0
+
+
+def test_off_path_is_a_fault_with_reason():
+    path = FollowPath.from_segments([('lane', np.array([[0.0, 0.0], [10.0, 0.0]]))])
+    cmd = PathFollower(path).step(0.0, 1.0, 2.0, 0.0)
+    assert cmd.progress.state == 'fault' and 'cross-track' in cmd.fault and cmd.v == 0.0
+
+
+def test_bad_paths_are_rejected():
+    with pytest.raises(FollowerError, match='fewer than 2'):
+        FollowPath.from_segments([('lane', np.array([[0.0, 0.0]]))])
+    with pytest.raises(FollowerError, match='role'):
+        FollowPath.from_segments([('swim', np.array([[0.0, 0.0], [1.0, 0.0]]))])
+    with pytest.raises(FollowerError, match='sweep_speed'):
+        FollowerConfig(sweep_speed=-1.0)
+    path = FollowPath.from_segments([('lane', np.array([[0.0, 0.0], [1.0, 0.0]]))])
+    with pytest.raises(FollowerError, match='outside'):
+        PathFollower(path).pause_at(7)

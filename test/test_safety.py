@@ -1,0 +1,151 @@
+"""Each safety rule triggered in isolation, with the reason it states."""
+
+import numpy as np
+import pytest
+from shapely.geometry import Polygon, box
+
+from mine_robot.control.safety import (
+    EstopLatch,
+    Geofence,
+    PoseSample,
+    SafetyConfig,
+    SafetyError,
+    SafetyMonitor,
+    SweptGroundRule,
+    Watchdog,
+    predict_poses,
+)
+from mine_robot.robot import load_robot
+
+ROBOT = load_robot()
+ONLY = dict(estop_enabled=False, geofence_enabled=False, swept_ground_enabled=False,
+            pose_watchdog_enabled=False, input_watchdog_enabled=False, sensor_watchdog_enabled=False)
+
+
+def monitor(geofence=None, swept=None, **enable):
+    config = SafetyConfig(**{**ONLY, **enable})
+    return SafetyMonitor(config, ROBOT, geofence, swept)
+
+
+def rules(status):
+    return [r.rule for r in status.reasons]
+
+
+def test_predict_poses_arc_is_exact():
+    poses = predict_poses(0.0, 0.0, 0.0, 0.5, np.pi / 2, 1.0, 0.5)
+    r = 0.5 / (np.pi / 2)
+    assert poses[-1] == pytest.approx([r, r, np.pi / 2])
+    straight = predict_poses(1.0, 2.0, np.pi, 0.3, 0.0, 1.0, 0.25)
+    assert straight[-1] == pytest.approx([0.7, 2.0, np.pi])
+
+
+def test_estop_latches_until_released_and_reset():
+    m = monitor(estop_enabled=True)
+    assert not m.evaluate(0.0).stop
+    m.estop.request(True)
+    m.estop.request(False)                       # releasing the button does not clear the latch
+    status = m.evaluate(0.1)
+    assert status.stop and status.estop and rules(status) == ['estop']
+    m.estop.request(True)
+    assert m.estop.reset() == (False, 'e-stop is still asserted: release it before resetting')
+    m.estop.request(False)
+    ok, _ = m.estop.reset()
+    assert ok and not m.evaluate(0.2).stop and m.estop.reset_count == 1
+
+
+def test_geofence_stops_motion_toward_the_edge_but_allows_driving_back():
+    fence = Geofence(box(0, 0, 10, 10), safe=[box(-3, 0, 0, 2)])
+    m = monitor(geofence=fence, geofence_enabled=True)
+    m.set_pose(PoseSample(0.0, 9.3, 5.0, 0.0))   # front of footprint (body) at x = 9.8
+    m.set_command(0.3, 0.0)
+    status = m.evaluate(0.0)
+    assert rules(status) == ['geofence'] and 'outside the search/safe area' in status.message
+    m.set_command(-0.3, 0.0)
+    assert not m.evaluate(0.0).stop
+    # the safe access strip west of the area is allowed ground
+    m.set_pose(PoseSample(0.0, 0.2, 1.0, np.pi))
+    m.set_command(0.3, 0.0)
+    assert not m.evaluate(0.0).stop
+
+
+def test_no_go_zone_stops_with_its_own_reason():
+    fence = Geofence(box(0, 0, 10, 10), no_go=[box(5, 4, 6, 6)])
+    m = monitor(geofence=fence, geofence_enabled=True)
+    m.set_pose(PoseSample(0.0, 4.3, 5.0, 0.0))
+    m.set_command(0.3, 0.0)
+    assert rules(m.evaluate(0.0)) == ['no_go']
+    m.set_command(0.0, 0.5)                       # turning in place next to it is fine
+    assert not m.evaluate(0.0).stop
+
+
+def test_estimated_motion_is_checked_even_with_zero_command():
+    fence = Geofence(box(0, 0, 10, 10))
+    m = monitor(geofence=fence, geofence_enabled=True)
+    m.set_pose(PoseSample(0.0, 9.3, 5.0, 0.0, v=0.4))
+    m.set_command(0.0, 0.0)
+    assert rules(m.evaluate(0.0)) == ['geofence']
+
+
+def test_swept_ground_rule():
+    rule = SweptGroundRule(ROBOT.wheel_patches(), safe=[box(-5, -1, 0.5, 1)])
+    rule.set_swept(box(0, -0.55, 3.0, 0.55))      # one lane swept up to x = 3
+    m = monitor(swept=rule, swept_ground_enabled=True)
+    m.set_pose(PoseSample(0.0, 1.0, 0.0, 0.0))
+    m.set_command(0.3, 0.0)
+    assert not m.evaluate(0.0).stop
+    m.set_pose(PoseSample(0.0, 2.5, 0.0, 0.0))    # front wheels 0.1 m from unswept ground
+    status = m.evaluate(0.0)
+    assert rules(status) == ['swept_ground'] and 'unswept' in status.message
+    m.set_command(0.0, 0.0)
+    assert not m.evaluate(0.0).stop
+    m.set_pose(PoseSample(0.0, 1.5, 0.0, 0.0))
+    m.set_command(0.0, 0.8)                       # point turn within the swept lane is fine
+    assert not m.evaluate(0.0).stop
+    m.set_command(0.2, 0.8)                       # arcing off the lane is not
+    assert rules(m.evaluate(0.0)) == ['swept_ground']
+
+
+def test_pose_watchdog_stale_and_covariance():
+    m = monitor(pose_watchdog_enabled=True)
+    assert 'no pose received yet' in m.evaluate(0.0).message
+    m.set_pose(PoseSample(1.0, 0.0, 0.0, 0.0, sigma=0.02))
+    assert not m.evaluate(1.2).stop
+    assert rules(m.evaluate(1.6)) == ['pose_stale']
+    m.set_pose(PoseSample(2.0, 0.0, 0.0, 0.0, sigma=0.3))
+    status = m.evaluate(2.0)
+    assert rules(status) == ['pose_covariance'] and 'RTK lost' in status.message
+
+
+def test_input_watchdog_only_for_inputs_that_were_moving():
+    m = monitor(input_watchdog_enabled=True)
+    m.set_input('autonomy', 0.0, 0.0, 0.0)
+    assert not m.evaluate(5.0).stop
+    m.set_input('autonomy', 0.3, 0.0, 5.0)
+    assert not m.evaluate(5.4).stop
+    status = m.evaluate(5.6)
+    assert rules(status) == ['input_stale'] and 'autonomy' in status.message
+
+
+def test_sensor_watchdog():
+    m = monitor(sensor_watchdog_enabled=True)
+    m.add_sensor('metal_detector/signal', 0.5)
+    assert 'never heard' in m.evaluate(0.0).message
+    m.sensor_seen('metal_detector/signal', 1.0)
+    assert not m.evaluate(1.4).stop
+    assert rules(m.evaluate(1.6)) == ['sensor_silent']
+
+
+def test_watchdog_and_config_validation():
+    with pytest.raises(SafetyError, match='timeout'):
+        Watchdog().add('x', 0.0)
+    with pytest.raises(SafetyError, match='horizon'):
+        SafetyConfig(horizon=-1.0)
+    with pytest.raises(SafetyError, match='no search area'):
+        SafetyMonitor(SafetyConfig(**{**ONLY, 'geofence_enabled': True}), ROBOT)
+    with pytest.raises(SafetyError, match='empty'):
+        Geofence(Polygon())
+
+
+def test_estop_latch_reset_without_latch_is_harmless():
+    latch = EstopLatch()
+    assert latch.reset() == (True, 'e-stop was not latched') and latch.reset_count == 0

@@ -1,0 +1,381 @@
+"""Evidence fusion: detections from any number of sensors -> one target per object.
+
+Method (docs/fusion.md has the full description):
+
+* **Association.** A detection joins the nearest target within its gate (``gate_m`` of the sensor,
+  widened by both position uncertainties); otherwise it starts a new target. Detections from
+  overlapping lanes land on the same target this way. GPR detections are "slant-range"
+  detections: a monostatic antenna on the lane centre line measures the along-track position of
+  a hyperbola's apex and the slant range ``sqrt(lateral^2 + depth^2)``, not the lateral side; they
+  join a target whose along-track offset and predicted slant range agree.
+* **Position** is the inverse-variance weighted mean of the point detections (metal detector,
+  camera); a target seen only by a slant-range sensor keeps that sensor's position.
+* **Confidence** is a Bayesian log-odds sum, hazard (mine/UXO) versus not-a-hazard:
+  ``L = prior + sum_s weight_s * llr_s``, where ``llr_s`` comes from the sensor's likelihood table
+  in ``config/detection.yaml``: a hit's log-likelihood ratio by the strength feature it reports
+  (binned), and ``llr_miss`` when the sensor's footprint passed over the target without a hit.
+  ``confidence = 1 / (1 + exp(-L))``.
+* **Classification**: ``mine``/``uxo`` when the confidence reaches ``report_threshold`` (``uxo`` when
+  the estimated metal mass or the camera's shape says so); ``clutter`` when the evidence says
+  not-a-hazard and every sensor that could have seen it has had its chance; ``unknown`` while a
+  sensor is still to pass or the evidence is undecided. Nothing is ever deleted: a clutter target
+  stays in the list with its evidence, and a metal response stronger than ``strong_metal_snr`` is
+  never classified clutter on a single-sensor miss alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+
+from mine_robot.detection.types import Detection, body_to_map
+
+CLASSES = ('unknown', 'mine', 'uxo', 'clutter')   # index = `class` field on the targets topic
+
+
+class FusionError(ValueError):
+    """Invalid fusion configuration or input."""
+
+
+@dataclass(frozen=True)
+class SensorModel:
+    """How fusion treats one sensor (one entry of ``detection_fusion.sensors`` in the config)."""
+
+    name: str
+    topic: str
+    weight: float = 1.0
+    # likelihood table: hits whose `feature` is >= bins[i] get llr_hit[i] (bins ascending)
+    feature: str = 'confidence'
+    bins: tuple[float, ...] = (0.0,)
+    llr_hit: tuple[float, ...] = (1.0,)
+    llr_miss: float = 0.0            # added once when the footprint passed without a hit
+    mount: tuple[float, float] = (0.0, 0.0)   # sensor position in base_link (for coverage)
+    reach_m: float = 0.0             # lateral half-width within which a miss counts (0: never)
+    miss_delay_m: float = 0.5        # travel past the target before a miss is declared
+    gate_m: float = 0.25             # association gate
+    association: str = 'point'       # 'point' | 'slant_range'
+    metal: bool = False              # hits are metal alarms (kept for the MD-only record)
+
+    def __post_init__(self):
+        if len(self.bins) != len(self.llr_hit) or not self.bins:
+            raise FusionError(f'sensor {self.name}: bins and llr_hit must have the same, non-zero length')
+        if list(self.bins) != sorted(self.bins):
+            raise FusionError(f'sensor {self.name}: bins must be ascending')
+        if self.association not in ('point', 'slant_range'):
+            raise FusionError(f"sensor {self.name}: association must be 'point' or 'slant_range'")
+        if self.weight < 0 or self.reach_m < 0 or self.gate_m <= 0 or self.miss_delay_m < 0:
+            raise FusionError(f'sensor {self.name}: weight/reach_m/miss_delay_m must be >= 0, gate_m > 0')
+
+    def hit_llr(self, det: Detection) -> float:
+        value = det.confidence if self.feature == 'confidence' else (
+            det.strength if self.feature == 'strength' else det.extra.get(self.feature))
+        if value is None or not math.isfinite(float(value)):
+            return 0.0
+        idx = int(np.searchsorted(np.asarray(self.bins), float(value), side='right')) - 1
+        return float(self.llr_hit[idx]) if idx >= 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    sensors: tuple[SensorModel, ...]
+    prior_llr: float = -1.0
+    report_threshold: float = 0.5      # confidence at/above which a target is reported a hazard
+    clutter_threshold: float = 0.2     # confidence at/below which a finished target is clutter
+    uxo_mass_g: float = 60.0           # fitted metal mass above which a hazard is called UXO
+    strong_metal_snr: float = 1e9      # metal alarms above this SNR are never called clutter
+    merge_gate_m: float = 0.2          # gate for point-to-point association (with sigmas)
+
+    def sensor(self, name: str) -> SensorModel | None:
+        for s in self.sensors:
+            if s.name == name:
+                return s
+        return None
+
+
+def fusion_config_from_dict(data: dict) -> FusionConfig:
+    """Build the config from the plain dict of ``config/detection.yaml`` (detection_fusion node)."""
+    if not isinstance(data, dict) or not isinstance(data.get('sensors'), dict) or not data['sensors']:
+        raise FusionError('fusion config: "sensors" must map sensor names to their models')
+    sensors = []
+    for name, raw in data['sensors'].items():
+        if not isinstance(raw, dict):
+            raise FusionError(f'fusion config: sensor {name!r} must be a mapping')
+        unknown = set(raw) - set(SensorModel.__dataclass_fields__) - {'name'}
+        if unknown:
+            raise FusionError(f'fusion config: sensor {name!r} has unknown keys {sorted(unknown)}')
+        kw = dict(raw)
+        kw.setdefault('topic', f'detections/{name}')
+        for key in ('bins', 'llr_hit', 'mount'):
+            if key in kw:
+                kw[key] = tuple(float(v) for v in kw[key])
+        try:
+            sensors.append(SensorModel(name=str(name), **kw))
+        except TypeError as exc:
+            raise FusionError(f'fusion config: sensor {name!r}: {exc}') from exc
+    top = {k: float(v) for k, v in data.items() if k != 'sensors'}
+    unknown = set(top) - set(FusionConfig.__dataclass_fields__)
+    if unknown:
+        raise FusionError(f'fusion config: unknown keys {sorted(unknown)}')
+    return FusionConfig(sensors=tuple(sensors), **top)
+
+
+@dataclass
+class SensorEvidence:
+    hits: int = 0
+    best_llr: float = -math.inf
+    max_confidence: float = 0.0
+    max_strength: float = 0.0
+    features: dict = field(default_factory=dict)    # extra of the strongest hit
+    missed: bool = False
+
+    def to_dict(self) -> dict:
+        return {'hits': self.hits, 'llr': None if self.hits == 0 else round(self.best_llr, 3),
+                'max_confidence': round(self.max_confidence, 3),
+                'max_strength': float(f'{self.max_strength:.5g}'), 'missed': self.missed,
+                'features': {k: (float(f'{v:.4g}') if isinstance(v, float) else v)
+                             for k, v in self.features.items()}}
+
+
+@dataclass
+class Target:
+    id: int
+    x: float
+    y: float
+    sigma: float
+    depth: float
+    first_t: float
+    last_t: float
+    evidence: dict[str, SensorEvidence] = field(default_factory=dict)
+    confidence: float = 0.0
+    classification: str = 'unknown'
+    explanation: str = ''
+    point_weight: float = 0.0       # sum of 1/sigma^2 of point detections
+    settled: bool = False           # every sensor that could see it has had its chance
+    # closest approach of each covering sensor: name -> [min_dist, path length at min]
+    _approach: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def sensors(self) -> list[str]:
+        return sorted(s for s, e in self.evidence.items() if e.hits)
+
+    @property
+    def strength(self) -> float:
+        return max((e.max_strength for e in self.evidence.values()), default=0.0)
+
+    def to_dict(self, frame=None) -> dict:
+        out = {'id': self.id, 'x': round(self.x, 4), 'y': round(self.y, 4),
+               'sigma': round(self.sigma, 4),
+               'depth_m': None if not math.isfinite(self.depth) else round(self.depth, 3),
+               'confidence': round(self.confidence, 4), 'classification': self.classification,
+               'settled': self.settled, 'sensors': self.sensors, 'first_t': round(self.first_t, 3),
+               'last_t': round(self.last_t, 3), 'explanation': self.explanation,
+               'evidence': {k: v.to_dict() for k, v in self.evidence.items()}}
+        if frame is not None:
+            lon, lat = frame.to_wgs84(self.x, self.y)
+            out['lon'], out['lat'] = round(float(lon), 9), round(float(lat), 9)
+        return out
+
+
+class FusionEngine:
+    """Holds the target list. ``update(detections)`` and ``add_pose(t, x, y, yaw)`` return the
+    targets that changed; ``targets`` is the full list (never shrinks)."""
+
+    def __init__(self, config: FusionConfig):
+        self.config = config
+        self.targets: list[Target] = []
+        self._next_id = 1
+        self._path = 0.0
+        self._last_pose: np.ndarray | None = None
+        self._t = 0.0
+        self.stats = {'detections': 0, 'unknown_sensor': 0}
+
+    # ------------------------------------------------------------------ detections
+    def update(self, detections: list[Detection]) -> list[Target]:
+        changed: dict[int, Target] = {}
+        for det in detections:
+            model = self.config.sensor(det.sensor)
+            if model is None:
+                self.stats['unknown_sensor'] += 1
+                raise FusionError(f'detection from sensor {det.sensor!r}, which is not in the fusion '
+                                  'config (add an entry under detection_fusion.sensors)')
+            self.stats['detections'] += 1
+            self._t = max(self._t, det.t)
+            target = self._associate(det, model)
+            if target is None:
+                target = Target(id=self._next_id, x=det.x, y=det.y, sigma=det.sigma,
+                                depth=det.depth if math.isfinite(det.depth) else math.nan,
+                                first_t=det.t, last_t=det.t)
+                self._next_id += 1
+                self.targets.append(target)
+            self._absorb(target, det, model)
+            self._classify(target)
+            changed[target.id] = target
+        return list(changed.values())
+
+    def _associate(self, det: Detection, model: SensorModel) -> Target | None:
+        best, best_score = None, math.inf
+        for tgt in self.targets:
+            if model.association == 'slant_range':
+                score = self._slant_score(tgt, det, model)
+            else:
+                dist = math.hypot(tgt.x - det.x, tgt.y - det.y)
+                if tgt.point_weight == 0.0:
+                    # target known only from slant-range sensors: its lateral position is loose
+                    slant = self._slant_score_from(det, tgt, model)
+                    score = slant if slant is not None else math.inf
+                else:
+                    gate = max(model.gate_m, 3.0 * math.hypot(tgt.sigma, det.sigma))
+                    score = dist / gate if dist <= gate else math.inf
+            if score < best_score:
+                best, best_score = tgt, score
+        return best if best_score <= 1.0 else None
+
+    @staticmethod
+    def _slant_geometry(det: Detection, px: float, py: float):
+        heading = float(det.extra.get('heading', 0.0))
+        dx, dy = px - det.x, py - det.y
+        along = dx * math.cos(heading) + dy * math.sin(heading)
+        lateral = -dx * math.sin(heading) + dy * math.cos(heading)
+        return along, lateral
+
+    def _slant_score(self, tgt: Target, det: Detection, model: SensorModel) -> float:
+        along, lateral = self._slant_geometry(det, tgt.x, tgt.y)
+        slant = float(det.extra.get('slant_range_m', det.depth))
+        depth = tgt.depth if math.isfinite(tgt.depth) else 0.0
+        if tgt.point_weight == 0.0:   # both slant-range: compare positions along track only
+            lateral, depth = 0.0, slant
+        predicted = math.hypot(lateral, depth)
+        tol = float(det.extra.get('range_tolerance_m', 0.1)) + tgt.sigma
+        if abs(along) > model.gate_m + tgt.sigma:
+            return math.inf
+        miss = abs(predicted - slant)
+        if miss > tol:
+            return math.inf
+        return max(abs(along) / (model.gate_m + tgt.sigma), miss / tol)
+
+    def _slant_score_from(self, det: Detection, tgt: Target, model: SensorModel):
+        """Score a point detection against a target known only from a slant-range hit."""
+        slant_ev = [e for e in tgt.evidence.values() if 'slant_range_m' in e.features]
+        if not slant_ev:
+            return None
+        f = slant_ev[0].features
+        ref = Detection(t=tgt.first_t, x=f.get('track_x', tgt.x), y=f.get('track_y', tgt.y),
+                        depth=f['slant_range_m'], confidence=0.5, strength=0.0, sensor='slant',
+                        extra=f)
+        along, lateral = self._slant_geometry(ref, det.x, det.y)
+        depth = det.depth if math.isfinite(det.depth) else 0.0
+        if abs(along) > model.gate_m + det.sigma + 0.05:
+            return math.inf
+        miss = abs(math.hypot(lateral, depth) - f['slant_range_m'])
+        tol = float(f.get('range_tolerance_m', 0.1)) + det.sigma
+        return math.inf if miss > tol else max(abs(along) / (model.gate_m + det.sigma + 0.05), miss / tol)
+
+    def _absorb(self, tgt: Target, det: Detection, model: SensorModel) -> None:
+        ev = tgt.evidence.setdefault(det.sensor, SensorEvidence())
+        llr = model.hit_llr(det)
+        ev.hits += 1
+        ev.max_confidence = max(ev.max_confidence, det.confidence)
+        if det.strength >= ev.max_strength or ev.hits == 1:
+            ev.max_strength = det.strength
+            ev.features = dict(det.extra)
+            if model.association == 'slant_range':
+                ev.features.setdefault('track_x', det.x)
+                ev.features.setdefault('track_y', det.y)
+        ev.best_llr = max(ev.best_llr, llr)
+        ev.missed = False
+        tgt.last_t = max(tgt.last_t, det.t)
+        if model.association == 'point':
+            w = 1.0 / det.sigma ** 2
+            if tgt.point_weight == 0.0:
+                tgt.x, tgt.y, tgt.sigma = det.x, det.y, det.sigma
+                if math.isfinite(det.depth):
+                    tgt.depth = det.depth
+            else:
+                total = tgt.point_weight + w
+                tgt.x = (tgt.x * tgt.point_weight + det.x * w) / total
+                tgt.y = (tgt.y * tgt.point_weight + det.y * w) / total
+                tgt.sigma = 1.0 / math.sqrt(total)
+                if math.isfinite(det.depth):
+                    tgt.depth = det.depth if not math.isfinite(tgt.depth) else (
+                        (tgt.depth * tgt.point_weight + det.depth * w) / total)
+            tgt.point_weight += w
+        elif tgt.point_weight == 0.0 and not math.isfinite(tgt.depth):
+            tgt.depth = det.depth
+
+    # ------------------------------------------------------------------ coverage (negative evidence)
+    def add_pose(self, t: float, x: float, y: float, yaw: float) -> list[Target]:
+        """Robot pose in map: lets fusion know which sensor footprints passed which targets."""
+        pose = np.array([x, y, yaw], dtype=float)
+        if self._last_pose is not None:
+            self._path += float(np.hypot(*(pose[:2] - self._last_pose[:2])))
+        self._last_pose = pose
+        self._t = max(self._t, t)
+        changed = []
+        covering = [s for s in self.config.sensors if s.reach_m > 0.0]
+        if not covering or not self.targets:
+            return changed
+        mounts = body_to_map(pose, np.array([s.mount for s in covering]))
+        for tgt in self.targets:
+            if tgt.settled:
+                continue
+            touched = False
+            for s, (mx, my) in zip(covering, mounts):
+                ev = tgt.evidence.get(s.name)
+                if ev is not None and (ev.hits or ev.missed):
+                    continue
+                # lateral distance of the target from the sensor's line of travel
+                dx, dy = tgt.x - mx, tgt.y - my
+                lateral = abs(-dx * math.sin(yaw) + dy * math.cos(yaw))
+                along = dx * math.cos(yaw) + dy * math.sin(yaw)
+                rec = tgt._approach.setdefault(s.name, [math.inf, 0.0])
+                if lateral <= s.reach_m and abs(along) < 0.1 and lateral < rec[0]:
+                    rec[0], rec[1] = lateral, self._path
+                if rec[0] <= s.reach_m and self._path - rec[1] >= s.miss_delay_m:
+                    tgt.evidence.setdefault(s.name, SensorEvidence()).missed = True
+                    touched = True
+            if touched:
+                self._classify(tgt)
+                changed.append(tgt)
+        return changed
+
+    # ------------------------------------------------------------------ classification
+    def _classify(self, tgt: Target) -> None:
+        cfg = self.config
+        llr = cfg.prior_llr
+        parts = [f'prior {cfg.prior_llr:+.1f}']
+        pending = []
+        for s in cfg.sensors:
+            ev = tgt.evidence.get(s.name)
+            if ev is not None and ev.hits:
+                llr += s.weight * ev.best_llr
+                parts.append(f'{s.name} hit x{ev.hits} {s.weight * ev.best_llr:+.1f}')
+            elif ev is not None and ev.missed:
+                llr += s.weight * s.llr_miss
+                parts.append(f'{s.name} passed, no response {s.weight * s.llr_miss:+.1f}')
+            elif s.reach_m > 0.0:
+                pending.append(s.name)
+        tgt.confidence = 1.0 / (1.0 + math.exp(-max(min(llr, 50.0), -50.0)))
+        tgt.settled = not pending
+        metal = [tgt.evidence[s.name] for s in cfg.sensors if s.metal and s.name in tgt.evidence
+                 and tgt.evidence[s.name].hits]
+        mass = max((float(e.features.get('mass_g', 0.0) or 0.0) for e in metal), default=0.0)
+        snr = max((float(e.features.get('snr', 0.0) or 0.0) for e in metal), default=0.0)
+        shape = next((e.features.get('shape') for e in tgt.evidence.values() if e.features.get('shape')),
+                     None)
+        if tgt.confidence >= cfg.report_threshold:
+            cls = 'uxo' if (mass >= cfg.uxo_mass_g or shape == 'elongated') else 'mine'
+        elif tgt.confidence <= cfg.clutter_threshold and not pending and snr < cfg.strong_metal_snr:
+            cls = 'clutter'
+        else:
+            cls = 'unknown'
+        tgt.classification = cls
+        why = ', '.join(parts)
+        tail = f'; waiting for {", ".join(pending)}' if pending else ''
+        extra = f'; metal ~{mass:.1f} g' if metal else ''
+        tgt.explanation = f'{cls}: P(hazard)={tgt.confidence:.2f} from {why}{extra}{tail}'
+
+    def reported(self) -> list[Target]:
+        """Targets reported as possible hazards (mine, uxo, unknown)."""
+        return [t for t in self.targets if t.classification != 'clutter']

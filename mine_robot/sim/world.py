@@ -1,0 +1,283 @@
+"""The deterministic lockstep simulator (no ROS): robot + every sensor model on a simulated clock.
+
+``SimWorld(scenario, robot, seed)``; ``step(dt, v, w)`` drives the robot with the twist
+``(v, w)`` for ``dt`` seconds and returns a :class:`SimStep` with every sensor sample that fell
+due inside ``(t, t + dt]``, each stamped with its own sample time. The same seed, scenario and
+command sequence give bit-identical output; each sensor draws from its own random stream, so
+switching one sensor off (rate 0) does not change the others.
+
+Sensor rates (Hz, ``SimConfig``; the ROS node reads the same numbers from ``config/sim.yaml``):
+metal detector 50, GPR 25, camera 2, GNSS 10, IMU 50, wheel odometry 50. Sample data types:
+``MdSample`` (coil centres in the world and one signal per coil), ``GprTrace``, ``CameraFrame``,
+``GnssFix``, ``ImuSample``, ``OdomSample``; units are documented in ``mine_robot.sim.sensors``.
+
+The world also keeps the ground truth the judge needs: the true track (``track``: rows
+``t, x, y, yaw`` at ``track_rate``) and the true positions of marks made by the (virtual) marker
+(``mark()`` puts a mark at the nozzle's true position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mine_robot.robot import RobotGeometry
+from mine_robot.sim.kinematics import KinematicsConfig, SkidSteer, WheelOdometry, body_to_world
+from mine_robot.sim.scenario import Scenario
+from mine_robot.sim.sensors import (
+    CameraModel,
+    GnssFix,
+    GnssModel,
+    GprConfig,
+    GprModel,
+    ImuModel,
+    ImuSample,
+    MetalDetectorModel,
+)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    md_rate: float = 50.0
+    gpr_rate: float = 25.0
+    camera_rate: float = 2.0
+    gnss_rate: float = 10.0
+    imu_rate: float = 50.0
+    odom_rate: float = 50.0
+    track_rate: float = 20.0
+    max_substep: float = 0.02
+    gnss_altitude: float = 100.0
+    kinematics: KinematicsConfig = field(default_factory=KinematicsConfig)
+    gpr: GprConfig = field(default_factory=GprConfig)
+
+    def __post_init__(self):
+        for name in ('md_rate', 'gpr_rate', 'camera_rate', 'gnss_rate', 'imu_rate', 'odom_rate',
+                     'track_rate'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1000.0):
+                raise ValueError(f'sim.{name} must be in [0, 1000] Hz (0 = off), got {value}')
+        if not 0.0 < self.max_substep <= 0.1:
+            raise ValueError(f'sim.max_substep must be in (0, 0.1] s, got {self.max_substep}')
+
+
+def sim_config_from_dict(values: dict) -> SimConfig:
+    """Build a SimConfig from flat parameters (as in config/sim.yaml: ``md_rate``,
+    ``kinematics.slip_linear``, ``gpr.samples``, ...); unknown keys are ignored."""
+    top = {f.name for f in fields(SimConfig)} - {'kinematics', 'gpr'}
+    kin = {f.name for f in fields(KinematicsConfig)}
+    gpr = {f.name for f in fields(GprConfig)}
+    args = {k: float(v) for k, v in values.items() if k in top}
+    kin_args = {k.split('.', 1)[1]: float(v) for k, v in values.items()
+                if k.startswith('kinematics.') and k.split('.', 1)[1] in kin}
+    gpr_args = {k.split('.', 1)[1]: v for k, v in values.items()
+                if k.startswith('gpr.') and k.split('.', 1)[1] in gpr}
+    if 'samples' in gpr_args:
+        gpr_args['samples'] = int(gpr_args['samples'])
+    gpr_args = {k: (v if k == 'samples' else float(v)) for k, v in gpr_args.items()}
+    return SimConfig(**args, kinematics=KinematicsConfig(**kin_args), gpr=GprConfig(**gpr_args))
+
+
+def load_sim_config(path: str | Path | None = None) -> SimConfig:
+    """SimConfig from ``config/sim.yaml`` (the sim_world and sim_sensors parameters, merged)."""
+    from mine_robot.resources import resource
+    path = Path(path) if path else resource('config', 'sim.yaml')
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    flat: dict = {}
+    for node in ('sim_world', 'sim_sensors'):
+        params = (data.get(node) or {}).get('ros__parameters') or {}
+        flat.update(_flatten(params))
+    return sim_config_from_dict(flat)
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+@dataclass(frozen=True)
+class MdSample:
+    t: float
+    coil_xy: np.ndarray   # (n, 2) true coil centres in the world
+    signal: np.ndarray    # (n,) detector units
+
+
+@dataclass(frozen=True)
+class GprTrace:
+    t: float
+    x: float              # true antenna ground point
+    y: float
+    trace: np.ndarray     # float32 (samples,)
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    t: float
+    pose: tuple[float, float, float]
+    image: np.ndarray     # (h, w, 3) uint8 BGR
+
+
+@dataclass(frozen=True)
+class OdomSample:
+    t: float
+    x: float              # odom frame (starts at 0, 0, 0)
+    y: float
+    yaw: float
+    v: float
+    w: float
+
+
+@dataclass
+class SimStep:
+    t: float
+    true_pose: tuple[float, float, float]
+    md: list[MdSample] = field(default_factory=list)
+    gpr: list[GprTrace] = field(default_factory=list)
+    camera: list[CameraFrame] = field(default_factory=list)
+    gnss: list[GnssFix] = field(default_factory=list)
+    imu: list[ImuSample] = field(default_factory=list)
+    odom: list[OdomSample] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Mark:
+    t: float
+    x: float
+    y: float
+    target_id: str = ''
+
+
+_SENSORS = ('md', 'gpr', 'camera', 'gnss', 'imu', 'odom', 'track')
+
+
+class SimWorld:
+    """Lockstep simulation of ``scenario`` with the robot ``robot`` (see module docstring)."""
+
+    def __init__(self, scenario: Scenario, robot: RobotGeometry, seed: int = 0,
+                 config: SimConfig | None = None):
+        self.scenario = scenario
+        self.robot = robot
+        self.config = config or SimConfig()
+        self.seed = seed
+        streams = np.random.SeedSequence(seed).spawn(8)
+        rngs = [np.random.default_rng(s) for s in streams]
+        start = scenario.robot_start
+        self.base = SkidSteer(robot, (start.x, start.y, start.yaw), self.config.kinematics, rngs[0])
+        self.odometry = WheelOdometry(self.config.kinematics, rngs[1])
+        self.md = MetalDetectorModel(scenario, robot, rngs[2])
+        self.gpr = GprModel(scenario, robot, rngs[3], self.config.gpr)
+        self.camera = CameraModel(scenario, robot, rngs[4]) if self.config.camera_rate > 0 else None
+        self.gnss = GnssModel(scenario, rngs[5], self.config.gnss_altitude)
+        self.imu = ImuModel(rngs[6])
+        self.time = 0.0
+        self._coils = robot.metal_detector.coil_positions()
+        self._gpr_offset = np.array([robot.gpr.xyz[:2]])
+        self._gnss_offset = np.array([robot.gnss.xyz[:2]])
+        rate = {'md': self.config.md_rate, 'gpr': self.config.gpr_rate,
+                'camera': self.config.camera_rate, 'gnss': self.config.gnss_rate,
+                'imu': self.config.imu_rate, 'odom': self.config.odom_rate,
+                'track': self.config.track_rate}
+        self._period = {k: (1.0 / r if r > 0 else math.inf) for k, r in rate.items()}
+        self._count = {k: 1 for k in _SENSORS}
+        self.track: list[tuple[float, float, float, float]] = [(0.0, *self.true_pose)]
+        self.marks: list[Mark] = []
+
+    # ------------------------------------------------------------------ state
+    @property
+    def true_pose(self) -> tuple[float, float, float]:
+        return self.base.pose.as_tuple()
+
+    def set_pose(self, x: float, y: float, yaw: float) -> None:
+        """Teleport the robot (for a pose supplied from outside, e.g. Gazebo)."""
+        self.base.pose.x, self.base.pose.y, self.base.pose.yaw = x, y, yaw
+
+    def coil_positions(self) -> np.ndarray:
+        return body_to_world(self.true_pose, self._coils)
+
+    def nozzle_position(self, slide: float = 0.0) -> tuple[float, float]:
+        """True world position of the marker nozzle with the slide at ``slide`` m (base_link y)."""
+        m = self.robot.marker
+        lo, hi = m.slide_limits
+        slide = float(np.clip(slide, lo, hi))
+        p = body_to_world(self.true_pose, np.array([[m.xyz[0], m.xyz[1] + slide]]))[0]
+        return float(p[0]), float(p[1])
+
+    def mark(self, slide: float = 0.0, target_id: str = '') -> Mark:
+        """The marker fires: a mark lands at the nozzle's true position now."""
+        x, y = self.nozzle_position(slide)
+        mark = Mark(self.time, x, y, target_id)
+        self.marks.append(mark)
+        return mark
+
+    def track_array(self) -> np.ndarray:
+        return np.array(self.track, dtype=float).reshape(-1, 4)
+
+    # ------------------------------------------------------------------ stepping
+    def _due(self, name: str) -> float:
+        return self._count[name] * self._period[name]
+
+    def step(self, dt: float, v: float, w: float) -> SimStep:
+        if not (math.isfinite(dt) and dt >= 0.0):
+            raise ValueError(f'step dt must be finite and >= 0, got {dt}')
+        t_end = self.time + dt
+        out = SimStep(t=t_end, true_pose=self.true_pose)
+        eps = 1e-9
+        while True:
+            t_next = min(min(self._due(k) for k in _SENSORS), t_end, self.time + self.config.max_substep)
+            if t_next > self.time:
+                self.base.step(t_next - self.time, v, w)
+                self.odometry.step(t_next - self.time, self.base.wheel_v, self.base.wheel_w)
+                self.time = t_next
+            for name in _SENSORS:
+                if self._due(name) <= self.time + eps:
+                    self._sample(name, self._due(name), out)
+                    self._count[name] += 1
+            if self.time >= t_end - eps:
+                break
+        self.time = t_end
+        out.true_pose = self.true_pose
+        return out
+
+    def _sample(self, name: str, t: float, out: SimStep) -> None:
+        pose = self.true_pose
+        if name == 'md':
+            xy = body_to_world(pose, self._coils)
+            out.md.append(MdSample(t, xy, self.md.sample(t, xy)))
+        elif name == 'gpr':
+            gx, gy = body_to_world(pose, self._gpr_offset)[0]
+            out.gpr.append(GprTrace(t, float(gx), float(gy), self.gpr.trace(gx, gy)))
+        elif name == 'camera' and self.camera is not None:
+            out.camera.append(CameraFrame(t, pose, self.camera.render(pose)))
+        elif name == 'gnss':
+            ax, ay = body_to_world(pose, self._gnss_offset)[0]
+            out.gnss.append(self.gnss.sample(t, float(ax), float(ay)))
+        elif name == 'imu':
+            out.imu.append(self.imu.sample(t, pose[2], self.base.body_v, self.base.body_w))
+        elif name == 'odom':
+            p = self.odometry.pose
+            out.odom.append(OdomSample(t, float(p.x), float(p.y), float(p.yaw), float(self.odometry.v),
+                                        float(self.odometry.w)))
+        elif name == 'track':
+            self.track.append((t, *pose))
+
+    # ------------------------------------------------------------------ ground truth files
+    def write_truth(self, output_dir: str | Path) -> Path:
+        """Write ``sim_truth.json`` (true track and true mark positions) for the judge."""
+        path = Path(output_dir) / 'sim_truth.json'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {'scenario': self.scenario.name, 'seed': self.seed,
+                'track': [[round(v, 4) for v in row] for row in self.track],
+                'marks': [{'t': m.t, 'x': m.x, 'y': m.y, 'target_id': m.target_id} for m in self.marks]}
+        tmp = path.with_suffix('.json.tmp')
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+        return path

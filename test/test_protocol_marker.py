@@ -9,8 +9,10 @@ from mine_robot.drivers.protocols import marker as mk
 
 
 def test_golden_commands():
-    assert mk.encode_fire(3, 17, 400) == b'$MKC,3,FIRE,17,400*5C\r\n'
-    assert mk.parse_command(b'$MKC,3,FIRE,17,400*5C\r\n') == mk.MarkerCommand(3, 'FIRE', 17, 400)
+    line = mk.encode_fire(3, 17, 400, -250)
+    assert line == b'$MKC,3,FIRE,17,400,-250*6A\r\n'
+    assert mk.parse_command(line) == mk.MarkerCommand(3, 'FIRE', '17', 400, -250)
+    assert mk.parse_command(mk.encode_fire(4, 'T-12', 50)).target_id == 'T-12'
     assert mk.parse_command(mk.encode_status_request(4)) == mk.MarkerCommand(4, 'STATUS')
     assert mk.parse_command(mk.encode_set_level(5, 100)) == mk.MarkerCommand(5, 'LEVEL', level=100)
     assert mk.parse_command(mk.encode_clear(6)) == mk.MarkerCommand(6, 'CLEAR')
@@ -21,7 +23,8 @@ def test_golden_device_messages():
     assert mk.parse(b'$MKA,3,OK*70\r\n') == mk.MarkerAck(3, True)
     assert mk.encode_ack(4, False, mk.AckError.EMPTY, 'empty') == b'$MKA,4,ERR,2,empty*71\r\n'
     assert mk.parse(b'$MKA,4,ERR,2,empty*71\r\n') == mk.MarkerAck(4, False, 2, 'empty')
-    assert mk.parse(b'$MKD,3,17,402*6D\r\n') == mk.MarkerDone(3, 17, 402)
+    assert mk.encode_done(3, 17, 402, -250) == b'$MKD,3,17,402,-250*5B\r\n'
+    assert mk.parse(b'$MKD,3,17,402,-250*5B\r\n') == mk.MarkerDone(3, '17', 402, -250)
     assert mk.parse(b'$MKS,IDLE,80,0,5*5C\r\n') == mk.MarkerStatus('IDLE', 80, 0, 5)
     assert mk.parse(mk.encode_fault(mk.Fault.VALVE, 'valve open')) == mk.MarkerFault(1, 'valve open')
 
@@ -34,7 +37,8 @@ def test_golden_device_messages():
     (build_sentence(['MKS', 'SLEEPING', 1, 0, 0]), 'state'),
     (build_sentence(['MKS', 'IDLE', 101, 0, 0]), 'level'),                          # level > 100
     (build_sentence(['MKS', 'IDLE', '', 0, 0]), 'level'),                           # empty field
-    (build_sentence(['MKD', 3, 17]), 'expected 4'),
+    (build_sentence(['MKD', 3, 17, 400]), 'expected 5'),
+    (build_sentence(['MKD', 3, 'bad target!', 400, 0]), 'target'),
     (build_sentence(['MKF', 0, 'none']), 'code'),
     (build_sentence(['MKZ']), 'unknown'),
     (b'\x00\x01\x02', None),
@@ -47,9 +51,11 @@ def test_bad_device_lines(line, message):
 
 
 @pytest.mark.parametrize('line, message', [
-    (build_sentence(['MKC', 1, 'FIRE', 17, 0]), 'duration_ms'),
-    (build_sentence(['MKC', 1, 'FIRE', 17, 20000]), 'duration_ms'),
-    (build_sentence(['MKC', 1, 'FIRE', 17]), 'expected 5'),
+    (build_sentence(['MKC', 1, 'FIRE', 17, 0, 0]), 'duration_ms'),
+    (build_sentence(['MKC', 1, 'FIRE', 17, 20000, 0]), 'duration_ms'),
+    (build_sentence(['MKC', 1, 'FIRE', 17, 200, 5000]), 'slide_mm'),
+    (build_sentence(['MKC', 1, 'FIRE', '', 200, 0]), 'target'),
+    (build_sentence(['MKC', 1, 'FIRE', 17, 200]), 'expected 6'),
     (build_sentence(['MKC', 1, 'LEVEL', 101]), 'level'),
     (build_sentence(['MKC', 1, 'SELFDESTRUCT']), 'unknown'),
     (build_sentence(['MKA', 1, 'OK']), 'not an MKC'),
@@ -63,17 +69,19 @@ def test_encoder_refuses_invalid_commands():
     with pytest.raises(ValueError, match='duration_ms'):
         mk.encode_fire(1, 2, 0)
     with pytest.raises(ValueError, match='target_id'):
-        mk.encode_fire(1, -2, 100)
+        mk.encode_fire(1, 'has space', 100)
+    with pytest.raises(ValueError, match='slide_mm'):
+        mk.encode_fire(1, 2, 100, 9999)
     with pytest.raises(ValueError, match='cmd_id'):
         mk.encode_fire(70000, 2, 100)
 
 
 @settings(max_examples=200, deadline=None)
-@given(cmd_id=st.integers(0, mk.MAX_CMD_ID), target=st.integers(0, mk.MAX_TARGET_ID),
-       duration=st.integers(*mk.DURATION_RANGE_MS))
-def test_fire_round_trip(cmd_id, target, duration):
-    assert mk.parse_command(mk.encode_fire(cmd_id, target, duration)) == mk.MarkerCommand(
-        cmd_id, 'FIRE', target, duration)
+@given(cmd_id=st.integers(0, mk.MAX_CMD_ID), target=st.from_regex(mk.TARGET_PATTERN, fullmatch=True),
+       duration=st.integers(*mk.DURATION_RANGE_MS), slide=st.integers(*mk.SLIDE_RANGE_MM))
+def test_fire_round_trip(cmd_id, target, duration, slide):
+    assert mk.parse_command(mk.encode_fire(cmd_id, target, duration, slide)) == mk.MarkerCommand(
+        cmd_id, 'FIRE', target, duration, slide)
 
 
 @settings(max_examples=200, deadline=None)

@@ -165,7 +165,7 @@ def test_actuator_that_never_acknowledges_is_retried_then_reported():
         t += 0.25
         fires += [a for a in seq.update(t, (0.0, 0.0, 0.0)) if isinstance(a, Fire)]
         assert t < 20
-    assert [f.command_id for f in fires] == [1, 2, 3] and [f.attempt for f in fires] == [1, 2, 3]
+    assert [f.command_id for f in fires] == [1, 1, 1] and [f.attempt for f in fires] == [1, 2, 3]
     assert seq.outcome.status == 'failed' and seq.outcome.attempts == 3
     assert 'no acknowledgement' in seq.outcome.reason and 'gave up after 3' in seq.outcome.reason
     # fire at 0, timeouts noticed at 1.25 and 2.5 (refire), then at 3.75 the failure

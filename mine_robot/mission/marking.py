@@ -189,7 +189,9 @@ class MoveAlong:
 
 @dataclass(frozen=True)
 class Fire:
-    """Move the slide to ``slide`` and fire the marker; the driver acknowledges ``command_id``."""
+    """Move the slide to ``slide`` and fire the marker; the driver acknowledges ``command_id``.
+    A retry after a lost acknowledgement re-sends the same id (the device de-duplicates it);
+    a retry after a refusal uses a new id."""
     command_id: int
     slide: float
     duration: float
@@ -284,14 +286,18 @@ class MarkingSequence:
                 return [Stop(), Resume()]
             return []
         if self.state == 'firing' and now > self._deadline:
-            return self._retry(now, pose, f'no acknowledgement within {self.config.ack_timeout:.1f} s')
+            # re-send the SAME command id: the marker answers a repeated id with its first
+            # acknowledgement without firing again, so a lost ack never marks twice
+            return self._retry(now, pose, f'no acknowledgement within {self.config.ack_timeout:.1f} s',
+                               new_id=False)
         return []
 
     def on_ack(self, now: float, pose, ack: MarkerAck) -> list:
         if self.state != 'firing' or self._command is None or ack.command_id != self._command.command_id:
             return []  # stale or foreign acknowledgement
         if not ack.ok:
-            return self._retry(now, pose, f'marker reported failure: {ack.error or "no reason"}')
+            return self._retry(now, pose, f'marker reported failure: {ack.error or "no reason"}',
+                               new_id=True)
         slide = self._command.slide if ack.slide is None else float(ack.slide)
         nx, ny = nozzle_position(self.robot, (pose[0], pose[1], pose[2]), slide)
         err = math.hypot(nx - self.target[0], ny - self.target[1])
@@ -318,17 +324,18 @@ class MarkingSequence:
         self._slide = min(max(slide, lo), hi)
         return [self._fire(now)]
 
-    def _fire(self, now: float) -> Fire:
+    def _fire(self, now: float, new_id: bool = True) -> Fire:
         self.state = 'firing'
         self.attempts += 1
         self._deadline = now + self.config.ack_timeout
-        self._command = Fire(next(self.command_ids), self._slide, self._decision.duration,
-                             self._decision.mode, self.attempts)
+        cmd_id = next(self.command_ids) if new_id or self._command is None else self._command.command_id
+        self._command = Fire(cmd_id, self._slide, self._decision.duration, self._decision.mode,
+                             self.attempts)
         return self._command
 
-    def _retry(self, now: float, pose, why: str) -> list:
+    def _retry(self, now: float, pose, why: str, new_id: bool) -> list:
         if self.attempts <= self.config.retries:
-            return [self._fire(now)]
+            return [self._fire(now, new_id)]
         self._finish(now, 'failed', None, f'{why}; gave up after {self.attempts} attempt(s)')
         return [Resume()]
 

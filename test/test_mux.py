@@ -89,3 +89,22 @@ def test_limiter_clamps_ramps_and_stops_at_once():
     assert lim.stop(2.1) == (0.0, 0.0) and lim.v == 0.0
     v1, _ = lim.limit(0.6, 0.0, 2.15)
     assert v1 == pytest.approx(limits.linear_accel * 0.05)
+
+
+def test_estop_lock_releases_only_after_a_newer_reset():
+    from mine_robot.control.mux import EstopLock
+
+    lock = EstopLock()
+    lock.monitor_status(False, 0)
+    assert lock.request(True) and lock.active
+    lock.monitor_status(False, 0)                 # stale "clear" that crossed the request
+    assert lock.active
+    lock.monitor_status(True, 0)
+    lock.request(False)
+    assert lock.active
+    lock.monitor_status(False, 1)                 # reset service was called
+    assert not lock.active
+    lock.monitor_status(True, 1)
+    assert lock.active
+    lock.monitor_status(False, 2)
+    assert not lock.active

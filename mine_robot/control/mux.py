@@ -147,3 +147,36 @@ class VelocityLimiter:
         dw = lim.angular_accel * dt
         self.w += float(np.clip(w_req - self.w, -dw, dw))
         return self.v, self.w
+
+
+class EstopLock:
+    """The mux's view of the latched e-stop.
+
+    The mux engages on the raw ``estop`` request itself (one DDS hop, no waiting for the safety
+    monitor) and releases only when the safety monitor - which owns the latch and its reset
+    service - reports the latch clear *with a reset newer than the request*. A stale "clear"
+    status that crosses the request on the wire can therefore never release it.
+    """
+
+    def __init__(self):
+        self.active = False
+        self._reset_count_at_latch = -1
+        self._last_reset_count = 0
+
+    def request(self, asserted: bool) -> bool:
+        """Raw e-stop message; returns True when this engaged the lock."""
+        if asserted and not self.active:
+            self.active = True
+            self._reset_count_at_latch = self._last_reset_count
+            return True
+        return False
+
+    def monitor_status(self, latched: bool, reset_count: int) -> None:
+        """The safety monitor's latch state and how many resets it has performed."""
+        self._last_reset_count = max(self._last_reset_count, int(reset_count))
+        if latched:
+            if not self.active:
+                self._reset_count_at_latch = self._last_reset_count
+            self.active = True
+        elif self.active and reset_count > self._reset_count_at_latch:
+            self.active = False

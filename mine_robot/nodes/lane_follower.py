@@ -1,0 +1,155 @@
+"""``lane_follower``: follows the coverage plan, publishes ``cmd_vel/autonomy`` and progress.
+
+Path source: ``coverage/plan`` (JSON ``CoveragePlan`` with lane/transit roles: lanes at sweep speed,
+transits at transit speed) or, when only ``coverage/path`` (nav_msgs/Path) is available, that path
+driven entirely at sweep speed. Control: ``~/start``, ``~/pause``, ``~/resume`` (std_srvs/Trigger)
+and ``~/pause_at`` (std_msgs/Int32: path vertex index). Progress (index, distance along path,
+cross-track error, segment, role, state) as JSON on ``~/progress`` and on /diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry, Path
+import numpy as np
+from rclpy.node import Node
+from std_msgs.msg import Int32, String
+from std_srvs.srv import Trigger
+
+from mine_robot.control.follower import FollowerConfig, FollowerError, FollowPath, PathFollower
+from mine_robot.nodes._driving import odometry_to_pose, twist
+from mine_robot.ros import qos
+from mine_robot.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from mine_robot.ros.params import ConfigError, declare
+from mine_robot.ros.runner import run_node
+
+
+class LaneFollowerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('lane_follower', **kwargs)
+        rate = declare(self, 'control_rate', 20.0, 'control rate (Hz)', range=(1.0, 200.0))
+        self.autostart = declare(self, 'autostart', True, 'follow a plan as soon as it arrives')
+        self.pose_timeout = declare(self, 'pose_timeout', 0.5, 'no pose for this long: publish zero (s)',
+                                    range=(0.05, 10.0))
+        fields = {
+            'sweep_speed': (0.3, 'lane speed (m/s)', (0.01, 2.0)),
+            'transit_speed': (0.4, 'transit speed (m/s)', (0.01, 2.0)),
+            'max_angular': (0.6, 'max turn rate (rad/s)', (0.01, 5.0)),
+            'linear_accel': (0.3, 'm/s^2', (0.01, 5.0)),
+            'linear_decel': (0.3, 'm/s^2', (0.01, 5.0)),
+            'heading_gain': (2.5, '1/s', (0.01, 50.0)),
+            'cross_track_gain': (2.0, 'Stanley gain (1/s)', (0.01, 50.0)),
+            'corner_angle': (0.35, 'vertices turning more are point turns (rad)', (0.01, 3.2)),
+            'turn_tolerance': (0.02, 'point turn done within (rad)', (0.001, 0.5)),
+            'max_cross_track': (0.5, 'fault beyond this cross-track error (m)', (0.01, 5.0)),
+        }
+        values = {k: declare(self, k, d, desc, range=r) for k, (d, desc, r) in fields.items()}
+        try:
+            self.config = FollowerConfig(**values)
+        except FollowerError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.follower: PathFollower | None = None
+        self.active = False
+        self.pose = None
+        self.plan_source = ''
+        self.pub = self.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
+        self.progress_pub = self.create_publisher(String, '~/progress', 10)
+        self.diag = Diagnostics(self)
+        self.create_subscription(String, 'coverage/plan', self._on_plan, qos.LATCHED)
+        self.create_subscription(Path, 'coverage/path', self._on_path, qos.LATCHED)
+        self.create_subscription(Odometry, 'odometry/filtered', self._on_pose, 10)
+        self.create_subscription(Int32, '~/pause_at', self._on_pause_at, 10)
+        self.create_service(Trigger, '~/start', self._srv(self._start))
+        self.create_service(Trigger, '~/pause', self._srv(self._pause))
+        self.create_service(Trigger, '~/resume', self._srv(self._resume))
+        self.create_timer(1.0 / rate, self._step)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _set_path(self, path: FollowPath, source: str) -> None:
+        self.follower = PathFollower(path, self.config)
+        self.plan_source = source
+        self.active = self.autostart
+        self.get_logger().info(f'new path from {source}: {path.length:.1f} m, {len(path.legs)} legs')
+
+    def _on_plan(self, msg: String) -> None:
+        from mine_robot.planning.plan import CoveragePlan
+        try:
+            plan = CoveragePlan.from_json(msg.data)
+            self._set_path(FollowPath.from_plan(plan, self.config.corner_angle), 'coverage/plan')
+        except (ValueError, KeyError, TypeError) as exc:
+            self.get_logger().error(f'coverage/plan rejected: {exc}')
+
+    def _on_path(self, msg: Path) -> None:
+        if self.plan_source == 'coverage/plan':
+            return      # the plan (with roles) wins over the bare path
+        pts = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses]).reshape(-1, 2)
+        try:
+            self._set_path(FollowPath.from_segments([('lane', pts)], self.config.corner_angle),
+                           'coverage/path')
+        except FollowerError as exc:
+            self.get_logger().error(f'coverage/path rejected: {exc}')
+
+    def _on_pose(self, msg: Odometry) -> None:
+        self.pose = (self._now(), odometry_to_pose(msg))
+
+    def _on_pause_at(self, msg: Int32) -> None:
+        if self.follower is None:
+            self.get_logger().warning('pause_at ignored: no path yet')
+            return
+        try:
+            self.follower.pause_at(msg.data)
+        except FollowerError as exc:
+            self.get_logger().error(f'pause_at rejected: {exc}')
+
+    def _srv(self, action):
+        def handler(_request, response):
+            response.success, response.message = action()
+            return response
+        return handler
+
+    def _start(self):
+        if self.follower is None:
+            return False, 'no path received yet'
+        self.active = True
+        return True, 'following'
+
+    def _pause(self):
+        if self.follower is None:
+            return False, 'no path'
+        self.follower.pause()
+        return True, 'pausing'
+
+    def _resume(self):
+        if self.follower is None:
+            return False, 'no path'
+        self.follower.resume()
+        self.active = True
+        return True, 'resumed'
+
+    def _step(self) -> None:
+        if self.follower is None or not self.active:
+            return
+        now = self._now()
+        if self.pose is None or now - self.pose[0] > self.pose_timeout:
+            self.pub.publish(twist(0.0, 0.0))
+            self.diag.update(WARN, 'waiting for odometry/filtered')
+            return
+        p = self.pose[1]
+        cmd = self.follower.step(now, p.x, p.y, p.yaw)
+        self.pub.publish(twist(cmd.v, cmd.w))
+        progress = cmd.progress.as_dict()
+        self.progress_pub.publish(String(data=json.dumps(progress)))
+        if cmd.progress.state == 'done':
+            self.active = False
+        level = ERROR if cmd.fault else OK
+        self.diag.update(level, cmd.fault or cmd.progress.state,
+                         {k: (round(v, 3) if isinstance(v, float) else v) for k, v in progress.items()})
+
+
+def main(args=None):
+    sys.exit(run_node(LaneFollowerNode, args))

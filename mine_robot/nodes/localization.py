@@ -1,0 +1,155 @@
+"""``localization``: EKF of GNSS (NavSatFix), wheel odometry and IMU yaw rate -> odometry/filtered.
+
+Publishes ``nav_msgs/Odometry`` in ``map`` after every wheel-odometry update (the same topic
+robot_localization uses, so either can serve). Health on /diagnostics: fix acceptance, outliers,
+position sigma.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from nav_msgs.msg import Odometry
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Imu, NavSatFix
+
+from mine_robot.control.ekf import EkfConfig, EkfError, PoseEkf
+from mine_robot.geo import GeoError, LocalFrame
+from mine_robot.nodes._driving import load_robot_param, quaternion_to_yaw, yaw_to_quaternion
+from mine_robot.ros import qos
+from mine_robot.ros.conversions import stamp_to_sec
+from mine_robot.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from mine_robot.ros.params import ConfigError, declare
+
+
+class LocalizationNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('localization', **kwargs)
+        lat = declare(self, 'datum_lat', float('nan'), 'map datum latitude (deg, WGS84)')
+        lon = declare(self, 'datum_lon', float('nan'), 'map datum longitude (deg, WGS84)')
+        robot_path = declare(self, 'robot_config', '', 'robot.yaml (empty: package default)',
+                             read_only=True)
+        self.map_frame = declare(self, 'map_frame', 'map', 'frame of the output pose')
+        self.base_frame = declare(self, 'base_frame', 'base_link', 'child frame of the output')
+        initial = declare(self, 'initial_pose', [float('nan')] * 3,
+                          'x, y, yaw in map of a surveyed start pose; NaN: from GNSS')
+        initial_yaw = declare(self, 'initial_yaw', 0.0, 'heading guess without initial_pose (rad)',
+                              range=(-math.pi, math.pi))
+        self.use_imu_orientation = declare(self, 'use_imu_orientation', False,
+                                           'fuse IMU absolute yaw when its covariance marks it valid')
+        if not (math.isfinite(lat) and math.isfinite(lon)):
+            raise ConfigError('parameters datum_lat and datum_lon are required (the map origin)')
+        try:
+            self.frame = LocalFrame(lat=lat, lon=lon)
+        except GeoError as exc:
+            raise ConfigError(f'datum: {exc}') from exc
+        robot = load_robot_param(robot_path)
+        fields = {
+            'accel_sigma': (0.5, 'white linear acceleration noise (m/s^2)', (1e-4, 100.0)),
+            'yaw_accel_sigma': (1.0, 'white angular acceleration noise (rad/s^2)', (1e-4, 100.0)),
+            'position_sigma_rate': (0.02, 'position random walk (m/sqrt(s))', (0.0, 10.0)),
+            'odom_v_sigma': (0.03, 'odometry speed noise (m/s)', (1e-4, 10.0)),
+            'odom_w_sigma': (0.10, 'odometry turn-rate noise (rad/s)', (1e-4, 10.0)),
+            'imu_w_sigma': (0.01, 'IMU yaw-rate noise (rad/s)', (1e-5, 10.0)),
+            'gate_chi2': (13.8, 'Mahalanobis^2 gate for GNSS fixes (2 dof)', (1.0, 1000.0)),
+        }
+        values = {k: declare(self, k, d, desc, range=r) for k, (d, desc, r) in fields.items()}
+        values['max_consecutive_rejections'] = declare(
+            self, 'max_consecutive_rejections', 20, 'rejected fixes in a row before re-seeding',
+            range=(1, 10000))
+        try:
+            config = EkfConfig(lever_arm=tuple(robot.gnss.xyz[:2]), **values)
+        except EkfError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.ekf = PoseEkf(config)
+        self.ekf.x[2] = initial_yaw
+        if all(math.isfinite(v) for v in initial):
+            self.ekf.initialise(*initial, t=self.get_clock().now().nanoseconds * 1e-9)
+        self.pub = self.create_publisher(Odometry, 'odometry/filtered', 10)
+        self.diag = Diagnostics(self)
+        self.create_subscription(NavSatFix, 'gnss/fix', self._on_fix, qos.SENSOR)
+        self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
+        self.create_subscription(Imu, 'imu/data', self._on_imu, qos.SENSOR)
+        self.last_fix = ''
+
+    def _on_fix(self, msg: NavSatFix) -> None:
+        t = stamp_to_sec(msg.header.stamp)
+        cov = None
+        if msg.position_covariance_type != NavSatFix.COVARIANCE_TYPE_UNKNOWN:
+            c = np.asarray(msg.position_covariance, dtype=float).reshape(3, 3)
+            cov = c[:2, :2]
+        try:
+            if msg.status.status < 0:
+                result = self.ekf.update_gnss(t, math.nan, math.nan, None, int(msg.status.status))
+            else:
+                east, north = self.frame.to_local(msg.longitude, msg.latitude)
+                result = self.ekf.update_gnss(t, float(east), float(north), cov, int(msg.status.status))
+        except (EkfError, GeoError) as exc:
+            self.get_logger().warning(f'GNSS fix ignored: {exc}', throttle_duration_sec=5.0)
+            return
+        self.last_fix = result.reason
+        if result.reason == 'outlier':
+            self.get_logger().warning(f'GNSS outlier rejected (d^2={result.mahalanobis2:.1f})',
+                                      throttle_duration_sec=2.0)
+
+    def _on_imu(self, msg: Imu) -> None:
+        t = stamp_to_sec(msg.header.stamp)
+        try:
+            sigma = math.sqrt(msg.angular_velocity_covariance[8]) \
+                if msg.angular_velocity_covariance[8] > 0 else None
+            self.ekf.update_yaw_rate(t, msg.angular_velocity.z, sigma)
+            if self.use_imu_orientation and msg.orientation_covariance[0] >= 0 \
+                    and msg.orientation_covariance[8] > 0:
+                self.ekf.update_yaw(t, quaternion_to_yaw(msg.orientation),
+                                    math.sqrt(msg.orientation_covariance[8]))
+        except EkfError as exc:
+            self.get_logger().warning(f'IMU sample ignored: {exc}', throttle_duration_sec=5.0)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            self.ekf.update_odometry(stamp_to_sec(msg.header.stamp), msg.twist.twist.linear.x,
+                                     msg.twist.twist.angular.z)
+        except EkfError as exc:
+            self.get_logger().warning(f'odometry sample ignored: {exc}', throttle_duration_sec=5.0)
+            return
+        if self.ekf.initialised:
+            self.pub.publish(self._odometry(msg.header.stamp))
+        self._report()
+
+    def _odometry(self, stamp) -> Odometry:
+        ekf = self.ekf
+        out = Odometry()
+        out.header.stamp = stamp
+        out.header.frame_id = self.map_frame
+        out.child_frame_id = self.base_frame
+        out.pose.pose.position.x, out.pose.pose.position.y = float(ekf.x[0]), float(ekf.x[1])
+        out.pose.pose.orientation = yaw_to_quaternion(float(ekf.x[2]))
+        pc = np.zeros((6, 6))
+        pc[:2, :2] = ekf.P[:2, :2]
+        pc[:2, 5] = pc[5, :2] = ekf.P[:2, 2]
+        pc[5, 5] = ekf.P[2, 2]
+        pc[2, 2] = pc[3, 3] = pc[4, 4] = 1e-6      # planar robot: z, roll, pitch fixed
+        out.pose.covariance = pc.ravel().tolist()
+        out.twist.twist.linear.x, out.twist.twist.angular.z = float(ekf.x[3]), float(ekf.x[4])
+        tc = np.zeros((6, 6))
+        tc[0, 0], tc[5, 5] = ekf.P[3, 3], ekf.P[4, 4]
+        tc[0, 5] = tc[5, 0] = ekf.P[3, 4]
+        out.twist.covariance = tc.ravel().tolist()
+        return out
+
+    def _report(self) -> None:
+        ekf = self.ekf
+        sigma = ekf.pose_sigma() if ekf.initialised else float('inf')
+        level = OK if sigma < 0.05 else WARN if ekf.initialised else ERROR
+        message = (f'position sigma {sigma:.3f} m' if ekf.initialised else 'waiting for a GNSS fix')
+        self.diag.update(level, message, {'gnss_accepted': ekf.gnss_accepted,
+                                          'gnss_rejected': ekf.gnss_rejected,
+                                          'last_fix': self.last_fix,
+                                          'yaw_sigma_rad': round(ekf.yaw_sigma(), 4)})
+
+
+def main(args=None):
+    from mine_robot.ros.runner import run_node
+    sys.exit(run_node(LocalizationNode, args))

@@ -1,0 +1,165 @@
+"""Driving nodes over real DDS: safety_monitor + twist_mux stop on e-stop and on pose loss, the
+e-stop reset service, lane_follower output, joy_teleop, and start-up config errors (exit 1)."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+
+def _odom(sigma, x=0.0, y=0.0, yaw=0.0, stamp=None):
+    from nav_msgs.msg import Odometry
+
+    from mine_robot.nodes._driving import yaw_to_quaternion
+    msg = Odometry()
+    msg.header.frame_id = 'map'
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+    msg.pose.pose.orientation = yaw_to_quaternion(yaw)
+    cov = [0.0] * 36
+    cov[0] = cov[7] = sigma ** 2
+    msg.pose.covariance = cov
+    return msg
+
+
+def test_estop_and_pose_covariance_stop_the_mux(ros_context, ros_node_factory):
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import Bool, String
+    from std_srvs.srv import Trigger
+
+    from mine_robot.nodes._driving import twist
+    from mine_robot.nodes.safety_monitor import SafetyMonitorNode
+    from mine_robot.nodes.twist_mux import TwistMuxNode
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector, call_service
+
+    off = [Parameter(f'{r}_enabled', value=False) for r in ('geofence', 'swept_ground', 'sensor_watchdog')]
+    safety = SafetyMonitorNode(context=ros_context, parameter_overrides=off)
+    mux = TwistMuxNode(context=ros_context)
+    driver = ros_node_factory('driver')
+    cmd_pub = driver.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
+    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
+    estop_pub = driver.create_publisher(Bool, 'estop', qos.LATCHED)
+    out = MessageCollector(driver, Twist, 'cmd_vel', qos.RELIABLE)
+    status = MessageCollector(driver, String, 'safety/status', qos.LATCHED)
+    sigma = [0.01]
+
+    def tick():
+        pose_pub.publish(_odom(sigma[0], stamp=driver.get_clock().now().to_msg()))
+        cmd_pub.publish(twist(0.3, 0.0))
+
+    try:
+        with BackgroundSpinner(ros_context, safety, mux, driver):
+            timer = driver.create_timer(0.05, tick)
+            out.wait_for(lambda m: any(x.linear.x > 0.1 for x in m), timeout=15.0)
+            n = len(out.messages)
+            estop_pub.publish(Bool(data=True))
+            out.wait_for(lambda m: any(x.linear.x == 0.0 for x in m[n:]), timeout=5.0)
+            status.wait_for(lambda m: json.loads(m[-1].data)['rules'] == ['estop'], timeout=5.0)
+            time.sleep(0.3)
+            assert all(x.linear.x == 0.0 for x in out.messages[-3:])
+            assert not call_service(driver, Trigger, 'safety_monitor/reset_estop').success
+            estop_pub.publish(Bool(data=False))
+            time.sleep(0.3)
+            assert out.messages[-1].linear.x == 0.0          # releasing does not un-latch
+            assert call_service(driver, Trigger, 'safety_monitor/reset_estop').success
+            n = len(out.messages)
+            out.wait_for(lambda m: any(x.linear.x > 0.05 for x in m[n:]), timeout=5.0)
+            sigma[0] = 0.5                                    # RTK lost: covariance above limit
+            status.wait_for(lambda m: 'pose_covariance' in json.loads(m[-1].data)['rules'], timeout=5.0)
+            time.sleep(0.2)
+            assert out.messages[-1].linear.x == 0.0
+            driver.destroy_timer(timer)
+            # no pose at all -> pose_stale
+            status.wait_for(lambda m: 'pose_stale' in json.loads(m[-1].data)['rules'], timeout=5.0)
+    finally:
+        safety.destroy_node()
+        mux.destroy_node()
+
+
+def test_lane_follower_follows_a_path_and_joy_teleop_needs_the_deadman(ros_context, ros_node_factory):
+    from geometry_msgs.msg import PoseStamped, Twist
+    from nav_msgs.msg import Odometry, Path
+    from sensor_msgs.msg import Joy
+    from std_msgs.msg import String
+
+    from mine_robot.nodes.joy_teleop import JoyTeleopNode
+    from mine_robot.nodes.lane_follower import LaneFollowerNode
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector
+
+    follower = LaneFollowerNode(context=ros_context)
+    joy = JoyTeleopNode(context=ros_context)
+    driver = ros_node_factory('driver2')
+    path_pub = driver.create_publisher(Path, 'coverage/path', qos.LATCHED)
+    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
+    joy_pub = driver.create_publisher(Joy, 'joy', qos.SENSOR)
+    auto = MessageCollector(driver, Twist, 'cmd_vel/autonomy', qos.RELIABLE)
+    teleop = MessageCollector(driver, Twist, 'cmd_vel/teleop', qos.RELIABLE)
+    progress = MessageCollector(driver, String, 'lane_follower/progress')
+    path = Path()
+    path.header.frame_id = 'map'
+    for x in (0.0, 5.0):
+        p = PoseStamped()
+        p.pose.position.x = x
+        path.poses.append(p)
+    try:
+        with BackgroundSpinner(ros_context, follower, joy, driver):
+            path_pub.publish(path)
+            timer = driver.create_timer(0.05, lambda: pose_pub.publish(_odom(0.01, x=1.0, y=0.05)))
+            auto.wait_for(lambda m: any(x.linear.x > 0.05 for x in m), timeout=15.0)
+            prog = json.loads(progress.wait_for(1)[-1].data)
+            assert prog['cross_track'] == pytest.approx(0.05, abs=1e-6) and prog['role'] == 'lane'
+            assert auto.messages[-1].angular.z < 0.0           # steering back right onto the lane
+            driver.destroy_timer(timer)
+            joy_pub.publish(Joy(axes=[0.0, 1.0], buttons=[0, 0, 0, 0, 0, 0]))
+            time.sleep(0.5)
+            assert teleop.messages == []
+            joy_pub.publish(Joy(axes=[0.0, 1.0], buttons=[0, 0, 0, 0, 1, 0]))
+            got = teleop.wait_for(1, timeout=5.0)
+            assert got[0].linear.x == pytest.approx(0.3)
+    finally:
+        follower.destroy_node()
+        joy.destroy_node()
+
+
+@pytest.mark.parametrize('node,args,message', [
+    ('localization', [], 'datum_lat and datum_lon are required'),
+    ('twist_mux', ['-p', 'rate:=0.0'], "parameter 'rate'"),
+    ('safety_monitor', ['-p', 'area_file:=/nonexistent/area.geojson'], 'safety_monitor'),
+    ('safety_monitor', [], 'no search area'),
+])
+def test_bad_configuration_exits_1_with_a_clear_message(node, args, message):
+    exe = Path(sys.executable).parent / node
+    env = dict(os.environ)
+    result = subprocess.run([str(exe), '--ros-args', *args], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_config_file_parses_for_every_node(ros_context):
+    """config/control.yaml loads as a ROS parameter file (node-keyed sections)."""
+    import rclpy
+    from rclpy.context import Context
+
+    from mine_robot.nodes.twist_mux import TwistMuxNode
+    from mine_robot.resources import resource
+
+    ctx = Context()
+    rclpy.init(context=ctx, args=['--ros-args', '--params-file', str(resource('config', 'control.yaml'))])
+    try:
+        node = TwistMuxNode(context=ctx)
+        assert node.get_parameter('safety_timeout').value == 0.5
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -35,14 +35,15 @@ from mine_robot.robot import RobotGeometry
 
 @dataclass(frozen=True)
 class MetalDetectorConfig:
-    baseline_tau_s: float = 4.0         # drift/background time constant per coil
+    baseline_tau_s: float = 2.0         # drift/background time constant per coil
     noise_tau_s: float = 4.0            # noise-level estimator time constant
     quiet_sigma: float = 3.0            # |residual| below this many sigma updates baseline/noise
     ground_compensation: str = 'median'  # 'median' (across-array common mode) or 'none'
-    threshold_sigma: float = 5.0        # detection threshold on the smoothed residual
-    min_amplitude: float = 0.0          # absolute floor on the smoothed residual (signal units)
+    threshold_sigma: float = 5.5        # detection threshold on the smoothed residual
+    min_amplitude: float = 0.003        # absolute floor on the smoothed residual (signal units)
     initial_noise: float = 0.01         # noise level assumed until the estimate settles
     warmup_s: float = 1.0               # no detections before the estimators have this much data
+    history_samples: int = 250          # samples of smoothed residual behind a peak for its noise
     smoothing_m: float = 0.05           # along-path moving-average length
     peak_window_m: float = 0.10         # a peak is the maximum within +-this along the path
     fit_window_m: float = 0.22          # samples within +-this of a peak enter the model fit
@@ -220,7 +221,17 @@ class MetalDetectorProcessor:
             ties = np.argwhere(block == peak)
             if tuple(ties[0]) != (k - w_lo, i - i_lo):
                 continue
-            det = self._fit(k, i, peak, sig_s[k, i], t, s, xy, z, sig)
+            # confirm against the smoothed residual's own recent spread (robust, per coil): it
+            # includes what white noise does not, e.g. drift the baseline is still catching up on
+            h_lo = max(0, w_lo - cfg.history_samples)
+            recent = zs[h_lo:w_lo, i]
+            recent = recent[np.abs(recent) < 0.5 * peak]   # other objects are not noise
+            noise = sig_s[k, i]
+            if len(recent) >= 25:
+                noise = max(noise, 1.4826 * float(np.median(np.abs(recent - np.median(recent)))))
+            if peak < max(cfg.threshold_sigma * noise, cfg.min_amplitude):
+                continue
+            det = self._fit(k, i, peak, noise, t, s, xy, z, sig)
             if det is not None:
                 out.append(det)
         self._next_final = last

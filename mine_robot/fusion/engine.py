@@ -81,7 +81,7 @@ class SensorModel:
 class FusionConfig:
     sensors: tuple[SensorModel, ...]
     prior_llr: float = -1.0
-    report_threshold: float = 0.5      # confidence at/above which a target is reported a hazard
+    report_threshold: float = 0.8      # confidence at/above which a target is called mine/uxo
     clutter_threshold: float = 0.2     # confidence at/below which a finished target is clutter
     uxo_mass_g: float = 60.0           # fitted metal mass above which a hazard is called UXO
     strong_metal_snr: float = 1e9      # metal alarms above this SNR are never called clutter

@@ -1,0 +1,130 @@
+"""Fusion engine: association across sensors and lanes, log-odds classification, explanations."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+
+from mine_robot.detection.types import Detection
+from mine_robot.fusion import FusionEngine, FusionError, fusion_config_from_dict
+from mine_robot.resources import resource
+
+
+def config():
+    params = yaml.safe_load(resource('config', 'detection.yaml').read_text())['detection_fusion'][
+        'ros__parameters']
+    data = {k: v for k, v in params.items() if k != 'sensors'}
+    data['sensors'] = json.loads(params['sensors'])
+    return fusion_config_from_dict(data)
+
+
+def md(t, x, y, conf=0.99, mass=2.0, depth=0.05, snr=20.0):
+    return Detection(t=t, x=x, y=y, depth=depth, confidence=conf, strength=0.05, sensor='metal',
+                     sigma=0.03, extra={'mass_g': mass, 'snr': snr})
+
+
+def gpr(t, x, y, slant, refl, heading=0.0):
+    return Detection(t=t, x=x, y=y, depth=slant, confidence=0.99, strength=0.03, sensor='gpr', sigma=0.04,
+                     extra={'slant_range_m': slant, 'heading': heading, 'reflectivity': refl,
+                            'range_tolerance_m': 0.08})
+
+
+def drive(engine, y=0.0, x0=0.0, x1=6.0, t0=0.0, v=0.3):
+    """Feed robot poses along a lane (heading east) so fusion sees the GPR footprint pass."""
+    n = int((x1 - x0) / v * 50)
+    for k in range(n):
+        engine.add_pose(t0 + k / 50, x0 + k / 50 * v, y, 0.0)
+
+
+def test_same_target_seen_twice_merges():
+    eng = FusionEngine(config())
+    eng.update([md(1.0, 3.00, 0.50)])
+    eng.update([md(50.0, 3.03, 0.48)])        # the neighbouring lane, a minute later
+    assert len(eng.targets) == 1
+    tgt = eng.targets[0]
+    assert tgt.evidence['metal'].hits == 2
+    assert tgt.x == pytest.approx(3.015, abs=1e-3) and tgt.sigma < 0.03
+
+
+def test_distinct_objects_stay_distinct():
+    eng = FusionEngine(config())
+    eng.update([md(1.0, 3.0, 0.0), md(1.1, 3.6, 0.0)])
+    assert len(eng.targets) == 2
+
+
+def test_metal_with_gpr_hyperbola_is_a_mine_and_explained():
+    eng = FusionEngine(config())
+    eng.update([md(1.0, 3.0, 0.05, mass=1.0, depth=0.08)])
+    # GPR on the lane centre (y = 0) sees slant range sqrt(0.05^2 + 0.08^2)
+    eng.update([gpr(2.0, 3.01, 0.0, math.hypot(0.05, 0.08), refl=0.2)])
+    drive(eng)
+    assert len(eng.targets) == 1
+    tgt = eng.targets[0]
+    assert tgt.classification == 'mine'
+    assert tgt.sensors == ['gpr', 'metal']
+    assert tgt.confidence > 0.9
+    assert 'gpr hit' in tgt.explanation and 'metal hit' in tgt.explanation
+
+
+def test_plastic_mine_seen_by_gpr_only_is_reported():
+    eng = FusionEngine(config())
+    eng.update([gpr(2.0, 4.0, 0.0, 0.07, refl=0.25)])
+    drive(eng)
+    (tgt,) = eng.targets
+    assert tgt.sensors == ['gpr']
+    assert tgt.classification == 'mine'
+    assert tgt.depth == pytest.approx(0.07)
+
+
+def test_metal_clutter_rejected_when_gpr_passed_without_hyperbola():
+    eng = FusionEngine(config())
+    eng.update([md(1.0, 3.0, 0.02, mass=3.0)])
+    assert eng.targets[0].classification == 'unknown'      # GPR still to pass: undecided
+    assert 'waiting for gpr' in eng.targets[0].explanation
+    drive(eng)
+    (tgt,) = eng.targets
+    assert tgt.classification == 'clutter'
+    assert tgt.evidence['gpr'].missed
+    assert 'gpr passed, no response' in tgt.explanation
+    # kept in the record, with its metal evidence
+    assert tgt in eng.targets and tgt.evidence['metal'].hits == 1
+    assert tgt not in eng.reported()
+
+
+def test_metal_off_the_gpr_track_stays_unknown_not_clutter():
+    eng = FusionEngine(config())
+    eng.update([md(1.0, 3.0, 0.45)])          # 0.45 m off the lane centre: GPR never sees it
+    drive(eng)
+    assert eng.targets[0].classification == 'unknown'
+    assert eng.targets[0] in eng.reported()
+
+
+def test_weak_gpr_reflector_alone_is_not_a_hazard():
+    eng = FusionEngine(config())
+    eng.update([gpr(2.0, 4.0, 0.0, 0.2, refl=0.02)])       # a root or a small stone
+    drive(eng)
+    assert eng.targets[0].confidence < 0.5
+
+
+def test_unknown_sensor_and_bad_config_are_clear_errors():
+    eng = FusionEngine(config())
+    with pytest.raises(FusionError, match='not in the fusion config'):
+        eng.update([Detection(t=0, x=0, y=0, depth=0, confidence=0.5, strength=1, sensor='lidar')])
+    with pytest.raises(FusionError, match='unknown keys'):
+        fusion_config_from_dict({'sensors': {'x': {'colour': 'red'}}})
+    with pytest.raises(FusionError, match='same, non-zero length'):
+        fusion_config_from_dict({'sensors': {'x': {'bins': [0, 1], 'llr_hit': [1]}}})
+
+
+def test_new_sensor_joins_with_one_config_entry():
+    cfg = config()
+    data = {'prior_llr': cfg.prior_llr, 'sensors': {s.name: {} for s in cfg.sensors}}
+    data['sensors']['thermal'] = {'feature': 'confidence', 'bins': [0.0, 0.8], 'llr_hit': [0.5, 3.0]}
+    eng = FusionEngine(fusion_config_from_dict(data))
+    eng.update([Detection(t=0, x=1, y=1, depth=0, confidence=0.95, strength=1, sensor='thermal')])
+    assert eng.targets[0].sensors == ['thermal']
+    assert eng.targets[0].classification == 'mine'
+    assert eng.config.sensor('thermal').topic == 'detections/thermal'

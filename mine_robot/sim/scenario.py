@@ -45,6 +45,7 @@ from shapely.validation import explain_validity
 import yaml
 
 from mine_robot.geo import GeoError, LocalFrame
+from mine_robot.planning.area import AreaError, SearchArea, load_area
 
 KINDS = ('mine', 'uxo', 'clutter', 'surface')
 HAZARD_KINDS = ('mine', 'uxo', 'surface')
@@ -131,21 +132,17 @@ class Scenario:
     _area: Any = field(default=None, repr=False)
 
     @property
-    def area(self):
-        """The search area as ``mine_robot.planning.area.SearchArea`` (planning layer's type)."""
+    def area(self) -> SearchArea:
+        """The search area as the planning layer's ``SearchArea`` (same datum and polygons)."""
         if self._area is None:
-            from mine_robot.planning.area import SearchArea
             self._area = SearchArea(frame=self.frame, search=self.search, no_go=list(self.no_go),
-                                    safe=[])
+                                    safe=[], name=self.name)
         return self._area
 
     @property
-    def searchable(self) -> Polygon:
-        """Search area minus no-go zones (shapely)."""
-        geom = self.search
-        for poly in self.no_go:
-            geom = geom.difference(poly)
-        return geom
+    def searchable(self):
+        """Search area minus no-go zones (shapely), as the planning layer defines it."""
+        return self.area.searchable
 
     @property
     def hazards(self) -> list[SimObject]:
@@ -264,9 +261,8 @@ def _parse_area(area: dict, frame: LocalFrame, where: str, base_dir: Path | None
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     # The planning layer owns GeoJSON area parsing; use it, in the scenario's datum.
-    from mine_robot.planning import area as planning_area
     try:
-        loaded = planning_area.load_area(path, frame=frame)
+        loaded = load_area(path, frame=frame)
     except (ValueError, OSError) as exc:
         raise ScenarioError(f'{where}.area.area_file {path}: {exc}') from exc
     return loaded.search, list(loaded.no_go), loaded
@@ -365,9 +361,14 @@ def scenario_from_dict(data, where: str = 'scenario', base_dir: Path | None = No
             raise ScenarioError(f'{where}.objects: duplicate id {obj.id!r}')
         seen.add(obj.id)
 
-    return Scenario(name=name, frame=frame, search=search, no_go=no_go, soil=soil,
-                    robot_start=start, objects=objects,
-                    gnss=GnssSchedule(mode=mode, events=tuple(events)), _area=loaded_area)
+    scenario = Scenario(name=name, frame=frame, search=search, no_go=no_go, soil=soil,
+                        robot_start=start, objects=objects,
+                        gnss=GnssSchedule(mode=mode, events=tuple(events)), _area=loaded_area)
+    try:
+        scenario.area  # noqa: B018 - validates the area with the planning layer's rules
+    except AreaError as exc:
+        raise ScenarioError(f'{where}.area: {exc}') from exc
+    return scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -398,5 +399,12 @@ def resolve_scenario_path(path: str | Path) -> Path:
                             f'({exc})') from exc
 
 
-def dump_scenario(scenario: Scenario, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False))
+def scenario_yaml(scenario: Scenario, header: str = '') -> str:
+    """YAML text of a scenario (compact: one line per object), with an optional comment header."""
+    text = yaml.safe_dump(scenario.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+    comment = ''.join(f'# {line}\n' if line else '#\n' for line in header.splitlines())
+    return comment + text
+
+
+def dump_scenario(scenario: Scenario, path: str | Path, header: str = '') -> None:
+    Path(path).write_text(scenario_yaml(scenario, header))

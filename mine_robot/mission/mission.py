@@ -1,0 +1,407 @@
+"""The mission: state machine + records + coverage accounting + progress, driven by plain events.
+
+The ``mission_manager`` node and the lockstep pipeline both drive one :class:`Mission` with the
+same calls: ``start(t, area_path)``, ``on_plan(t, plan_json)``, ``on_pose(t, x, y, yaw)``,
+``on_targets(t, targets)``, ``on_mark_started``/``on_mark_outcome`` from the marking node,
+``pause``/``resume``/``abort``, and ``finish_lanes(t)`` when the follower reports its path done.
+Every accepted transition is written to the records before the call returns; a records I/O error
+puts the mission in its fault state (the rows already committed stay, see records.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from shapely.geometry import LineString
+
+from mine_robot.mission.exports import ExportContext, write_outputs
+from mine_robot.mission.marking import HAZARD_CLASSES
+from mine_robot.mission.records import MissionRecords, RecordsError, RecordsIOError
+from mine_robot.mission.state_machine import DRIVING, MissionError, MissionStateMachine, State, Transition
+from mine_robot.robot import RobotGeometry
+
+
+@dataclass(frozen=True)
+class MissionConfig:
+    output_dir: str = 'out/mission'
+    organisation: str = ''
+    cleared_depth_m: float = 0.13       # search depth the detector set-up guarantees (MDR field)
+    coverage_goal: float = 0.995        # fraction of the searchable area to reach by re-sweeping
+    resweep_min_width: float = 0.10     # m; unswept slivers narrower than this are ignored
+    max_resweeps: int = 2
+    lane_done_fraction: float = 0.98    # a lane is done when its swath is this much swept
+    mark_confidence: float = 0.5        # settled hazard targets at/above this are marked
+    sweep_speed: float = 0.3            # m/s, for the ETA
+    export_png: bool = True
+    time_base: float = 0.0              # POSIX seconds added to mission times in the exports
+
+    def __post_init__(self):
+        if not 0.0 < self.coverage_goal <= 1.0:
+            raise ValueError(f'coverage_goal must be in (0, 1], got {self.coverage_goal}')
+        if not 0.0 < self.lane_done_fraction <= 1.0:
+            raise ValueError(f'lane_done_fraction must be in (0, 1], got {self.lane_done_fraction}')
+        if self.sweep_speed <= 0 or self.max_resweeps < 0 or self.cleared_depth_m <= 0:
+            raise ValueError('sweep_speed and cleared_depth_m must be > 0, max_resweeps >= 0')
+
+
+@dataclass
+class Lane:
+    lane: int
+    line: LineString
+    done: bool = False
+
+
+def lanes_from_plan_json(plan_json: str) -> list[tuple[int, list]]:
+    """[(lane number, points)] of the lane segments of a CoveragePlan JSON (docs/interfaces.md)."""
+    try:
+        data = json.loads(plan_json)
+        segs = data['segments']
+        out = []
+        for i, seg in enumerate(segs):
+            if seg.get('role') == 'lane':
+                lane = seg.get('lane')
+                out.append((int(lane if lane is not None else i), [tuple(map(float, p))
+                                                                   for p in seg['points']]))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MissionError(f'coverage plan is not valid CoveragePlan JSON: {exc}') from exc
+    if not out:
+        raise MissionError('coverage plan has no lane segments')
+    return out
+
+
+class Mission:
+    def __init__(self, robot: RobotGeometry, config: MissionConfig):
+        self.robot = robot
+        self.config = config
+        self.sm = MissionStateMachine()
+        self.records: MissionRecords | None = None
+        self.area = None
+        self.tracker = None
+        self.plan_id: int | None = None
+        self.lanes: list[Lane] = []
+        self.resweeps = 0
+        self.targets: dict[str, dict] = {}
+        self.handled: dict[str, str] = {}      # target id -> final mark status
+        self.marking: str | None = None        # target being marked
+        self.last_pose: tuple[float, float, float, float] | None = None
+        self.faults: list[str] = []
+        self.message = 'idle: load an area and start'
+        self.report: dict | None = None
+        self.pending_resweep = None            # missed strips waiting for a re-sweep plan
+
+    # -- operator requests ------------------------------------------------------------------------
+    def start(self, t: float, area_path: str) -> Transition:
+        """Load the area, open (or resume) the records and go to planning. A bad area file or a
+        database of another area is rejected with MissionError; the state does not change."""
+        from mine_robot.planning.area import AreaError, load_area
+        from mine_robot.planning.coverage import CoverageTracker
+        if self.sm.running:
+            self.sm.request('start', t)  # raises the 'already running' message
+        if not area_path:
+            raise MissionError('no area file given (parameter area_file)')
+        try:
+            area = load_area(area_path)
+            area_obj = json.loads(Path(area_path).read_text())
+        except (AreaError, OSError, ValueError) as exc:
+            raise MissionError(f'cannot start: {exc}') from exc
+        out = Path(self.config.output_dir)
+        try:
+            records = MissionRecords(out / 'mission.db', area_obj, organisation=self.config.organisation)
+        except (RecordsError, RecordsIOError) as exc:
+            raise MissionError(f'cannot start: {exc}') from exc
+        if self.records is not None:
+            self.records.close()
+        self.records, self.area = records, area
+        self.tracker = CoverageTracker(self.robot)
+        self.targets, self.handled, self.lanes, self.plan_id, self.marking = {}, {}, [], None, None
+        self.resweeps, self.report = 0, None
+        reason = 'operator start'
+        if records.resumed:
+            track = records.track()
+            if len(track):
+                self.tracker.add_poses(track[:, 1:4])
+                self.last_pose = tuple(track[-1])
+            for tg in records.targets():
+                self.targets[tg.id] = {'id': tg.id, 'x': tg.x, 'y': tg.y, 'depth': tg.depth,
+                                       'confidence': tg.confidence, 'classification': tg.classification}
+                if tg.status in ('marked', 'failed', 'not_marked'):
+                    self.handled[tg.id] = tg.status
+            self.resweeps = sum(1 for _, kind, _ in records.plans() if kind == 'resweep')
+            prev, _ = records.last_state()
+            reason = (f'resumed from {out / "mission.db"} (was {prev}; {len(track)} poses, '
+                      f'{len(self.targets)} targets, {len(self.handled)} handled)')
+        return self._go('start', t, reason)
+
+    def pause(self, t: float, reason: str = 'operator pause') -> Transition:
+        return self._go('pause', t, reason)
+
+    def resume(self, t: float, reason: str = 'operator resume') -> Transition:
+        return self._go('resume', t, reason)
+
+    def abort(self, t: float, reason: str = 'operator abort') -> Transition:
+        tr = self._go('abort', t, reason)
+        self._export_safely(t)
+        return tr
+
+    def fault(self, t: float, source: str, message: str) -> Transition | None:
+        self.faults.append(f'{source}: {message}')
+        self.message = f'fault: {source}: {message}'
+        if self.records is not None:
+            try:
+                self.records.add_fault(t, source, message)
+            except RecordsIOError as exc:
+                self.faults.append(f'records: {exc}')
+        if self.sm.state == State.FAULT:
+            return None
+        return self._go('fault', t, f'{source}: {message}', record=True)
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def on_plan(self, t: float, plan_json: str) -> Transition | None:
+        """A coverage plan (CoveragePlan JSON). Accepted in planning; later plans are ignored."""
+        if self.sm.state != State.PLANNING:
+            return None
+        try:
+            lanes = lanes_from_plan_json(plan_json)
+        except MissionError as exc:
+            return self.fault(t, 'planner', str(exc))
+        self._set_lanes(t, plan_json, lanes, 'main')
+        done = sum(1 for lane in self.lanes if lane.done)
+        tr = self._go('plan_ready', t, f'plan with {len(self.lanes)} lanes ({done} already swept)')
+        return tr
+
+    def _strip(self, line: LineString):
+        """The searchable ground the detector array sweeps while base_link drives ``line``
+        (the lane shifted forward by the detector offset, 90 % of the swath wide)."""
+        pts = np.asarray(line.coords, dtype=float)
+        seg = np.diff(pts, axis=0)
+        seg /= np.maximum(np.linalg.norm(seg, axis=1, keepdims=True), 1e-9)
+        dirs = np.vstack([seg, seg[-1:]])
+        shifted = LineString(pts + self.robot.metal_detector.xyz[0] * dirs)
+        strip = shifted.buffer(self.robot.swath_width / 2.0 * 0.9, cap_style='flat')
+        return strip.intersection(self.area.searchable)
+
+    def _lane_swept(self, lane: Lane) -> bool:
+        strip = self._strip(lane.line)
+        return strip.is_empty or self.tracker.fraction(strip) >= self.config.lane_done_fraction
+
+    def _set_lanes(self, t, plan_json, lanes, kind):
+        self.lanes = [Lane(n, LineString(pts)) for n, pts in lanes]
+        for lane in self.lanes:  # on resume, lanes already swept count as done
+            lane.done = self.tracker.pose_count > 0 and self._lane_swept(lane)
+        if self.records is not None:
+            self._rec(lambda: setattr(self, 'plan_id', self.records.add_plan(
+                t, plan_json, [lane.lane for lane in self.lanes], kind)), t)
+            for lane in self.lanes:
+                if lane.done and self.plan_id is not None:
+                    self._rec(lambda lane=lane: self.records.lane_done(self.plan_id, lane.lane, t), t)
+
+    def on_pose(self, t: float, x: float, y: float, yaw: float) -> list[Transition]:
+        if not all(math.isfinite(v) for v in (t, x, y, yaw)):
+            return []
+        self.last_pose = (t, x, y, yaw)
+        if self.sm.state not in (*DRIVING, State.INVESTIGATING, State.MARKING, State.PAUSED):
+            return []
+        self.tracker.add_pose(x, y, yaw)
+        self._rec(lambda: self.records.add_pose(t, x, y, yaw), t)
+        return self._check_lanes(t, x, y)
+
+    def _check_lanes(self, t, x, y) -> list[Transition]:
+        # a pending lane is done when the robot is at its end and its strip is swept (checked
+        # only near lane ends, so this stays cheap at odometry rate)
+        for lane in self.lanes:
+            if lane.done:
+                continue
+            end = lane.line.coords[-1]
+            if math.hypot(end[0] - x, end[1] - y) <= 0.6 and self._lane_swept(lane):
+                lane.done = True
+                self._rec(lambda lane=lane: self.records.lane_done(self.plan_id, lane.lane, t), t)
+        if self.lanes and all(lane.done for lane in self.lanes) and self.sm.state in DRIVING:
+            return self.finish_lanes(t)
+        return []
+
+    def finish_lanes(self, t: float) -> list[Transition]:
+        """The follower has driven the whole plan: go to re-sweep (or complete)."""
+        out = []
+        if self.sm.state == State.SWEEPING:
+            out.append(self._go('lanes_done', t, f'{self.lanes_done}/{len(self.lanes)} lanes done'))
+        if self.sm.state == State.RESWEEP and self.pending_resweep is None:
+            out += self._plan_or_complete_resweep(t)
+        return out
+
+    def missed_strips(self):
+        return self.tracker.unswept(self.area.searchable, self.config.resweep_min_width)
+
+    def _plan_or_complete_resweep(self, t: float) -> list[Transition]:
+        fraction = self.tracker.fraction(self.area.searchable)
+        missed = self.missed_strips()
+        if fraction >= self.config.coverage_goal or missed.is_empty:
+            return [self._complete(t, f'coverage {100 * fraction:.2f} % ≥ goal')]
+        if self.resweeps >= self.config.max_resweeps:
+            return [self._complete(t, f'coverage {100 * fraction:.2f} % after {self.resweeps} '
+                                      're-sweeps (goal not reached; missed strips in coverage.geojson)')]
+        self.resweeps += 1
+        self.pending_resweep = missed
+        return []
+
+    def on_resweep_plan(self, t: float, plan_json: str) -> None:
+        """The plan that drives the missed strips (see :meth:`make_resweep_plan`)."""
+        if self.sm.state != State.RESWEEP:
+            raise MissionError(f'a re-sweep plan is only accepted in resweep (state {self.sm.state})')
+        self._set_lanes(t, plan_json, lanes_from_plan_json(plan_json), 'resweep')
+        self.pending_resweep = None
+
+    def make_resweep_plan(self, planner_config=None, start=None) -> str | None:
+        """Plan lanes over the pending missed strips with the planning layer's ``plan_coverage``
+        (one plan per strip, concatenated). None when no strip could be planned."""
+        from mine_robot.planning.area import AreaError, SearchArea
+        from mine_robot.planning.planner import PlannerConfig, plan_coverage
+        missed = self.pending_resweep
+        if missed is None or missed.is_empty:
+            return None
+        pieces = list(getattr(missed, 'geoms', [missed]))
+        base, segments, lane_no = None, [], 0
+        for piece in sorted(pieces, key=lambda p: -p.area):
+            try:
+                plan = plan_coverage(SearchArea(self.area.frame, piece), self.robot,
+                                     planner_config or PlannerConfig(), start=start)
+            except (AreaError, ValueError) as exc:
+                self.faults.append(f'resweep: strip of {piece.area:.2f} m² not planned: {exc}')
+                continue
+            data = json.loads(plan.to_json())
+            base = base or data
+            for seg in data['segments']:
+                if seg.get('role') == 'lane':
+                    seg['lane'] = lane_no
+                    lane_no += 1
+                seg['seq'] = len(segments)
+                segments.append(seg)
+        if base is None or not lane_no:
+            return None
+        base['segments'] = segments
+        return json.dumps(base)
+
+    def resweep_unplannable(self, t: float, reason: str) -> Transition:
+        """No plan could be made for the missed strips: complete, reporting them as not searched."""
+        self.pending_resweep = None
+        return self._complete(t, f'missed strips left unsearched: {reason}')
+
+    def _complete(self, t: float, reason: str) -> Transition:
+        tr = self._go('resweep_done', t, reason)
+        self._export_safely(t)
+        return tr
+
+    def on_targets(self, t: float, targets: list[dict]) -> list[str]:
+        """Fusion's target list (``Target.to_dict`` dicts). Records them and returns the ids of
+        settled hazard targets that still need a mark (the marking node acts on them)."""
+        rows = []
+        for tg in targets:
+            tid = str(tg['id'])
+            row = {'id': tid, 'x': float(tg['x']), 'y': float(tg['y']),
+                   'depth': tg.get('depth_m', tg.get('depth')), 'confidence': tg.get('confidence'),
+                   'classification': str(tg.get('classification', 'unknown')),
+                   'evidence': tg.get('evidence'), 'settled': bool(tg.get('settled', True))}
+            if self.targets.get(tid) != row:
+                rows.append(row)
+            self.targets[tid] = row
+        if rows and self.records is not None:
+            self._rec(lambda: self.records.upsert_targets(t, rows), t)
+        return self.pending_marks()
+
+    def pending_marks(self) -> list[str]:
+        return [tid for tid, tg in self.targets.items()
+                if tid not in self.handled and tg.get('settled', True)
+                and (tg['classification'] in HAZARD_CLASSES or tg['classification'] == 'clutter')
+                and (tg.get('confidence') or 0.0) >= self.config.mark_confidence]
+
+    def on_mark_started(self, t: float, target_id: str) -> Transition | None:
+        if self.sm.state not in (*DRIVING, State.INVESTIGATING):
+            return None
+        self.marking = str(target_id)
+        return self._go('confirmed', t, f'target {target_id} confirmed: marking')
+
+    def on_mark_outcome(self, t: float, outcome: dict) -> Transition | None:
+        """The marking node's result (``MarkOutcome`` fields). Always recorded, even if the
+        mission has moved on (a failed or withheld mark is never dropped)."""
+        tid = str(outcome['target_id'])
+        status = str(outcome['status'])
+        target = outcome.get('target') or (None, None)
+        self._rec(lambda: self.records.add_mark(
+            tid, t, status, x=outcome.get('x'), y=outcome.get('y'), target_x=target[0],
+            target_y=target[1], mode=outcome.get('mode'), attempts=int(outcome.get('attempts', 0)),
+            reason=str(outcome.get('reason', ''))), t)
+        self.handled[tid] = status
+        self.marking = None
+        if self.sm.state != State.MARKING:
+            return None
+        event = 'mark_failed' if status == 'failed' else 'mark_done'
+        return self._go(event, t, f'{tid}: {status}: {outcome.get("reason", "")}')
+
+    # -- progress, exports ----------------------------------------------------------------------
+    @property
+    def lanes_done(self) -> int:
+        return sum(1 for lane in self.lanes if lane.done)
+
+    def progress(self) -> dict:
+        searchable = self.area.searchable if self.area is not None else None
+        covered = self.tracker.fraction(searchable) if self.tracker and searchable is not None else 0.0
+        remaining = sum(lane.line.length for lane in self.lanes if not lane.done)
+        marked = sum(1 for s in self.handled.values() if s == 'marked')
+        hazards = [t for t in self.targets.values() if t['classification'] != 'clutter']
+        return {
+            'state': str(self.sm.state), 'message': self.message,
+            'percent_covered': round(100.0 * covered, 2),
+            'lanes_done': self.lanes_done, 'lanes_total': len(self.lanes),
+            'resweeps': self.resweeps,
+            'targets_found': len(self.targets), 'hazards_found': len(hazards),
+            'targets_marked': marked,
+            'marks_failed': sum(1 for s in self.handled.values() if s == 'failed'),
+            'marking': self.marking,
+            'eta_s': round(remaining / self.config.sweep_speed, 1) if self.sm.running else 0.0,
+            'faults': list(self.faults[-5:]),
+            'resumed': bool(self.records is not None and self.records.resumed),
+        }
+
+    def export(self, out_dir: str | Path | None = None) -> dict:
+        ctx = ExportContext(self.area.frame, self.area.search, tuple(self.area.no_go),
+                            self.tracker.swept(), organisation=self.config.organisation,
+                            cleared_depth_m=self.config.cleared_depth_m, time_base=self.config.time_base,
+                            lanes_total=len(self.lanes), lanes_done=self.lanes_done,
+                            state=str(self.sm.state),
+                            min_unswept_area_m2=self.config.resweep_min_width ** 2)
+        self.report = write_outputs(out_dir or self.config.output_dir, self.records, ctx,
+                                    png=self.config.export_png)
+        return self.report
+
+    def _export_safely(self, t: float) -> None:
+        if self.records is None or self.area is None:
+            return
+        try:
+            self.export()
+        except (OSError, RecordsIOError) as exc:
+            self.fault(t, 'exports', f'cannot write the output folder: {exc}')
+
+    def close(self) -> int:
+        return self.records.close() if self.records is not None else 0
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _go(self, event: str, t: float, reason: str, record: bool = True) -> Transition:
+        tr = self.sm.request(event, t, reason)
+        self.message = f'{tr.target}: {reason}'
+        if record and self.records is not None:
+            self._rec(lambda: self.records.add_event(t, tr.source, tr.target, event, reason), t)
+        return tr
+
+    def _rec(self, write, t: float) -> None:
+        """Run a records write; an I/O failure becomes a mission fault (rows kept in backlog)."""
+        try:
+            write()
+        except RecordsIOError as exc:
+            self.faults.append(f'records: {exc}')
+            self.message = f'fault: records: {exc}'
+            if self.sm.state != State.FAULT:
+                tr = self.sm.request('fault', t, f'records: {exc}')
+                self.message = f'{tr.target}: records I/O error ({exc})'

@@ -1,0 +1,199 @@
+"""The pure mission: a whole sweep driven by plain events, re-sweep, marks, resume, bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mine_robot.mission.mission import Mission, MissionConfig, lanes_from_plan_json
+from mine_robot.mission.records import MissionRecords
+from mine_robot.mission.state_machine import MissionError, State
+from mine_robot.planning.area import area_to_geojson, local_area
+from mine_robot.robot import load_robot
+
+ROBOT = load_robot()
+W, H = 12.0, 4.0
+AHEAD = ROBOT.metal_detector.xyz[0]
+
+
+@pytest.fixture
+def area_file(tmp_path):
+    area = local_area([(0, 0), (W, 0), (W, H), (0, H)], no_go=[[(5, 3.2), (6, 3.2), (6, 4), (5, 4)]])
+    path = tmp_path / 'area.geojson'
+    path.write_text(json.dumps(area_to_geojson(area)))
+    return path
+
+
+def plan_json(ys, x0=-1.2, x1=W - AHEAD + 0.2):
+    """A boustrophedon plan: lane k along y = ys[k], alternating direction (base_link path)."""
+    segs = []
+    for k, y in enumerate(ys):
+        a, b = ((x0, y), (x1, y)) if k % 2 == 0 else ((W - x0, y), (W - x1, y))
+        segs.append({'role': 'lane', 'lane': k, 'seq': 2 * k, 'points': [a, b]})
+        if k + 1 < len(ys):
+            segs.append({'role': 'transit', 'lane': None, 'seq': 2 * k + 1, 'points': [b, b]})
+    return json.dumps({'segments': segs, 'stats': {}, 'swath_width': 1.1, 'spacing': 1.0})
+
+
+def drive(mission, plan, t, skip=None, step=0.1):
+    """Feed poses along every lane of ``plan`` at 1 m/s; ``skip(x, y)`` True drops a pose."""
+    for _lane, pts in lanes_from_plan_json(plan):
+        (ax, ay), (bx, by) = pts
+        yaw = math.atan2(by - ay, bx - ax)
+        n = int(math.hypot(bx - ax, by - ay) / step)
+        for i in range(n + 1):
+            x, y = ax + (bx - ax) * i / n, ay + (by - ay) * i / n
+            t += step
+            if skip and skip(x, y):
+                continue
+            mission.on_pose(t, x, y, yaw)
+    return t
+
+
+def make(tmp_path, **kw):
+    cfg = MissionConfig(output_dir=str(tmp_path / 'out'), organisation='Test NGO', export_png=False, **kw)
+    return Mission(ROBOT, cfg)
+
+
+YS = [0.5, 1.5, 2.5, 3.5]
+
+
+def test_full_sweep_with_a_mark_a_failed_mark_and_clutter(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    assert m.sm.state == State.PLANNING
+    m.on_plan(1.0, plan_json(YS))
+    assert m.sm.state == State.SWEEPING and len(m.lanes) == 4
+    t = drive(m, plan_json(YS[:1]), 1.0)
+    assert m.lanes_done == 1
+    # fusion reports: an unsettled candidate (not yet), a settled mine, settled clutter
+    todo = m.on_targets(t, [{'id': 1, 'x': 4.0, 'y': 0.5, 'confidence': 0.9, 'classification': 'mine',
+                             'settled': True, 'depth_m': 0.1},
+                            {'id': 2, 'x': 8.0, 'y': 0.7, 'confidence': 0.9, 'classification': 'uxo',
+                             'settled': False},
+                            {'id': 3, 'x': 9.0, 'y': 0.2, 'confidence': 0.8, 'classification': 'clutter',
+                             'settled': True}])
+    assert todo == ['1', '3']
+    m.on_mark_started(t, '1')
+    assert m.sm.state == State.MARKING and m.progress()['marking'] == '1'
+    m.on_mark_outcome(t + 5, {'target_id': '1', 'status': 'marked', 'x': 4.02, 'y': 0.5,
+                              'target': (4.0, 0.5), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    assert m.sm.state == State.SWEEPING
+    m.on_mark_outcome(t + 6, {'target_id': '3', 'status': 'not_marked', 'reason': 'clutter (config)'})
+    m.on_targets(t + 7, [{'id': 2, 'x': 8.0, 'y': 0.7, 'confidence': 0.9, 'classification': 'uxo',
+                          'settled': True}])
+    assert m.pending_marks() == ['2']
+    m.on_mark_started(t + 8, '2')
+    m.on_mark_outcome(t + 20, {'target_id': '2', 'status': 'failed', 'attempts': 3,
+                               'reason': 'no acknowledgement; gave up after 3 attempt(s)'})
+    assert m.sm.state == State.SWEEPING and m.pending_marks() == []
+    # the rest of the lanes; the robot skips a 2 m stretch of lane 2 (e.g. a detour)
+    t = drive(m, plan_json(YS), t + 30, skip=lambda x, y: y == 2.5 and 5.0 < x < 7.0)
+    assert m.lanes_done == 3 and m.sm.state == State.SWEEPING
+    p = m.progress()
+    assert 80 < p['percent_covered'] < 99.5 and p['targets_marked'] == 1 and p['marks_failed'] == 1
+    assert p['eta_s'] > 0
+    m.finish_lanes(t)  # the follower reports its path done
+    assert m.sm.state == State.RESWEEP and m.pending_resweep is not None
+    gap = m.pending_resweep
+    assert gap.bounds[0] > 5.0 and gap.bounds[2] < 9.0 and 1.9 < gap.bounds[1] < gap.bounds[3] < 3.1
+    m.on_resweep_plan(t, json.dumps({'segments': [
+        {'role': 'lane', 'lane': 0, 'seq': 0, 'points': [(4.0 - AHEAD, 2.5), (8.5 - AHEAD, 2.5)]}]}))
+    assert m.lanes_done == 0 and len(m.lanes) == 1
+    with pytest.raises(MissionError, match='already running'):
+        m.start(t, str(area_file))
+    t = drive(m, json.dumps({'segments': [
+        {'role': 'lane', 'lane': 0, 'points': [(4.0 - AHEAD, 2.5), (8.5 - AHEAD, 2.5)]}]}), t)
+    assert m.sm.state == State.COMPLETE, m.message
+    assert m.report['coverage_fraction'] >= 0.995
+    assert m.report['marks']['marked'] == 1 and m.report['marks']['hazards_unmarked'] == ['2']
+    out = tmp_path / 'out'
+    assert {p.name for p in out.iterdir()} >= {'mission.db', 'marks.geojson', 'coverage.geojson',
+                                               'detections.geojson', 'track.geojson', 'report.json'}
+    events = [e['event'] for e in m.records.events()]
+    assert events[:2] == ['start', 'plan_ready'] and events[-2:] == ['lanes_done', 'resweep_done']
+    m.close()
+
+
+def test_restart_resumes_lanes_targets_and_marks(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.5, plan_json(YS))
+    t = drive(m, plan_json(YS[:2]), 1.0)
+    m.on_targets(t, [{'id': 7, 'x': 3.0, 'y': 1.0, 'confidence': 0.9, 'classification': 'mine'}])
+    m.on_mark_started(t, '7')
+    m.on_mark_outcome(t + 1, {'target_id': '7', 'status': 'marked', 'x': 3.0, 'y': 1.0, 'attempts': 1})
+    m.on_targets(t + 2, [{'id': 8, 'x': 9.0, 'y': 1.4, 'confidence': 0.9, 'classification': 'mine'}])
+    del m  # crash: no close, no export (the records are already durable)
+
+    m2 = make(tmp_path)
+    tr = m2.start(100.0, str(area_file))
+    assert 'resumed' in tr.reason and m2.progress()['resumed']
+    assert m2.handled == {'7': 'marked'} and m2.pending_marks() == ['8']
+    m2.on_plan(101.0, plan_json(YS))
+    assert [lane.done for lane in m2.lanes] == [True, True, False, False]
+    assert m2.progress()['percent_covered'] > 40
+    with MissionRecords(tmp_path / 'out' / 'mission.db', json.loads(area_file.read_text())) as rec:
+        assert len(rec.plans()) == 2 and rec.marks()[0].target_id == '7'
+    m2.close()
+
+
+def test_no_hazards_scenario_completes_with_an_empty_marks_layer(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    drive(m, plan_json(YS), 0.0)
+    assert m.sm.state == State.COMPLETE
+    assert json.loads((tmp_path / 'out' / 'marks.geojson').read_text())['features'] == []
+    assert m.report['targets']['total'] == 0 and m.report['marks']['hazards_unmarked'] == []
+    m.close()
+
+
+def test_bad_area_files_are_rejected_and_the_mission_stays_idle(tmp_path):
+    m = make(tmp_path)
+    with pytest.raises(MissionError, match='cannot read area file'):
+        m.start(0.0, str(tmp_path / 'missing.geojson'))
+    bad = tmp_path / 'bad.geojson'
+    bad.write_text('{"type": "FeatureCollection", "features": [')
+    with pytest.raises(MissionError, match='not valid JSON'):
+        m.start(0.0, str(bad))
+    bad.write_text(json.dumps({'type': 'FeatureCollection', 'features': []}))
+    with pytest.raises(MissionError, match='search_area'):
+        m.start(0.0, str(bad))
+    with pytest.raises(MissionError, match='no area file'):
+        m.start(0.0, '')
+    assert m.sm.state == State.IDLE and m.sm.history == []
+
+
+def test_other_area_in_the_same_folder_and_bad_plan(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, '{"segments": []}')
+    assert m.sm.state == State.FAULT and 'no lane segments' in m.message
+    assert m.records.faults()[0]['source'] == 'planner'
+    m.close()
+    other = tmp_path / 'other.geojson'
+    area = local_area([(0, 0), (5, 0), (5, 5), (0, 5)])
+    other.write_text(json.dumps(area_to_geojson(area)))
+    m2 = make(tmp_path)
+    with pytest.raises(MissionError, match='different search area'):
+        m2.start(0.0, str(other))
+
+
+def test_records_io_error_puts_the_mission_in_fault_and_keeps_rows(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    m.on_targets(1.0, [{'id': 1, 'x': 1.0, 'y': 1.0, 'confidence': 0.9, 'classification': 'mine'}])
+    db = m.records._db
+    db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+    m.on_targets(2.0, [{'id': k, 'x': 1.0, 'y': 1.0, 'confidence': 0.9, 'classification': 'mine',
+                        'evidence': {'pad': 'x' * 5000}} for k in range(2, 6)])
+    assert m.sm.state == State.FAULT and 'records' in m.message and m.records.backlog
+    assert [t.id for t in m.records.targets()] == ['1']
+    db.execute('PRAGMA max_page_count=1073741823')
+    m.records.flush()
+    assert len(m.records.targets()) == 5
+    assert np.isfinite(m.progress()['percent_covered'])
+    m.close()

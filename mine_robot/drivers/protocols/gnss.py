@@ -18,6 +18,7 @@ import math
 
 import pynmea2
 
+from mine_robot.drivers.framing import LineFramer
 from mine_robot.drivers.protocols import ProtocolError, build_sentence, parse_float, parse_int, split_sentence
 
 SENTENCES = ('GGA', 'RMC', 'GST', 'VTG', 'HDT')
@@ -260,3 +261,8 @@ def encode_vtg(course_true_deg: float | None, speed_mps: float | None, course_ma
 
 def encode_hdt(heading_deg: float | None, talker: str = 'GN') -> bytes:
     return build_sentence([f'{talker}HDT', _opt(heading_deg, '.3f'), 'T'])
+
+
+def make_framer() -> LineFramer:
+    """The framer for this device's byte stream (one line per message)."""
+    return LineFramer(NMEA_MAX_LINE)

@@ -27,6 +27,7 @@ import zlib
 
 import numpy as np
 
+from mine_robot.drivers.framing import LengthPrefixFramer
 from mine_robot.drivers.protocols import ProtocolError
 
 SYNC = b'\xa5\x5a'
@@ -39,7 +40,8 @@ HEADER = struct.Struct('<2sIBBIQHHff')
 HEADER_SIZE = HEADER.size          # 32
 CRC_SIZE = 4
 LENGTH_OFFSET, LENGTH_FORMAT = 2, '<I'
-MAX_BODY = HEADER_SIZE - 6 + MAX_SAMPLES * 4 + CRC_SIZE
+MAX_BODY = HEADER_SIZE - 6 + MAX_SAMPLES * 4 + CRC_SIZE   # body_length of the largest legal frame
+MIN_BODY = HEADER_SIZE - 6 + 2 + CRC_SIZE                 # one int16 sample
 MAX_TIME_WINDOW_NS = 1.0e6
 FLAG_SATURATED = 0x0001
 
@@ -126,3 +128,8 @@ def encode_trace(seq: int, device_time_us: int, samples, time_window_ns: float,
                        len(values), flags & 0xFFFF, float(time_window_ns), float(scale))
     body = head + payload
     return body + struct.pack('<I', zlib.crc32(body[2:]))
+
+
+def make_framer() -> LengthPrefixFramer:
+    """Sync-word + length framer for this stream; absurd lengths are rejected before buffering."""
+    return LengthPrefixFramer(SYNC, LENGTH_OFFSET, LENGTH_FORMAT, MIN_BODY, MAX_BODY)

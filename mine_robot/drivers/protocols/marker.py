@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 import re
 
-from mine_robot.drivers.protocols import ProtocolError, build_sentence, parse_int, split_sentence
+from mine_robot.drivers.framing import LineFramer
+from mine_robot.drivers.protocols import MAX_LINE, ProtocolError, build_sentence, parse_int, split_sentence
 
 MAX_CMD_ID = 65535
 TARGET_PATTERN = re.compile(r'[A-Za-z0-9_.:-]{1,24}')
@@ -219,3 +220,8 @@ def encode_status(state: str, level: int, fault: int = 0, fires: int = 0) -> byt
 
 def encode_fault(code: int, text: str) -> bytes:
     return build_sentence(['MKF', int(code), _clean(text)])
+
+
+def make_framer() -> LineFramer:
+    """The framer for this device's byte stream (one line per message)."""
+    return LineFramer(MAX_LINE)

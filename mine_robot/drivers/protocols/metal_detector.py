@@ -22,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntFlag
 
+from mine_robot.drivers.framing import LineFramer
 from mine_robot.drivers.protocols import (
+    MAX_LINE,
     ProtocolError,
     build_sentence,
     parse_float,
@@ -186,3 +188,8 @@ def _clean(text: str) -> str:
     """Make free text safe inside a field (no separators, ASCII printable, short)."""
     out = ''.join(c if c.isascii() and c.isprintable() and c not in ',*$' else '_' for c in text)
     return out[:64]
+
+
+def make_framer() -> LineFramer:
+    """The framer for this device's byte stream (one line per message)."""
+    return LineFramer(MAX_LINE)

@@ -23,6 +23,8 @@ ARGUMENTS = [
     ('camera_source', '', 'camera device index, video file, stream URL or image folder (empty: config)'),
     ('area_file', '', 'search area GeoJSON (empty: from config/planner.yaml and config/mission.yaml)'),
     ('output_dir', '', 'mission output folder (empty: from config/mission.yaml)'),
+    ('datum_lat', '', 'map origin latitude, degrees (empty: the area file\'s frame, else config)'),
+    ('datum_lon', '', 'map origin longitude, degrees (empty: the area file\'s frame, else config)'),
     ('teleop', 'joy', 'none | joy | keyboard: the operator\'s manual control, always above autonomy'),
     ('params_file', '', 'optional parameter file applied after config/ (node-keyed or /**-keyed)'),
     ('use_sim_time', 'false', 'use /clock instead of the wall clock (false on the robot)'),

@@ -17,6 +17,8 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = [
     ('scenario', 'default', 'scenario: a packaged name (sim/scenarios/<name>.yaml) or a YAML path'),
     ('virtual_devices', 'false', 'run the real serial drivers against virtual devices of the simulator'),
+    ('real_time_factor', '', 'sim seconds per wall second (empty: config/sim.yaml); >1 runs faster'),
+    ('seed', '', 'simulator random seed (empty: config/sim.yaml); same seed, same run'),
     ('namespace', '', 'ROS namespace for every node of this simulated robot'),
     ('use_sim_time', 'true',
      'follow the simulator\'s /clock (keep true: the simulator runs faster than real time)'),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import re
 from typing import Any
@@ -188,8 +189,17 @@ ARGUMENT_PARAMETERS: dict[str, tuple[tuple[str, str], ...]] = {
     'scenario': (('sim_world', 'scenario'), ('sim_sensors', 'scenario')),
     'area_file': (('coverage_planner', 'area_file'), ('mission_manager', 'area_file')),
     'output_dir': (('mission_manager', 'output_dir'),),
+    'real_time_factor': (('sim_world', 'real_time_factor'),),
+    'seed': (('sim_world', 'seed'), ('sim_sensors', 'seed')),
 }
+# Nodes that work in the map frame and take its datum (WGS84 origin) as parameters.
+DATUM_NODES: tuple[str, ...] = ('localization', 'safety_monitor')
+# Numeric overrides (launch arguments are strings; the node parameters are doubles/ints).
+NUMERIC_ARGUMENTS = {'real_time_factor': float, 'seed': int}
 SIMULATORS = ('none', 'builtin', 'gazebo')
+# Driver -> name of its virtual device under sim_world's/sim_sensors' device_dir.
+VIRTUAL_DEVICE_NAMES = {'metal_detector_driver': 'metal_detector', 'gnss_driver': 'gnss',
+                        'gpr_driver': 'gpr', 'marker_driver': 'marker'}
 TELEOPS = ('none', *TELEOP_NODES)
 LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
 
@@ -220,6 +230,29 @@ def _choice(name: str, value: str, choices: Iterable[str]) -> str:
     return value
 
 
+def _convert(argument: str, value: str):
+    kind = NUMERIC_ARGUMENTS.get(argument)
+    if kind is None:
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        raise LaunchConfigError(f'launch argument {argument}:={value!r} must be a number') from None
+
+
+def _datum(lat: str, lon: str) -> tuple[float, float] | None:
+    if not lat.strip() and not lon.strip():
+        return None
+    try:
+        datum = (float(lat), float(lon))
+    except ValueError:
+        raise LaunchConfigError(f'launch arguments datum_lat/datum_lon ({lat!r}, {lon!r}) must both '
+                                'be degrees') from None
+    if not (-90.0 <= datum[0] <= 90.0 and -180.0 <= datum[1] <= 180.0):
+        raise LaunchConfigError(f'datum {datum} is not WGS84 latitude/longitude')
+    return datum
+
+
 def _namespace(value: str) -> str:
     ns = value.strip().strip('/')
     if ns and not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*', ns):
@@ -247,6 +280,8 @@ class GraphPlan:
     overrides: dict[str, str]
     keyboard_prefix: str = 'xterm -e'
     gz_model: str = GZ_MODEL
+    datum_arg: tuple[float, float] | None = None
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_arguments(cls, args: Mapping[str, str]) -> GraphPlan:
@@ -277,6 +312,7 @@ class GraphPlan:
             overrides={k: get(k).strip() for k in ARGUMENT_PARAMETERS if get(k).strip()},
             keyboard_prefix=get('keyboard_prefix', 'xterm -e'),
             gz_model=get('gz_model', GZ_MODEL) or GZ_MODEL,
+            datum_arg=_datum(get('datum_lat'), get('datum_lon')),
         )
 
     def executables(self) -> list[str]:
@@ -312,10 +348,73 @@ class GraphPlan:
         for argument, value in self.overrides.items():
             for target, name in ARGUMENT_PARAMETERS[argument]:
                 if target == node:
-                    params[name] = value
-        params.update(SIMULATOR_PARAMETERS.get((self.simulator, self.virtual_devices), {}).get(node, {}))
+                    params[name] = _convert(argument, value)
+        params.update(self.mode_parameters().get(node, {}))
+        if node in DATUM_NODES and self.datum() is not None:
+            params['datum_lat'], params['datum_lon'] = self.datum()
         params['use_sim_time'] = self.use_sim_time
         return params
+
+    def scenario(self):
+        """The simulation scenario (simulator runs only), loaded once."""
+        if self.simulator == 'none':
+            return None
+        if 'scenario' not in self._cache:
+            from mine_robot.sim.scenario import ScenarioError, load_scenario
+            try:
+                self._cache['scenario'] = load_scenario(self.overrides.get('scenario', 'default'))
+            except ScenarioError as exc:
+                raise LaunchConfigError(f'launch argument scenario: {exc}') from exc
+        return self._cache['scenario']
+
+    def datum(self) -> tuple[float, float] | None:
+        """The map origin: datum_lat/datum_lon arguments, else the scenario's datum (simulation),
+        else the area file's frame; None leaves the nodes' configured values alone."""
+        if self.datum_arg is not None:
+            return self.datum_arg
+        scenario = self.scenario()
+        if scenario is not None:
+            return (scenario.frame.lat, scenario.frame.lon)
+        if 'area_file' in self.overrides:
+            from mine_robot.planning.area import load_area
+            try:
+                frame = load_area(self.overrides['area_file']).frame
+            except (ValueError, OSError) as exc:
+                raise LaunchConfigError(f'launch argument area_file: {exc}') from exc
+            return (frame.lat, frame.lon)
+        return None
+
+    def mode_parameters(self) -> dict[str, dict[str, Any]]:
+        """Parameters the chosen mode imposes on its nodes."""
+        out: dict[str, dict[str, Any]] = {}
+        scenario = self.scenario()
+        if scenario is not None:
+            # the simulated robot's true start heading is the operator's known start heading
+            out['localization'] = {'initial_yaw': math.remainder(scenario.robot_start.yaw, math.tau)}
+            # the scenario YAML carries the area (search area and no-go zones)
+            if 'area_file' not in self.overrides and scenario.source is not None:
+                out['safety_monitor'] = {'area_file': str(scenario.source)}
+        if self.simulator == 'gazebo':
+            # Gazebo renders the camera and reports the true pose on sim/ground_truth (gz_bridge.yaml)
+            out['sim_sensors'] = {'camera_rate': 0.0, 'pose_topic': 'sim/ground_truth'}
+        if self.virtual_devices:
+            device_dir = self.device_dir()
+            for node in ('sim_world', 'sim_sensors'):
+                out[node] = {'virtual_devices': True, 'device_dir': device_dir}
+            for node, device in VIRTUAL_DEVICE_NAMES.items():
+                out[node] = {'port': f'{device_dir}/{device}'}
+        if not self.autonomy:
+            # teleop only: nothing in this graph publishes a pose or sensor data, so the
+            # pose-based rules and sensor watchdog would hold the robot forever
+            out['safety_monitor'] = {'geofence_enabled': False, 'swept_ground_enabled': False,
+                                     'pose_watchdog_enabled': False, 'sensor_watchdog_enabled': False}
+        return out
+
+    def device_dir(self) -> str:
+        """Folder of the virtual devices' symlinks: from config/sim.yaml, one per namespace."""
+        base = node_parameters('sim_world', self.parameter_files('sim_world'), self.namespace).get(
+            'device_dir', '/tmp/mine_robot_sim')
+        return f'{base.rstrip("/")}/{self.namespace}' if self.namespace else base
 
     def nodes(self) -> list[NodeSpec]:
         return [NodeSpec(executable=name, parameters=self.node_parameters(name),
@@ -330,5 +429,3 @@ class GraphPlan:
         return {'robot_description': text, 'use_sim_time': self.use_sim_time}
 
 
-# Parameters the simulator mode imposes, keyed (simulator, virtual_devices) -> node -> params.
-SIMULATOR_PARAMETERS: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}

@@ -279,3 +279,73 @@ def test_key_matching_follows_ros_wildcards():
     assert pat('/**/n').match('/n') and pat('/**/n').match('/a/b/n') and not pat('/**/n').match('/a/m')
     assert pat('n').match('/n') and not pat('n').match('/a/n')
     assert pat('/a/*').match('/a/n') and not pat('/a/*').match('/a/b/n')
+
+
+def test_simulation_takes_datum_heading_and_area_from_the_scenario(tmp_path):
+    cfg = str(_write_config(tmp_path, 'localization:\n  ros__parameters: {datum_lat: .nan}\n'))
+    scenario = REPO / 'sim' / 'scenarios' / 'default.yaml'
+    from mine_robot.sim.scenario import load_scenario
+    truth = load_scenario(scenario)
+    plan = ls.GraphPlan.from_arguments(_args(config_dir=cfg, simulator='builtin', scenario=str(scenario),
+                                             real_time_factor='5', seed='7'))
+    loc = plan.node_parameters('localization')
+    assert (loc['datum_lat'], loc['datum_lon']) == (truth.frame.lat, truth.frame.lon)
+    assert loc['initial_yaw'] == pytest.approx(truth.robot_start.yaw)
+    assert plan.node_parameters('safety_monitor')['area_file'] == str(scenario)
+    world = plan.node_parameters('sim_world')
+    assert world['real_time_factor'] == 5.0 and world['seed'] == 7 and world['scenario'] == str(scenario)
+    # explicit datum arguments win; a bare scenario name resolves to the packaged file
+    plan = ls.GraphPlan.from_arguments(_args(config_dir=cfg, simulator='builtin', scenario='default',
+                                             datum_lat='10.5', datum_lon='-20.25'))
+    assert plan.node_parameters('localization')['datum_lat'] == 10.5
+    assert plan.node_parameters('safety_monitor')['area_file'].endswith('default.yaml')
+    with pytest.raises(ls.LaunchConfigError, match='scenario'):
+        ls.GraphPlan.from_arguments(_args(config_dir=cfg, simulator='builtin',
+                                          scenario=str(tmp_path / 'none.yaml'))).node_parameters('sim_world')
+    with pytest.raises(ls.LaunchConfigError, match='number'):
+        ls.GraphPlan.from_arguments(_args(config_dir=cfg, simulator='builtin',
+                                          real_time_factor='fast')).node_parameters('sim_world')
+    with pytest.raises(ls.LaunchConfigError, match='WGS84'):
+        ls.GraphPlan.from_arguments(_args(datum_lat='91', datum_lon='0'))
+
+
+def test_hardware_datum_comes_from_the_area_file(tmp_path):
+    cfg = str(_write_config(tmp_path, '{}'))
+    area = tmp_path / 'area.geojson'
+    area.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                    '"properties": {"role": "search_area"}, "geometry": {"type": "Polygon", '
+                    '"coordinates": [[[17.0, 44.0], [17.001, 44.0], [17.001, 44.001], [17.0, 44.001], '
+                    '[17.0, 44.0]]]}}]}')
+    plan = ls.GraphPlan.from_arguments(_args(config_dir=cfg, drivers='true', area_file=str(area)))
+    lat, lon = plan.datum()
+    assert lat == pytest.approx(44.0005, abs=1e-3) and lon == pytest.approx(17.0005, abs=1e-3)
+    assert plan.node_parameters('safety_monitor')['datum_lat'] == lat
+    assert ls.GraphPlan.from_arguments(_args(config_dir=cfg, drivers='true')).datum() is None
+
+
+def test_virtual_devices_point_the_drivers_at_the_simulator_ports(tmp_path):
+    cfg = _write_config(tmp_path, '{}')
+    (cfg / 'sim.yaml').write_text('sim_world:\n  ros__parameters: {device_dir: /tmp/vdev}\n')
+    plan = ls.GraphPlan.from_arguments(_args(config_dir=str(cfg), simulator='builtin',
+                                             virtual_devices='true', namespace='r2', gnss_port='/dev/x'))
+    assert plan.node_parameters('sim_world')['device_dir'] == '/tmp/vdev/r2'
+    assert plan.node_parameters('sim_sensors')['virtual_devices'] is True
+    assert plan.node_parameters('gnss_driver')['port'] == '/tmp/vdev/r2/gnss'
+    assert plan.node_parameters('metal_detector_driver')['port'] == '/tmp/vdev/r2/metal_detector'
+
+
+def test_gazebo_mode_reads_the_gazebo_pose_and_leaves_the_camera_to_gazebo(tmp_path):
+    cfg = str(_write_config(tmp_path, '{}'))
+    plan = ls.GraphPlan.from_arguments(_args(config_dir=cfg, simulator='gazebo'))
+    params = plan.node_parameters('sim_sensors')
+    assert params['camera_rate'] == 0.0
+    bridge = yaml.safe_load((REPO / 'config' / 'gz_bridge.yaml').read_text())
+    assert params['pose_topic'] in {e['ros_topic_name'] for e in bridge}
+
+
+def test_teleop_only_safety_keeps_estop_and_input_watchdog(tmp_path):
+    cfg = str(_write_config(tmp_path, '{}'))
+    params = ls.GraphPlan.from_arguments(_args(config_dir=cfg, autonomy='false', teleop='joy')
+                                         ).node_parameters('safety_monitor')
+    assert params['pose_watchdog_enabled'] is False and params['geofence_enabled'] is False
+    assert 'estop_enabled' not in params and 'input_watchdog_enabled' not in params

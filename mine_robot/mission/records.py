@@ -112,7 +112,8 @@ class MarkRecord:
 
 
 class MissionRecords:
-    """The mission database. Not thread-safe: use from one thread (the node's callback group)."""
+    """The mission database. Not thread-safe: serialise calls (the node uses one mutually
+    exclusive callback group)."""
 
     def __init__(self, path: str | Path, area_geojson: Mapping | str, *, track_batch: int = 50,
                  organisation: str = ''):
@@ -127,7 +128,10 @@ class MissionRecords:
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10.0)
+            # check_same_thread=False: the node serialises all access (one mutually exclusive
+            # callback group), but executor threads differ from call to call
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10.0,
+                                       check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise RecordsIOError(f'cannot open mission database {self.path}: {exc}') from exc
         try:

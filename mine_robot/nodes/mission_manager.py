@@ -1,0 +1,253 @@
+"""mission_manager: the operator's mission (start/pause/resume/abort), progress and records.
+
+Services (std_srvs/Trigger): ``mission/start|pause|resume|abort``. The area comes from the
+``area_file`` parameter. Inputs: ``coverage/plan`` (plan JSON), ``odometry/filtered``,
+``targets/json`` (fusion), ``marking/events`` (marking node), ``<follower>/progress`` (path done)
+and ``marker/status`` (health). Outputs: latched ``mission/status`` (JSON: state, progress, the
+marks to make), ``/diagnostics``, the re-sweep plan, and pause/resume calls to the lane follower.
+All logic is in :class:`mine_robot.mission.mission.Mission`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+import functools
+import json
+import sys
+import time
+
+from nav_msgs.msg import Odometry
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from mine_robot.mission.mission import Mission, MissionConfig
+from mine_robot.mission.state_machine import DRIVING, MissionError, State
+from mine_robot.nodes._driving import load_robot_param, odometry_to_pose
+from mine_robot.ros import qos
+from mine_robot.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from mine_robot.ros.params import ConfigError, declare
+from mine_robot.ros.runner import run_node
+
+_RANGES = {'cleared_depth_m': (0.01, 2.0), 'coverage_goal': (0.5, 1.0), 'resweep_min_width': (0.0, 2.0),
+           'max_resweeps': (0, 10), 'lane_done_fraction': (0.5, 1.0), 'mark_confidence': (0.0, 1.0),
+           'sweep_speed': (0.01, 5.0)}
+_DESCRIPTIONS = {
+    'output_dir': 'sweep output folder (mission.db, GeoJSON layers, report.json/png)',
+    'organisation': 'organisation name written into the exports (MDR field)',
+    'cleared_depth_m': 'search depth guaranteed by the detector set-up (m, MDR cleared depth)',
+    'coverage_goal': 'fraction of the searchable area to reach before completing',
+    'resweep_min_width': 'unswept slivers narrower than this (m) are not re-swept',
+    'max_resweeps': 'how many re-sweep rounds of missed strips at most',
+    'lane_done_fraction': 'fraction of a lane strip that must be swept for the lane to count',
+    'mark_confidence': 'settled targets with at least this confidence are marked',
+    'sweep_speed': 'lane speed used for the ETA (m/s)',
+    'export_png': 'render report.png (matplotlib) at the end',
+    'time_base': 'unused by the node (it maps ROS time to UTC itself)',
+}
+
+
+class MissionManagerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('mission_manager', **kwargs)
+        self.group = MutuallyExclusiveCallbackGroup()  # the mission and its database are single-threaded
+        self.area_file = declare(self, 'area_file', '', 'search area GeoJSON (WGS84, RFC 7946)')
+        self.autostart = declare(self, 'autostart', False, 'start the mission as soon as the node is up')
+        robot_config = declare(self, 'robot_config', '', 'robot.yaml (default: package config)')
+        follower = declare(self, 'follower', 'lane_follower',
+                           'lane follower node name (its ~/pause, ~/resume, ~/progress); empty: none')
+        resweep_topic = declare(self, 'resweep_plan_topic', 'coverage/plan',
+                                'where the re-sweep plan of missed strips is published (latched)')
+        status_rate = declare(self, 'status_rate', 2.0, 'mission/status and diagnostics rate (Hz)',
+                              range=(0.1, 50.0))
+        values = {}
+        defaults = MissionConfig()
+        for f in fields(MissionConfig):
+            if f.name == 'time_base':
+                continue
+            default = getattr(defaults, f.name)
+            values[f.name] = declare(self, f.name, default, _DESCRIPTIONS.get(f.name, f.name),
+                                     range=_RANGES.get(f.name))
+        try:
+            self.config = MissionConfig(**values, time_base=time.time() - self._now())
+            self.robot = load_robot_param(robot_config)
+        except ValueError as exc:
+            raise ConfigError(f'mission_manager: {exc}') from exc
+        self.mission = Mission(self.robot, self.config)
+        self.diag = Diagnostics(self, period=1.0 / status_rate)
+        self.status_pub = self.create_publisher(String, 'mission/status', qos.LATCHED)
+        self.resweep_pub = self.create_publisher(String, resweep_topic, qos.LATCHED)
+        sub = functools.partial(self.create_subscription, callback_group=self.group)
+        sub(String, 'coverage/plan', self._on_plan, qos.LATCHED)
+        sub(Odometry, 'odometry/filtered', self._on_odom, qos.RELIABLE)
+        sub(String, 'targets/json', self._on_targets, qos.RELIABLE)
+        sub(String, 'marking/events', self._on_marking, qos.RELIABLE)
+        sub(String, 'marker/status', self._on_marker_status, qos.RELIABLE)
+        self.marker_status = {}
+        self.follower_clients = {}
+        if follower:
+            sub(String, f'{follower}/progress', self._on_progress, 10)
+            for action in ('pause', 'resume'):
+                self.follower_clients[action] = self.create_client(Trigger, f'{follower}/{action}')
+        for name in ('start', 'pause', 'resume', 'abort'):
+            self.create_service(Trigger, f'mission/{name}', self._service(name), callback_group=self.group)
+        self.create_timer(1.0 / status_rate, self._publish_status, callback_group=self.group)
+        self._last_plan = None
+        self._publish_status()
+        if self.autostart:
+            ok, message = self._start()
+            if not ok:
+                self.get_logger().error(f'autostart failed: {message}')
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # -- services -----------------------------------------------------------------------------------
+    def _service(self, name):
+        action = {'start': self._start, 'pause': self._pause, 'resume': self._resume,
+                  'abort': self._abort}[name]
+
+        def handler(_request, response):
+            response.success, response.message = action()
+            if response.success:
+                self.get_logger().info(f'mission/{name}: {response.message}')
+            else:
+                self.get_logger().warning(f'mission/{name} refused: {response.message}')
+            self._publish_status()
+            return response
+        return handler
+
+    def _start(self):
+        try:
+            tr = self.mission.start(self._now(), self.area_file)
+        except MissionError as exc:
+            return False, str(exc)
+        if self._last_plan is not None:  # the latched plan may have arrived before start
+            self._after(self.mission.on_plan(self._now(), self._last_plan))
+        return True, f'{tr.target}: {tr.reason}'
+
+    def _pause(self):
+        try:
+            tr = self.mission.pause(self._now())
+        except MissionError as exc:
+            return False, str(exc)
+        self._sync_follower()
+        return True, f'paused (was {tr.source})'
+
+    def _resume(self):
+        try:
+            tr = self.mission.resume(self._now())
+        except MissionError as exc:
+            return False, str(exc)
+        self._sync_follower()
+        return True, f'resumed: {tr.target}'
+
+    def _abort(self):
+        try:
+            self.mission.abort(self._now())
+        except MissionError as exc:
+            return False, str(exc)
+        self._sync_follower()
+        return True, f'aborted; records and exports in {self.config.output_dir}'
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _on_plan(self, msg: String) -> None:
+        if msg.data == getattr(self, '_published_resweep', None):
+            return  # our own re-sweep plan echoed on a shared topic
+        self._last_plan = msg.data
+        self._after(self.mission.on_plan(self._now(), msg.data))
+
+    def _on_odom(self, msg: Odometry) -> None:
+        p = odometry_to_pose(msg)
+        self._after(self.mission.on_pose(self._now(), p.x, p.y, p.yaw))
+
+    def _on_targets(self, msg: String) -> None:
+        try:
+            data = json.loads(msg.data)
+            targets = data['targets'] if isinstance(data, dict) else data
+            self.mission.on_targets(self._now(), list(targets))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            self.get_logger().error(f'targets/json ignored: {exc}', throttle_duration_sec=5.0)
+
+    def _on_marking(self, msg: String) -> None:
+        try:
+            event = json.loads(msg.data)
+            if event['event'] == 'started':
+                self.mission.on_mark_started(self._now(), str(event['target_id']))
+            elif event['event'] == 'outcome':
+                self.mission.on_mark_outcome(self._now(), event)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, MissionError) as exc:
+            self.get_logger().error(f'marking/events ignored: {exc}')
+        self._after(None)
+
+    def _on_marker_status(self, msg: String) -> None:
+        try:
+            self.marker_status = json.loads(msg.data)
+        except json.JSONDecodeError:
+            self.get_logger().warning('marker/status is not JSON', throttle_duration_sec=10.0)
+
+    def _on_progress(self, msg: String) -> None:
+        try:
+            state = json.loads(msg.data).get('state')
+        except (json.JSONDecodeError, AttributeError):
+            return
+        if state == 'done' and self.mission.sm.state in DRIVING:
+            self._after(self.mission.finish_lanes(self._now()))
+
+    # -- effects ------------------------------------------------------------------------------------
+    def _after(self, _result) -> None:
+        """After any input: plan a pending re-sweep and keep the follower in step."""
+        m = self.mission
+        if m.sm.state == State.RESWEEP and m.pending_resweep is not None:
+            try:
+                plan = m.make_resweep_plan()
+            except ImportError as exc:
+                plan = None
+                m.faults.append(f'resweep: planner not available: {exc}')
+            if plan is None:
+                m.resweep_unplannable(self._now(), 'no plannable strip')
+            else:
+                m.on_resweep_plan(self._now(), plan)
+                self._published_resweep = plan
+                self.resweep_pub.publish(String(data=plan))
+        self._sync_follower()
+
+    def _sync_follower(self) -> None:
+        state = self.mission.sm.state
+        want = 'resume' if state in (*DRIVING, State.INVESTIGATING) else 'pause'
+        if want == getattr(self, '_follower_state', None) or state in (State.IDLE, State.PLANNING):
+            return
+        client = self.follower_clients.get(want)
+        if client is None:
+            return
+        if not client.service_is_ready():
+            self.get_logger().warning(f'follower {want} service not available',
+                                      throttle_duration_sec=5.0)
+            return
+        client.call_async(Trigger.Request())  # never block an executor thread
+        self._follower_state = want
+
+    def _publish_status(self) -> None:
+        m = self.mission
+        status = m.progress()
+        status['pending_marks'] = [
+            {'id': tid, 'x': m.targets[tid]['x'], 'y': m.targets[tid]['y'],
+             'classification': m.targets[tid]['classification']} for tid in m.pending_marks()]
+        status['hazards'] = [[round(t['x'], 3), round(t['y'], 3)] for t in m.targets.values()
+                             if t['classification'] != 'clutter']
+        status['area_file'] = self.area_file
+        status['output_dir'] = self.config.output_dir
+        self.status_pub.publish(String(data=json.dumps(status)))
+        level = ERROR if m.sm.state == State.FAULT else WARN if status['marks_failed'] else OK
+        self.diag.update(level, f"{status['state']}: {status['message']}",
+                         {k: v for k, v in status.items() if k not in ('pending_marks', 'hazards')})
+
+    def close(self) -> None:
+        unwritten = self.mission.close()
+        if unwritten:
+            self.get_logger().error(f'{unwritten} mission record(s) could not be written')
+
+
+def main(args=None):
+    sys.exit(run_node(MissionManagerNode, args))

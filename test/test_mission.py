@@ -197,3 +197,32 @@ def test_records_io_error_puts_the_mission_in_fault_and_keeps_rows(tmp_path, are
     assert len(m.records.targets()) == 5
     assert np.isfinite(m.progress()['percent_covered'])
     m.close()
+
+
+def test_resweep_plan_from_the_planning_layer_covers_the_missed_strip(tmp_path, area_file):
+    from mine_robot.planning.plan import CoveragePlan
+
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = drive(m, plan_json(YS), 0.0, skip=lambda x, y: y == 1.5 and 3.0 < x < 6.0)
+    m.finish_lanes(t)
+    assert m.sm.state == State.RESWEEP
+    missed = m.pending_resweep
+    text = m.make_resweep_plan()
+    plan = CoveragePlan.from_json(text)
+    assert any(s.role == 'lane' for s in plan.segments)
+    m.on_resweep_plan(t, text)
+    # drive the re-sweep plan's path exactly as planned: the strip gets swept and the mission ends
+    from mine_robot.planning.coverage import CoverageTracker
+    tracker = CoverageTracker(ROBOT)
+    poses = plan.poses(0.1)
+    tracker.add_poses(poses[:, :3])
+    assert tracker.fraction(missed) > 0.99
+    for k, (x, y, yaw, _seg) in enumerate(poses):
+        m.on_pose(t + 0.1 * k, x, y, yaw)
+    if m.sm.state == State.RESWEEP:
+        m.finish_lanes(t + 0.1 * len(poses))
+    assert m.sm.state == State.COMPLETE, m.message
+    assert m.report['coverage_fraction'] >= 0.995
+    m.close()

@@ -255,34 +255,21 @@ class Mission:
         self.pending_resweep = None
 
     def make_resweep_plan(self, planner_config=None, start=None) -> str | None:
-        """Plan lanes over the pending missed strips with the planning layer's ``plan_coverage``
-        (one plan per strip, concatenated). None when no strip could be planned."""
-        from mine_robot.planning.area import AreaError, SearchArea
+        """Plan lanes over the pending missed strips with the planning layer
+        (``plan_coverage(..., region=missed)``); None when nothing could be planned."""
         from mine_robot.planning.planner import PlannerConfig, plan_coverage
         missed = self.pending_resweep
         if missed is None or missed.is_empty:
             return None
-        pieces = list(getattr(missed, 'geoms', [missed]))
-        base, segments, lane_no = None, [], 0
-        for piece in sorted(pieces, key=lambda p: -p.area):
-            try:
-                plan = plan_coverage(SearchArea(self.area.frame, piece), self.robot,
-                                     planner_config or PlannerConfig(), start=start)
-            except (AreaError, ValueError) as exc:
-                self.faults.append(f'resweep: strip of {piece.area:.2f} m² not planned: {exc}')
-                continue
-            data = json.loads(plan.to_json())
-            base = base or data
-            for seg in data['segments']:
-                if seg.get('role') == 'lane':
-                    seg['lane'] = lane_no
-                    lane_no += 1
-                seg['seq'] = len(segments)
-                segments.append(seg)
-        if base is None or not lane_no:
+        if start is None and self.last_pose is not None:
+            start = self.last_pose[1:3]
+        try:
+            plan = plan_coverage(self.area, self.robot, planner_config or PlannerConfig(),
+                                 start=start, region=missed)
+        except ValueError as exc:  # PlannerError / AreaError derive from ValueError
+            self.faults.append(f'resweep: missed strips ({missed.area:.2f} m²) not planned: {exc}')
             return None
-        base['segments'] = segments
-        return json.dumps(base)
+        return plan.to_json()
 
     def resweep_unplannable(self, t: float, reason: str) -> Transition:
         """No plan could be made for the missed strips: complete, reporting them as not searched."""

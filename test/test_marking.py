@@ -77,8 +77,15 @@ def test_slide_limits(lateral, ok):
 def test_forward_onto_unswept_ground_is_refused():
     # the lane was only swept up to x = 1.0 (detector front edge): going 1.3 m forward would put
     # the front wheels beyond it
-    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (1.9, 0.0), CFG, swept=lane_swept(x1=1.0))
+    far = MarkingConfig(max_forward=2.0)
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (1.9, 0.0), far, swept=lane_swept(x1=1.0))
     assert not plan.feasible and 'unswept ground' in plan.reason
+    # without a swept polygon, the default forward limit keeps the wheels behind the swept edge
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (1.9, 0.0), CFG)
+    assert not plan.feasible and 'max_forward' in plan.reason
+    front_wheel_edge = ROBOT.wheels.wheelbase / 2 + ROBOT.wheels.contact_length / 2
+    swept_edge = ROBOT.metal_detector.xyz[0] + ROBOT.metal_detector.coil_radius
+    assert front_wheel_edge + CFG.max_forward < swept_edge
 
 
 def test_backing_up_beyond_the_swept_start_is_refused_and_max_backup_applies():

@@ -33,7 +33,7 @@ CLUTTER_POLICIES = ('not_marked', 'mark_distinct', 'mark')
 @dataclass(frozen=True)
 class MarkingConfig:
     max_backup: float = 3.0          # m the robot may back up along its lane to reach a target
-    max_forward: float = 1.5         # m it may continue forward (also bounded by swept ground)
+    max_forward: float = 0.5         # m forward: keeps the front wheels behind the swept edge
     stop_tolerance: float = 0.03     # m along-lane error accepted at the stop pose
     move_timeout: float = 20.0       # s to reach the stop pose before the mark is reported failed
     approach_speed: float = 0.15     # m/s for the stop manoeuvre

@@ -159,6 +159,39 @@ class Mark:
 _SENSORS = ('md', 'gpr', 'camera', 'gnss', 'imu', 'odom', 'track')
 
 
+class SensorSuite:
+    """The ground-truth sensors (metal detector, GPR, camera) sampled at a given robot pose.
+
+    Used by :class:`SimWorld` and by the ``sim_sensors`` node, which gets the pose from
+    ``sim_world`` or from Gazebo. A sensor whose rate is 0 is not built.
+    """
+
+    def __init__(self, scenario: Scenario, robot: RobotGeometry, rngs: list[np.random.Generator],
+                 config: SimConfig):
+        self.robot = robot
+        self.md = MetalDetectorModel(scenario, robot, rngs[0]) if config.md_rate > 0 else None
+        self.gpr = GprModel(scenario, robot, rngs[1], config.gpr) if config.gpr_rate > 0 else None
+        self.camera = CameraModel(scenario, robot, rngs[2]) if config.camera_rate > 0 else None
+        self._coils = robot.metal_detector.coil_positions()
+        self._gpr_offset = np.array([robot.gpr.xyz[:2]])
+
+    @classmethod
+    def seeded(cls, scenario: Scenario, robot: RobotGeometry, seed: int, config: SimConfig) -> SensorSuite:
+        streams = np.random.SeedSequence(seed).spawn(8)
+        return cls(scenario, robot, [np.random.default_rng(s) for s in streams[2:5]], config)
+
+    def md_sample(self, t: float, pose: tuple[float, float, float]) -> MdSample:
+        xy = body_to_world(pose, self._coils)
+        return MdSample(t, xy, self.md.sample(t, xy))
+
+    def gpr_trace(self, t: float, pose: tuple[float, float, float]) -> GprTrace:
+        gx, gy = body_to_world(pose, self._gpr_offset)[0]
+        return GprTrace(t, float(gx), float(gy), self.gpr.trace(gx, gy))
+
+    def camera_frame(self, t: float, pose: tuple[float, float, float]) -> CameraFrame:
+        return CameraFrame(t, pose, self.camera.render(pose))
+
+
 class SimWorld:
     """Lockstep simulation of ``scenario`` with the robot ``robot`` (see module docstring)."""
 
@@ -173,14 +206,13 @@ class SimWorld:
         start = scenario.robot_start
         self.base = SkidSteer(robot, (start.x, start.y, start.yaw), self.config.kinematics, rngs[0])
         self.odometry = WheelOdometry(self.config.kinematics, rngs[1])
-        self.md = MetalDetectorModel(scenario, robot, rngs[2])
-        self.gpr = GprModel(scenario, robot, rngs[3], self.config.gpr)
-        self.camera = CameraModel(scenario, robot, rngs[4]) if self.config.camera_rate > 0 else None
+        # models of sensors that are off (rate 0) are not built (the ROS sim_world node leaves the
+        # metal detector, GPR and camera to sim_sensors)
+        self.sensors = SensorSuite(scenario, robot, rngs[2:5], self.config)
         self.gnss = GnssModel(scenario, rngs[5], self.config.gnss_altitude)
         self.imu = ImuModel(rngs[6])
         self.time = 0.0
         self._coils = robot.metal_detector.coil_positions()
-        self._gpr_offset = np.array([robot.gpr.xyz[:2]])
         self._gnss_offset = np.array([robot.gnss.xyz[:2]])
         rate = {'md': self.config.md_rate, 'gpr': self.config.gpr_rate,
                 'camera': self.config.camera_rate, 'gnss': self.config.gnss_rate,
@@ -249,14 +281,12 @@ class SimWorld:
 
     def _sample(self, name: str, t: float, out: SimStep) -> None:
         pose = self.true_pose
-        if name == 'md':
-            xy = body_to_world(pose, self._coils)
-            out.md.append(MdSample(t, xy, self.md.sample(t, xy)))
-        elif name == 'gpr':
-            gx, gy = body_to_world(pose, self._gpr_offset)[0]
-            out.gpr.append(GprTrace(t, float(gx), float(gy), self.gpr.trace(gx, gy)))
-        elif name == 'camera' and self.camera is not None:
-            out.camera.append(CameraFrame(t, pose, self.camera.render(pose)))
+        if name == 'md' and self.sensors.md is not None:
+            out.md.append(self.sensors.md_sample(t, pose))
+        elif name == 'gpr' and self.sensors.gpr is not None:
+            out.gpr.append(self.sensors.gpr_trace(t, pose))
+        elif name == 'camera' and self.sensors.camera is not None:
+            out.camera.append(self.sensors.camera_frame(t, pose))
         elif name == 'gnss':
             ax, ay = body_to_world(pose, self._gnss_offset)[0]
             out.gnss.append(self.gnss.sample(t, float(ax), float(ay)))
@@ -270,11 +300,12 @@ class SimWorld:
             self.track.append((t, *pose))
 
     # ------------------------------------------------------------------ ground truth files
-    def write_truth(self, output_dir: str | Path) -> Path:
-        """Write ``sim_truth.json`` (true track and true mark positions) for the judge."""
+    def write_truth(self, output_dir: str | Path, time_base: float | None = None) -> Path:
+        """Write ``sim_truth.json`` (true track and true mark positions) for the judge;
+        ``time_base`` is the POSIX time of sim time 0 (how report times map onto the track)."""
         path = Path(output_dir) / 'sim_truth.json'
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {'scenario': self.scenario.name, 'seed': self.seed,
+        data = {'scenario': self.scenario.name, 'seed': self.seed, 'time_base': time_base,
                 'track': [[round(v, 4) for v in row] for row in self.track],
                 'marks': [{'t': m.t, 'x': m.x, 'y': m.y, 'target_id': m.target_id} for m in self.marks]}
         tmp = path.with_suffix('.json.tmp')

@@ -391,9 +391,13 @@ class GraphPlan:
         if scenario is not None:
             # the simulated robot's true start heading is the operator's known start heading
             out['localization'] = {'initial_yaw': math.remainder(scenario.robot_start.yaw, math.tau)}
-            # the scenario YAML carries the area (search area and no-go zones)
+            # the scenario carries the area (search area and no-go zones): the safety monitor reads
+            # the scenario YAML, the planner and mission manager a GeoJSON export of it
             if 'area_file' not in self.overrides and scenario.source is not None:
                 out['safety_monitor'] = {'area_file': str(scenario.source)}
+                area_file = self.scenario_area_file()
+                for node in ('coverage_planner', 'mission_manager'):
+                    out[node] = {'area_file': area_file}
         if self.simulator == 'gazebo':
             # Gazebo renders the camera and reports the true pose on sim/ground_truth (gz_bridge.yaml)
             out['sim_sensors'] = {'camera_rate': 0.0, 'pose_topic': 'sim/ground_truth'}
@@ -409,6 +413,20 @@ class GraphPlan:
             out['safety_monitor'] = {'geofence_enabled': False, 'swept_ground_enabled': False,
                                      'pose_watchdog_enabled': False, 'sensor_watchdog_enabled': False}
         return out
+
+    def scenario_area_file(self) -> str:
+        """The scenario's area as a WGS84 GeoJSON file (written once per launch)."""
+        if 'area_file' not in self._cache:
+            import json
+            import tempfile
+
+            from mine_robot.planning.area import area_to_geojson
+            scenario = self.scenario()
+            folder = Path(tempfile.mkdtemp(prefix='mine_robot_launch_'))
+            path = folder / f'{scenario.name}_area.geojson'
+            path.write_text(json.dumps(area_to_geojson(scenario.area), indent=1))
+            self._cache['area_file'] = str(path)
+        return self._cache['area_file']
 
     def device_dir(self) -> str:
         """Folder of the virtual devices' symlinks: from config/sim.yaml, one per namespace."""

@@ -269,8 +269,23 @@ def test_argument_overrides_target_declared_node_parameters():
         for node, param in targets:
             if node not in modules:
                 pytest.fail(f'{argument}: node {node} does not exist (yet)')
-            text = (REPO / 'mine_robot' / 'nodes' / f'{node}.py').read_text()
+            text = _source_with_imports(f'mine_robot.nodes.{node}')
             assert f"'{param}'" in text or f'"{param}"' in text, f'{node} declares no {param!r} ({argument})'
+
+
+def _source_with_imports(module: str, depth: int = 3) -> str:
+    """A mine_robot module's source plus that of the mine_robot modules it imports (shared
+    parameter tables such as drivers.device.SERIAL_PARAMETERS live there)."""
+    path = REPO.joinpath(*module.split('.')).with_suffix('.py')
+    if not path.is_file():
+        return ''
+    text = path.read_text()
+    if depth == 0:
+        return text
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('mine_robot'):
+            text += _source_with_imports(node.module, depth - 1)
+    return text
 
 
 def test_key_matching_follows_ros_wildcards():
@@ -349,3 +364,23 @@ def test_teleop_only_safety_keeps_estop_and_input_watchdog(tmp_path):
                                          ).node_parameters('safety_monitor')
     assert params['pose_watchdog_enabled'] is False and params['geofence_enabled'] is False
     assert 'estop_enabled' not in params and 'input_watchdog_enabled' not in params
+
+
+def test_simulated_mission_and_planner_get_the_scenario_area_as_geojson(tmp_path):
+    import json
+
+    from mine_robot.planning.area import load_area
+    from mine_robot.sim.scenario import load_scenario
+    cfg = str(_write_config(tmp_path, '{}'))
+    plan = ls.GraphPlan.from_arguments(_args(config_dir=cfg, simulator='builtin', scenario='default'))
+    path = plan.node_parameters('mission_manager')['area_file']
+    assert plan.node_parameters('coverage_planner')['area_file'] == path
+    assert json.loads(Path(path).read_text())['type'] == 'FeatureCollection'
+    truth = load_scenario('default')
+    area = load_area(path, truth.frame)
+    assert area.search.symmetric_difference(truth.search).area < 1e-3
+    assert len(area.no_go) == len(truth.no_go)
+    # an explicit area_file is passed through untouched
+    plan = ls.GraphPlan.from_arguments(_args(config_dir=cfg, simulator='builtin',
+                                             area_file='/data/a.geojson'))
+    assert plan.node_parameters('mission_manager')['area_file'] == '/data/a.geojson'

@@ -92,6 +92,7 @@ class Mission:
         self.message = 'idle: load an area and start'
         self.report: dict | None = None
         self.pending_resweep = None            # missed strips waiting for a re-sweep plan
+        self.detections = 0
 
     # -- operator requests ------------------------------------------------------------------------
     def start(self, t: float, area_path: str) -> Transition:
@@ -281,6 +282,15 @@ class Mission:
         self._export_safely(t)
         return tr
 
+    def on_detections(self, t: float, sensor: str, rows: list[dict]) -> None:
+        """Georeferenced detections of one sensor (dicts with t, x, y and optional depth,
+        confidence, strength, sigma, det_id): one durable transaction per call."""
+        if self.records is None or not self.sm.running or not rows:
+            return
+        self._rec(lambda: self.records.add_detections(
+            [{'sensor': sensor, **{k: v for k, v in r.items() if k != 'sensor'}} for r in rows]), t)
+        self.detections += len(rows)
+
     def on_targets(self, t: float, targets: list[dict]) -> list[str]:
         """Fusion's target list (``Target.to_dict`` dicts). Records them and returns the ids of
         settled hazard targets that still need a mark (the marking node acts on them)."""
@@ -343,6 +353,7 @@ class Mission:
             'percent_covered': round(100.0 * covered, 2),
             'lanes_done': self.lanes_done, 'lanes_total': len(self.lanes),
             'resweeps': self.resweeps,
+            'detections': self.detections,
             'targets_found': len(self.targets), 'hazards_found': len(hazards),
             'targets_marked': marked,
             'marks_failed': sum(1 for s in self.handled.values() if s == 'failed'),

@@ -2,9 +2,10 @@
 
 Services (std_srvs/Trigger): ``mission/start|pause|resume|abort``. The area comes from the
 ``area_file`` parameter. Inputs: ``coverage/plan`` (plan JSON), ``odometry/filtered``,
-``targets/json`` (fusion), ``marking/events`` (marking node), ``<follower>/progress`` (path done)
-and ``marker/status`` (health). Outputs: latched ``mission/status`` (JSON: state, progress, the
-marks to make), ``/diagnostics``, the re-sweep plan, and pause/resume calls to the lane follower.
+``detections/<sensor>`` (recorded), ``targets/json`` (fusion), ``marking/events`` (marking
+node), ``<follower>/progress`` (path done) and ``marker/status`` (health). Outputs: latched
+``mission/status`` (JSON: state, progress, the marks to make), ``/diagnostics``, the re-sweep
+plan, and pause/resume calls to the lane follower.
 All logic is in :class:`mine_robot.mission.mission.Mission`.
 """
 
@@ -19,6 +20,7 @@ import time
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -26,6 +28,7 @@ from mine_robot.mission.mission import Mission, MissionConfig
 from mine_robot.mission.state_machine import DRIVING, MissionError, State
 from mine_robot.nodes._driving import load_robot_param, odometry_to_pose
 from mine_robot.ros import qos
+from mine_robot.ros.conversions import cloud_to_fields, stamp_to_sec
 from mine_robot.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from mine_robot.ros.params import ConfigError, declare
 from mine_robot.ros.runner import run_node
@@ -59,6 +62,10 @@ class MissionManagerNode(Node):
                            'lane follower node name (its ~/pause, ~/resume, ~/progress); empty: none')
         resweep_topic = declare(self, 'resweep_plan_topic', 'coverage/plan',
                                 'where the re-sweep plan of missed strips is published (latched)')
+        detection_topics = declare(self, 'detection_topics',
+                                   ['detections/metal', 'detections/gpr', 'detections/camera'],
+                                   'detection clouds to record (PointCloud2 x y z confidence strength '
+                                   'id depth sigma)')
         status_rate = declare(self, 'status_rate', 2.0, 'mission/status and diagnostics rate (Hz)',
                               range=(0.1, 50.0))
         values = {}
@@ -84,6 +91,9 @@ class MissionManagerNode(Node):
         sub(String, 'targets/json', self._on_targets, qos.RELIABLE)
         sub(String, 'marking/events', self._on_marking, qos.RELIABLE)
         sub(String, 'marker/status', self._on_marker_status, qos.RELIABLE)
+        for topic in detection_topics:
+            sub(PointCloud2, topic, functools.partial(self._on_detections, topic.rsplit('/', 1)[-1]),
+                qos.RELIABLE)
         self.marker_status = {}
         self.follower_clients = {}
         if follower:
@@ -161,6 +171,15 @@ class MissionManagerNode(Node):
     def _on_odom(self, msg: Odometry) -> None:
         p = odometry_to_pose(msg)
         self._after(self.mission.on_pose(self._now(), p.x, p.y, p.yaw))
+
+    def _on_detections(self, sensor: str, msg: PointCloud2) -> None:
+        f = cloud_to_fields(msg)
+        t = stamp_to_sec(msg.header.stamp)
+        n = len(f.get('x', ()))
+        rows = [{'t': t, 'x': float(f['x'][i]), 'y': float(f['y'][i]),
+                 **{k: float(f[k][i]) for k in ('depth', 'confidence', 'strength', 'sigma') if k in f},
+                 **({'det_id': int(f['id'][i])} if 'id' in f else {})} for i in range(n)]
+        self.mission.on_detections(self._now(), sensor, rows)
 
     def _on_targets(self, msg: String) -> None:
         try:

@@ -120,3 +120,11 @@ def test_fuzz_single_byte_corruption_is_detected_or_harmless(pos, byte):
 def test_split_sentence_rejects_lowercase_garbage_checksum():
     with pytest.raises(ProtocolError):
         split_sentence(b'$MDA,7,OK*zz')
+
+
+def test_expected_coil_count_enforced_when_given():
+    line = md.encode_sample(3, 4, [1, 2, 3, 4])
+    assert len(md.parse(line).values) == 4
+    with pytest.raises(ProtocolError, match='4 coil values, expected 5'):
+        md.parse(line, coils=5)
+    assert md.parse(md.encode_ack(1), coils=5) == md.MdAck(1, True)

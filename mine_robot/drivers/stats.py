@@ -55,11 +55,13 @@ class RateMeter:
         self._times.append(t)
         self._trim(t)
 
-    def rate(self, now: float) -> float:
+    def count(self, now: float) -> int:
+        """Events in the window ending at ``now``."""
         self._trim(now)
-        if not self._times:
-            return 0.0
-        return len(self._times) / self.window
+        return len(self._times)
+
+    def rate(self, now: float) -> float:
+        return self.count(now) / self.window
 
     def _trim(self, now: float) -> None:
         while self._times and self._times[0] < now - self.window:

@@ -81,12 +81,18 @@ class MdCommand:
 COMMANDS = {'GB': None, 'SENS': SENSITIVITY_RANGE, 'RATE': RATE_RANGE}
 
 
-def parse(frame: bytes) -> MdSample | MdAck:
-    """Parse one device line (``$MDS`` sample or ``$MDA`` acknowledgement)."""
+def parse(frame: bytes, coils: int | None = None) -> MdSample | MdAck:
+    """Parse one device line (``$MDS`` sample or ``$MDA`` acknowledgement).
+
+    ``coils``: if given, a sample with a different number of coil values is a ProtocolError.
+    """
     fields = split_sentence(frame)
     kind = fields[0]
     if kind == 'MDS':
-        return _parse_sample(fields)
+        sample = _parse_sample(fields)
+        if coils is not None and len(sample.values) != coils:
+            raise ProtocolError(f'MDS {sample.seq}: {len(sample.values)} coil values, expected {coils}')
+        return sample
     if kind == 'MDA':
         return _parse_ack(fields)
     raise ProtocolError(f'unknown metal-detector sentence {kind[:8]!r}')

@@ -110,7 +110,7 @@ class SimSensorsNode(Node):
         self.devices = None
         if s.virtual_devices:
             from mine_robot.sim.virtual_devices import SensorDevices
-            self.devices = SensorDevices(s.device_dir, s.sim.gpr)
+            self.devices = SensorDevices(s.device_dir, s.sim.gpr, s.sim.md_rate)
             self.get_logger().info(f'virtual devices: {self.devices.links()}')
         self.create_subscription(Odometry, s.pose_topic, self._on_pose, qos.RELIABLE)
 

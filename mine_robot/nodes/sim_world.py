@@ -123,7 +123,7 @@ class SimWorldNode(Node):
         self.devices = None
         if s.virtual_devices:
             from mine_robot.sim.virtual_devices import WorldDevices
-            self.devices = WorldDevices(self.world, s.device_dir)
+            self.devices = WorldDevices(self.world, s.device_dir, s.time_base)
             self.get_logger().info(f'virtual devices: {self.devices.links()}')
         self._wall_start = time.monotonic()
         self._sim_start = self.world.time

@@ -6,6 +6,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 import pytest
 
+from mine_robot.drivers import gnss_fix as gf
 from mine_robot.drivers.protocols import ProtocolError, build_sentence, gnss
 
 # The classic GGA example from the NMEA literature (checksum 47 is part of the published line).
@@ -128,3 +129,58 @@ def test_fuzz_valid_checksum_random_fields(kind, fields):
         gnss.parse(build_sentence([kind, *fields]))
     except ProtocolError:
         pass
+
+
+# ---------------------------------------------------------------- fix building (gnss_fix)
+
+
+def _gga(q=4, hdop=0.8, t=43200.0, talker='GN', lat=-1.25, lon=36.75):
+    return gnss.parse(gnss.encode_gga(t, lat, lon, q, 14, hdop, 1600.0, -12.5, talker=talker))
+
+
+@pytest.mark.parametrize('quality, status', [
+    (0, gf.STATUS_NO_FIX), (1, gf.STATUS_FIX), (2, gf.STATUS_SBAS_FIX), (3, gf.STATUS_FIX),
+    (4, gf.STATUS_GBAS_FIX), (5, gf.STATUS_GBAS_FIX), (6, gf.STATUS_NO_FIX), (7, gf.STATUS_NO_FIX),
+    (8, gf.STATUS_FIX)])
+def test_quality_maps_to_status_honestly(quality, status):
+    fix = gf.GnssFixBuilder().update(_gga(q=quality), 1.0)[0]
+    assert fix.status == status and fix.quality == quality
+
+
+def test_covariance_from_gst_when_fresh_else_hdop_fallback():
+    b = gf.GnssFixBuilder()
+    fix = b.update(_gga(q=4, hdop=0.8), 1.0)[0]
+    assert fix.covariance_type == gf.COV_APPROXIMATED
+    assert fix.covariance[0] == pytest.approx((0.8 * 0.02) ** 2)
+    assert fix.covariance[8] == pytest.approx((2 * 0.8 * 0.02) ** 2)
+    assert fix.altitude == pytest.approx(1600.0 - 12.5)               # ellipsoid height
+    assert fix.latitude == pytest.approx(-1.25) and fix.service == 0  # GN: constellations unknown
+    b.update(gnss.parse(gnss.encode_gst(43199.95, 0.3, 0.02, 0.01, 10.0, 0.012, 0.010, 0.025)), 1.0)
+    fix = b.update(_gga(t=43200.0), 1.05)[0]
+    assert fix.covariance_type == gf.COV_DIAGONAL_KNOWN
+    assert fix.covariance == pytest.approx((0.010 ** 2, 0, 0, 0, 0.012 ** 2, 0, 0, 0, 0.025 ** 2))
+    stale = b.update(_gga(t=43210.0), 11.0)[0]                       # GST 10 s old: fall back
+    assert stale.covariance_type == gf.COV_APPROXIMATED
+    single = gf.GnssFixBuilder().update(_gga(q=1, hdop=1.5, talker='GP'), 1.0)[0]
+    assert single.covariance[0] == pytest.approx((1.5 * 4.0) ** 2) and single.service == gf.SERVICE_GPS
+
+
+def test_no_position_is_no_fix_with_nan_and_unknown_covariance():
+    fix = gf.GnssFixBuilder().update(gnss.parse(b'$GPGGA,,,,,,1,,,,,,,,*67\r\n'), 1.0)[0]
+    assert fix.status == gf.STATUS_NO_FIX and fix.quality == gf.FixQuality.INVALID
+    assert fix.latitude != fix.latitude and fix.covariance_type == gf.COV_UNKNOWN
+
+
+def test_time_reference_from_valid_rmc_only():
+    b = gf.GnssFixBuilder()
+    ref = b.update(gnss.parse(gnss.encode_rmc(dt.datetime(2025, 6, 1, 8, 30, 15, 500000), 1.0, 2.0)), 7.0)
+    assert ref == [gf.TimeRef(7.0, dt.datetime(2025, 6, 1, 8, 30, 15, 500000, tzinfo=dt.UTC).timestamp())]
+    assert b.update(gnss.parse(gnss.encode_rmc(dt.datetime(2025, 6, 1), None, None, valid=False)), 8.0) == []
+    b.update(gnss.parse(gnss.encode_hdt(91.5)), 8.0)
+    b.update(gnss.parse(gnss.encode_vtg(10.0, 2.0)), 8.0)
+    assert b.heading_deg == 91.5 and b.speed_mps == pytest.approx(2.0)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match='uere.BOGUS'):
+        gf.GnssConfig(uere={'BOGUS': 1.0})

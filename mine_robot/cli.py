@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'judge': ('mine_robot.sim.judge_command', 'score a finished sweep folder against its scenario'),
     'gazebo-world': ('mine_robot.sim.gazebo_world',
                      'write a Gazebo world SDF whose visible objects match a scenario'),
+    'evaluate': ('mine_robot.evaluate_command',
+                 'run the detection chain over a simulated sweep (no ROS); write detections + judge'),
 }
 
 

@@ -83,6 +83,7 @@ class FusionConfig:
     prior_llr: float = -1.0
     report_threshold: float = 0.8      # confidence at/above which a target is called mine/uxo
     clutter_threshold: float = 0.2     # confidence at/below which a finished target is clutter
+    min_unknown_confidence: float = 0.4  # below this, a target without metal evidence is clutter
     uxo_mass_g: float = 60.0           # fitted metal mass above which a hazard is called UXO
     strong_metal_snr: float = 1e9      # metal alarms above this SNR are never called clutter
     merge_gate_m: float = 0.2          # gate for point-to-point association (with sigmas)
@@ -368,6 +369,8 @@ class FusionEngine:
             cls = 'uxo' if (mass >= cfg.uxo_mass_g or shape == 'elongated') else 'mine'
         elif tgt.confidence <= cfg.clutter_threshold and not pending and snr < cfg.strong_metal_snr:
             cls = 'clutter'
+        elif not metal and tgt.confidence < cfg.min_unknown_confidence:
+            cls = 'clutter'      # weak non-metal evidence only (a stone, a shadow): down-ranked
         else:
             cls = 'unknown'
         tgt.classification = cls

@@ -60,8 +60,13 @@ def _kill_child_at_random(db: Path, seed: int) -> dict[str, set]:
     assert first.startswith('D'), proc.stderr.read()
     time.sleep(rng.uniform(0.0, 0.4))
     os.kill(proc.pid, signal.SIGKILL)
-    out, _err = proc.communicate(timeout=10)
-    assert proc.returncode == -signal.SIGKILL
+    # read the rest through the same buffered stream (communicate() would bypass what readline()
+    # has already buffered and lose acknowledged lines)
+    out = proc.stdout.read()
+    proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=10) == -signal.SIGKILL
     seen: dict[str, set] = {'D': set(), 'T': set(), 'M': set(), 'E': set()}
     for line in (first + out).splitlines():
         parts = line.split()

@@ -63,14 +63,13 @@ class PtyDevice:
 
     def read(self, timeout: float = 0.0, size: int = 65536) -> bytes:
         """Bytes the driver wrote to the device (empty if none within ``timeout``)."""
-        if self.master is None:
-            return b''
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if not ready:
+        master = self.master
+        if master is None:
             return b''
         try:
-            return os.read(self.master, size)
-        except OSError:          # EIO: the driver has not opened the slave (or closed it)
+            ready, _, _ = select.select([master], [], [], timeout)
+            return os.read(master, size) if ready else b''
+        except OSError:          # EIO: the driver has not opened the slave; EBADF: unplugged meanwhile
             return b''
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from mine_robot.control.safety import (
 from mine_robot.robot import load_robot
 
 ROBOT = load_robot()
-ONLY = dict(estop_enabled=False, geofence_enabled=False, swept_ground_enabled=False,
+ONLY = dict(horizon=1.0, estop_enabled=False, geofence_enabled=False, swept_ground_enabled=False,
             pose_watchdog_enabled=False, input_watchdog_enabled=False, sensor_watchdog_enabled=False)
 
 

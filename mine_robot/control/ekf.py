@@ -38,7 +38,7 @@ class EkfConfig:
     lever_arm: tuple[float, float] = (0.0, 0.0)   # GNSS antenna in base_link (x forward, y left)
     accel_sigma: float = 0.5          # m/s^2, white linear acceleration noise
     yaw_accel_sigma: float = 1.0      # rad/s^2, white angular acceleration noise
-    position_sigma_rate: float = 0.02  # m/sqrt(s), slip / unmodelled motion
+    position_sigma_rate: float = 0.03  # m/sqrt(s), slip / unmodelled motion
     yaw_sigma_rate: float = 0.01      # rad/sqrt(s), unmodelled heading drift
     odom_v_sigma: float = 0.03        # m/s, wheel-odometry speed noise
     odom_w_sigma: float = 0.10        # rad/s, skid-steer odometry turn rate (slip: poor)

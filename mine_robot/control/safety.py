@@ -49,11 +49,11 @@ class Reason:
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    horizon: float = 1.0              # s of motion predicted
+    horizon: float = 0.6              # s of motion predicted (x speed < detector lead of wheels)
     horizon_step: float = 0.1         # s between predicted poses
     min_lookahead: float = 0.03       # m; also check a pose this far ahead when creeping
     pose_timeout: float = 0.5         # s
-    max_pose_sigma: float = 0.10      # m, 1-sigma
+    max_pose_sigma: float = 0.05      # m, 1-sigma (lanes overlap 0.1 m)
     input_timeout: float = 0.5        # s, for an input whose last command moved the robot
     moving_epsilon: float = 1e-3      # m/s or rad/s considered "moving"
     estop_enabled: bool = True

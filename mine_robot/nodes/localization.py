@@ -49,7 +49,7 @@ class LocalizationNode(Node):
         fields = {
             'accel_sigma': (0.5, 'white linear acceleration noise (m/s^2)', (1e-4, 100.0)),
             'yaw_accel_sigma': (1.0, 'white angular acceleration noise (rad/s^2)', (1e-4, 100.0)),
-            'position_sigma_rate': (0.02, 'position random walk (m/sqrt(s))', (0.0, 10.0)),
+            'position_sigma_rate': (0.03, 'position random walk (m/sqrt(s))', (0.0, 10.0)),
             'odom_v_sigma': (0.03, 'odometry speed noise (m/s)', (1e-4, 10.0)),
             'odom_w_sigma': (0.10, 'odometry turn-rate noise (rad/s)', (1e-4, 10.0)),
             'imu_w_sigma': (0.01, 'IMU yaw-rate noise (rad/s)', (1e-5, 10.0)),

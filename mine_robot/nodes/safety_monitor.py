@@ -68,17 +68,17 @@ class SafetyMonitorNode(Node):
         robot = load_robot_param(declare(self, 'robot_config', '', 'robot.yaml (empty: default)',
                                          read_only=True))
         floats = {
-            'horizon': (1.0, 'seconds of commanded motion predicted', (0.05, 10.0)),
+            'horizon': (0.6, 'seconds of commanded motion predicted', (0.05, 10.0)),
             'horizon_step': (0.1, 'step between predicted poses (s)', (0.01, 1.0)),
             'pose_timeout': (0.5, 'pose older than this stops the robot (s)', (0.05, 10.0)),
-            'max_pose_sigma': (0.10, '1-sigma position limit (m)', (0.001, 10.0)),
+            'max_pose_sigma': (0.05, '1-sigma position limit (m)', (0.001, 10.0)),
             'input_timeout': (0.5, 'moving command input silent this long stops (s)', (0.05, 10.0)),
         }
         values = {k: declare(self, k, d, desc, range=r) for k, (d, desc, r) in floats.items()}
         for rule in ('estop', 'geofence', 'swept_ground', 'pose_watchdog', 'input_watchdog',
                      'sensor_watchdog'):
             values[f'{rule}_enabled'] = declare(self, f'{rule}_enabled', True, f'enable the {rule} rule')
-        self.swept_period = declare(self, 'swept_update_period', 0.25,
+        self.swept_period = declare(self, 'swept_update_period', 0.1,
                                     'seconds between swept-polygon refreshes', range=(0.01, 10.0))
         sensors = declare(self, 'required_sensors', [''], 'sensors the mission needs: '
                           '"topic pkg/msg/Type timeout_s" each')

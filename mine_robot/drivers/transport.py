@@ -79,7 +79,8 @@ class SerialTransport:
 
     Callbacks run on the reader thread: ``on_message(message, t_arrival)``,
     ``on_error(ProtocolError, t_arrival)`` for bad frames, ``on_chunk(bytes, t_arrival)`` for raw
-    recording, ``on_connection(connected: bool, reason: str)``.
+    recording, ``on_connection(connected: bool, reason: str)`` on connect, loss and every failed
+    open attempt (so callers can log them, throttled).
     """
 
     def __init__(self, config: TransportConfig, framer: LineFramer | LengthPrefixFramer,
@@ -174,8 +175,10 @@ class SerialTransport:
                                          timeout=self.config.read_timeout,
                                          write_timeout=self.config.write_timeout)
         except (serial.SerialException, OSError, ValueError) as exc:
-            self._error(f'cannot open {self.config.url}: {exc}')
+            reason = f'cannot open {self.config.url}: {exc}'
+            self._error(reason)
             self._add(connect_failures=1)
+            self._notify(False, reason)
             return None
         with self._write_lock:
             self._port = port

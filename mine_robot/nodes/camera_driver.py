@@ -34,8 +34,9 @@ from mine_robot.ros.runner import run_node
 class CameraDriverNode(Node):
     def __init__(self, **kwargs):
         super().__init__('camera_driver', **kwargs)
-        source = declare(self, 'source', '0', 'device index, video file, stream URL or image folder',
-                         read_only=True)
+        # dynamic typing: `-p source:=0` arrives as an integer device index
+        source = str(declare(self, 'source', '0', 'device index, video file, stream URL or image folder',
+                             read_only=True, dynamic_typing=True))
         calibration = declare(self, 'calibration_file', '', 'camera_info YAML (default: package '
                               'config/camera_calibration.yaml)', read_only=True)
         self.frame_id = declare(self, 'frame_id', 'camera_optical', 'optical frame of the images')

@@ -79,7 +79,10 @@ class GnssDriverNode(Node):
         self.get_logger().warning(f'bad NMEA sentence skipped: {exc}', throttle_duration_sec=2.0)
 
     def _on_connection(self, connected: bool, reason: str) -> None:
-        (self.get_logger().info if connected else self.get_logger().error)(reason)
+        if connected:
+            self.get_logger().info(reason)
+        else:
+            self.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
 
     def _publish_health(self) -> None:
         h = self.stream.health()

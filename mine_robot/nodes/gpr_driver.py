@@ -39,7 +39,7 @@ class GprDriverNode(Node):
         super().__init__('gpr_driver', **kwargs)
         config = declare_serial(self)
         self.frame_id = declare(self, 'frame_id', 'gpr_antenna', 'frame of the antenna')
-        window = declare(self, 'time_window_ns', 50.0, 'time window every trace must cover (ns)',
+        window = declare(self, 'time_window_ns', 16.0, 'time window every trace must cover (ns)',
                          range=(0.1, gpr.MAX_TIME_WINDOW_NS))
         self.pub = self.create_publisher(Image, 'gpr/trace', qos.SENSOR)
         self.diag = Diagnostics(self, hardware_id=config.port)
@@ -60,7 +60,10 @@ class GprDriverNode(Node):
         self.get_logger().warning(f'bad GPR frame skipped: {exc}', throttle_duration_sec=2.0)
 
     def _on_connection(self, connected: bool, reason: str) -> None:
-        (self.get_logger().info if connected else self.get_logger().error)(reason)
+        if connected:
+            self.get_logger().info(reason)
+        else:
+            self.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
 
     def _publish_health(self) -> None:
         h = self.stream.health()

@@ -96,8 +96,10 @@ class MetalDetectorDriverNode(Node):
         self.get_logger().warning(f'bad frame skipped: {exc}', throttle_duration_sec=2.0)
 
     def _on_connection(self, connected: bool, reason: str) -> None:
-        log = self.get_logger().info if connected else self.get_logger().error
-        log(reason)
+        if connected:
+            self.get_logger().info(reason)
+        else:
+            self.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
         self.clock_map = DeviceClock()
         if connected and self.sensitivity >= 0:
             cmd_id = self.commands.next_id()

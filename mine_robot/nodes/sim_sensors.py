@@ -3,8 +3,10 @@ robot's true pose.
 
 The pose comes from ``pose_topic`` (nav_msgs/Odometry in ``map``): ``sim/ground_truth`` from
 ``sim_world``, or the pose Gazebo reports through ros_gz_bridge (set ``camera_rate: 0`` there,
-Gazebo renders the camera). Samples are due on the pose's sim-time stamps, so the output rate
-follows sim time whatever the real-time factor. Publishes
+Gazebo renders the camera). Samples are due on the sim-time stamps of the poses: every sample
+falling between two poses is computed at its own time from the linearly interpolated pose, so a
+25 Hz pose stream gives 50 Hz coil readings and the output follows sim time whatever the
+real-time factor. Publishes
 
 - ``metal_detector/signal`` PointCloud2, one point per coil, fields ``x y z`` (coil centre in
   ``md_array``), ``signal`` (detector units, see ``mine_robot.sim.sensors``) and ``coil`` (uint32);
@@ -30,7 +32,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from mine_robot.nodes import _sim_common as conv
 from mine_robot.robot import RobotConfigError, load_robot
 from mine_robot.ros import qos
-from mine_robot.ros.conversions import fields_to_cloud, stamp_to_sec
+from mine_robot.ros.conversions import fields_to_cloud, sec_to_stamp, stamp_to_sec
 from mine_robot.ros.diagnostics import OK, WARN, Diagnostics
 from mine_robot.ros.params import ConfigError, declare
 from mine_robot.sim.scenario import ScenarioError, load_scenario
@@ -38,6 +40,17 @@ from mine_robot.sim.sensors import GprConfig, camera_intrinsics
 from mine_robot.sim.world import SensorSuite, SimConfig
 
 SENSORS = ('md', 'gpr', 'camera')
+MAX_GAP_S = 1.0   # a pose gap longer than this restarts the sample schedules (no back-filling)
+
+
+def interpolate(t0: float, pose0, t1: float, pose1, t: float) -> tuple[float, float, float]:
+    """Pose at ``t`` between two timed poses (linear; yaw along the shorter arc)."""
+    if t1 <= t0:
+        return pose1
+    a = min(max((t - t0) / (t1 - t0), 0.0), 1.0)
+    dyaw = math.remainder(pose1[2] - pose0[2], math.tau)
+    return (pose0[0] + a * (pose1[0] - pose0[0]), pose0[1] + a * (pose1[1] - pose0[1]),
+            math.remainder(pose0[2] + a * dyaw, math.tau))
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,7 @@ class SimSensorsSettings:
 def declare_settings(node: Node) -> SimSensorsSettings:
     rates = {name: declare(node, name, default, f'{what} rate (Hz, sim time; 0 = off)', range=(0.0, 1000.0))
              for name, default, what in (('md_rate', 50.0, 'metal detector'), ('gpr_rate', 25.0, 'GPR trace'),
-                                         ('camera_rate', 2.0, 'camera image'))}
+                                         ('camera_rate', 1.0, 'camera image'))}
     g = GprConfig()
     gpr = GprConfig(
         samples=declare(node, 'gpr.samples', g.samples, 'samples per GPR trace', range=(16, 8192)),
@@ -97,9 +110,16 @@ class SimSensorsNode(Node):
         self.period = {k: 1.0 / r for k, r in rates.items() if r > 0}
         self.next_due: dict[str, float] = {}
         self.last_t = -math.inf
+        self.last_pose = (0.0, 0.0, 0.0)
         md = self.robot.metal_detector
-        self.coil_fields = {'x': np.zeros(len(md.coil_y)), 'y': np.array(md.coil_y, dtype=float),
-                            'z': np.zeros(len(md.coil_y)), 'coil': np.arange(len(md.coil_y))}
+        n = len(md.coil_y)
+        coil_fields = {'x': np.zeros(n), 'y': np.array(md.coil_y, dtype=float), 'z': np.zeros(n),
+                       'signal': np.zeros(n), 'coil': np.arange(n)}
+        # one packed cloud reused for every sample: only the signal column and the stamp change
+        template = fields_to_cloud(coil_fields, md.frame, 0.0, dtypes={'coil': np.uint32})
+        self._md_points = np.frombuffer(bytes(template.data), dtype=np.dtype(
+            [('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('signal', '<f4'), ('coil', '<u4')])).copy()
+        self._md_template = template
         self.intrinsics = camera_intrinsics(self.robot)
         self.md_pub = self.create_publisher(PointCloud2, 'metal_detector/signal', qos.SENSOR)
         self.gpr_pub = self.create_publisher(Image, 'gpr/trace', qos.SENSOR)
@@ -121,32 +141,42 @@ class SimSensorsNode(Node):
         if not all(math.isfinite(v) for v in pose):
             self.get_logger().warn('ignoring a non-finite pose', throttle_duration_sec=5.0)
             return
-        if t < self.last_t:          # sim restarted: start the schedules again
+        if t < self.last_t or t - self.last_t > MAX_GAP_S:   # first pose, restart or a long gap
             self.next_due.clear()
-        self.last_t = t
+            self.last_pose = pose
+            self.last_t = t
         for name, period in self.period.items():
             due = self.next_due.setdefault(name, t)
-            if t + 1e-9 < due:
-                continue
-            self.next_due[name] = due + period if due + period > t else t + period
-            self._publish(name, t, pose)
+            times = []
+            while due <= t + 1e-9:
+                times.append(due)
+                due += period
+            self.next_due[name] = due
+            if times:
+                self._publish(name, times, [interpolate(self.last_t, self.last_pose, t, pose, tt)
+                                            for tt in times])
+        self.last_t, self.last_pose = t, pose
         self._report()
 
-    def _publish(self, name: str, t: float, pose) -> None:
-        self.counts[name] += 1
+    def _publish(self, name: str, times: list[float], poses: list) -> None:
+        self.counts[name] += len(times)
         if name == 'md':
-            sample = self.suite.md_sample(t, pose)
-            fields = dict(self.coil_fields, signal=sample.signal)
-            self.md_pub.publish(fields_to_cloud(fields, self.robot.metal_detector.frame, t,
-                                                dtypes={'coil': np.uint32}))
-            if self.devices is not None:
-                self.devices.metal_detector(t, sample.signal)
+            cloud = self._md_template
+            for sample in self.suite.md_batch(times, poses):
+                self._md_points['signal'] = sample.signal
+                cloud.data = self._md_points.tobytes()
+                cloud.header.stamp = sec_to_stamp(sample.t)
+                self.md_pub.publish(cloud)
+                if self.devices is not None:
+                    self.devices.metal_detector(sample.t, sample.signal)
         elif name == 'gpr':
-            trace = self.suite.gpr_trace(t, pose)
-            self.gpr_pub.publish(conv.image(t, self.robot.gpr.frame, trace.trace.reshape(-1, 1), '32FC1'))
-            if self.devices is not None:
-                self.devices.gpr(t, trace.trace)
+            for trace in self.suite.gpr_batch(times, poses):
+                self.gpr_pub.publish(conv.image(trace.t, self.robot.gpr.frame, trace.trace.reshape(-1, 1),
+                                                '32FC1'))
+                if self.devices is not None:
+                    self.devices.gpr(trace.t, trace.trace)
         else:
+            t, pose = times[-1], poses[-1]     # a late camera frame is dropped, not queued
             frame = self.suite.camera_frame(t, pose)
             optical = self.robot.camera.optical_frame
             self.image_pub.publish(conv.image(t, optical, frame.image, 'bgr8'))

@@ -86,7 +86,7 @@ def declare_settings(node: Node) -> SimWorldSettings:
                              read_only=True),
         real_time_factor=declare(node, 'real_time_factor', 1.0, 'sim seconds per wall second',
                                  range=(0.01, 200.0)),
-        step=declare(node, 'step', 0.02, 'sim seconds per tick (clock period)', range=(0.001, 0.1)),
+        step=declare(node, 'step', 0.04, 'sim seconds per tick (clock period)', range=(0.001, 0.1)),
         cmd_vel_timeout=declare(node, 'cmd_vel_timeout', 0.5, 'stop after this silence (s, sim)',
                                 range=(0.01, 60.0)),
         map_frame=declare(node, 'map_frame', 'map', 'frame of the ground truth'),

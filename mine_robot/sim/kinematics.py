@@ -19,7 +19,6 @@ import math
 
 import numpy as np
 
-from mine_robot.geo import wrap_angle
 from mine_robot.robot import RobotGeometry
 
 
@@ -57,7 +56,7 @@ def body_to_world(pose: tuple[float, float, float], points: np.ndarray) -> np.nd
     x, y, yaw = pose
     c, s = math.cos(yaw), math.sin(yaw)
     pts = np.asarray(points, dtype=float)
-    return np.column_stack((x + c * pts[:, 0] - s * pts[:, 1], y + s * pts[:, 0] + c * pts[:, 1]))
+    return pts @ np.array([[c, s], [-s, c]]) + (x, y)
 
 
 class SkidSteer:
@@ -79,34 +78,41 @@ class SkidSteer:
 
     def _limit(self, dt: float, v_cmd: float, w_cmd: float) -> tuple[float, float]:
         r = self.robot
-        v_cmd = float(np.clip(v_cmd, -r.max_linear, r.max_linear))
-        w_cmd = float(np.clip(w_cmd, -r.max_angular, r.max_angular))
+        v_cmd = min(max(v_cmd, -r.max_linear), r.max_linear)
+        w_cmd = min(max(w_cmd, -r.max_angular), r.max_angular)
         dv, dw = r.max_linear_accel * dt, r.max_angular_accel * dt
-        v = self.wheel_v + float(np.clip(v_cmd - self.wheel_v, -dv, dv))
-        w = self.wheel_w + float(np.clip(w_cmd - self.wheel_w, -dw, dw))
+        v = self.wheel_v + min(max(v_cmd - self.wheel_v, -dv), dv)
+        w = self.wheel_w + min(max(w_cmd - self.wheel_w, -dw), dw)
         return v, w
 
     def step(self, dt: float, v_cmd: float, w_cmd: float) -> None:
         if dt <= 0.0:
             return
+        v_cmd, w_cmd = float(v_cmd), float(w_cmd)
         if not (math.isfinite(v_cmd) and math.isfinite(w_cmd)):
             v_cmd, w_cmd = 0.0, 0.0  # a non-finite command is treated as stop
         self.wheel_v, self.wheel_w = self._limit(dt, v_cmd, w_cmd)
         cfg = self.config
         if cfg.slip_noise > 0.0:
             # slip varies slowly with the ground: first-order walk around its mean
-            n = self.rng.standard_normal(2) * cfg.slip_noise * math.sqrt(min(dt, 1.0))
-            self._slip_v = float(np.clip(self._slip_v + 0.2 * (cfg.slip_linear - self._slip_v) * dt
-                                         + n[0], 0.0, 0.5))
-            self._slip_w = float(np.clip(self._slip_w + 0.2 * (cfg.slip_angular - self._slip_w) * dt
-                                         + n[1], 0.0, 0.7))
+            n0, n1 = self.rng.standard_normal(2).tolist()
+            k = cfg.slip_noise * math.sqrt(min(dt, 1.0))
+            self._slip_v = min(max(self._slip_v + 0.2 * (cfg.slip_linear - self._slip_v) * dt + k * n0,
+                                   0.0), 0.5)
+            self._slip_w = min(max(self._slip_w + 0.2 * (cfg.slip_angular - self._slip_w) * dt + k * n1,
+                                   0.0), 0.7)
         self.body_v = self.wheel_v * (1.0 - self._slip_v)
         self.body_w = self.wheel_w * (1.0 - self._slip_w)
         p = self.pose
         mid = p.yaw + 0.5 * self.body_w * dt
         p.x += self.body_v * math.cos(mid) * dt
         p.y += self.body_v * math.sin(mid) * dt
-        p.yaw = float(wrap_angle(p.yaw + self.body_w * dt))
+        p.yaw = _wrap(p.yaw + self.body_w * dt)
+
+
+def _wrap(angle: float) -> float:
+    """Scalar wrap to [-pi, pi) (same convention as mine_robot.geo.wrap_angle)."""
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
 class WheelOdometry:
@@ -121,14 +127,14 @@ class WheelOdometry:
 
     def step(self, dt: float, wheel_v: float, wheel_w: float) -> None:
         cfg = self.config
-        n = self.rng.standard_normal(2)
-        self.v = wheel_v * (1.0 + cfg.odom_scale_error) + cfg.odom_noise_linear * n[0]
+        n0, n1 = self.rng.standard_normal(2).tolist()
+        self.v = wheel_v * (1.0 + cfg.odom_scale_error) + cfg.odom_noise_linear * n0
         self.w = (wheel_w * (1.0 + cfg.odom_scale_error) + cfg.odom_yaw_rate_bias
-                  + cfg.odom_noise_angular * n[1])
+                  + cfg.odom_noise_angular * n1)
         if abs(wheel_v) < 1e-9 and abs(wheel_w) < 1e-9:
             self.v, self.w = 0.0, 0.0  # wheels stopped: encoders do not move
         p = self.pose
         mid = p.yaw + 0.5 * self.w * dt
         p.x += self.v * math.cos(mid) * dt
         p.y += self.v * math.sin(mid) * dt
-        p.yaw = float(wrap_angle(p.yaw + self.w * dt))
+        p.yaw = _wrap(p.yaw + self.w * dt)

@@ -7,7 +7,7 @@ command sequence give bit-identical output; each sensor draws from its own rando
 switching one sensor off (rate 0) does not change the others.
 
 Sensor rates (Hz, ``SimConfig``; the ROS node reads the same numbers from ``config/sim.yaml``):
-metal detector 50, GPR 25, camera 2, GNSS 10, IMU 50, wheel odometry 50. Sample data types:
+metal detector 50, GPR 25, camera 1, GNSS 10, IMU 50, wheel odometry 50. Sample data types:
 ``MdSample`` (coil centres in the world and one signal per coil), ``GprTrace``, ``CameraFrame``,
 ``GnssFix``, ``ImuSample``, ``OdomSample``; units are documented in ``mine_robot.sim.sensors``.
 
@@ -45,7 +45,7 @@ from mine_robot.sim.sensors import (
 class SimConfig:
     md_rate: float = 50.0
     gpr_rate: float = 25.0
-    camera_rate: float = 2.0
+    camera_rate: float = 1.0
     gnss_rate: float = 10.0
     imu_rate: float = 50.0
     odom_rate: float = 50.0
@@ -180,6 +180,25 @@ class SensorSuite:
         streams = np.random.SeedSequence(seed).spawn(8)
         return cls(scenario, robot, [np.random.default_rng(s) for s in streams[2:5]], config)
 
+    @staticmethod
+    def _place(poses: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(k, n, 2) world positions of base_link ``points`` (n, 2) at ``poses`` (k, 3)."""
+        c, s = np.cos(poses[:, 2])[:, None], np.sin(poses[:, 2])[:, None]
+        px, py = points[None, :, 0], points[None, :, 1]
+        return np.stack((poses[:, 0:1] + c * px - s * py, poses[:, 1:2] + s * px + c * py), axis=-1)
+
+    def md_batch(self, ts: list[float], poses: list[tuple[float, float, float]]) -> list[MdSample]:
+        """Metal-detector samples at k times/poses in one vectorised call."""
+        xy = self._place(np.asarray(poses, dtype=float), self._coils)
+        signals = self.md.sample_batch(np.asarray(ts, dtype=float), xy)
+        return [MdSample(t, xy[i], signals[i]) for i, t in enumerate(ts)]
+
+    def gpr_batch(self, ts: list[float], poses: list[tuple[float, float, float]]) -> list[GprTrace]:
+        """GPR traces at k times/poses in one vectorised call."""
+        xy = self._place(np.asarray(poses, dtype=float), self._gpr_offset)[:, 0, :]
+        traces = self.gpr.traces(xy[:, 0], xy[:, 1])
+        return [GprTrace(t, float(xy[i, 0]), float(xy[i, 1]), traces[i]) for i, t in enumerate(ts)]
+
     def md_sample(self, t: float, pose: tuple[float, float, float]) -> MdSample:
         xy = body_to_world(pose, self._coils)
         return MdSample(t, xy, self.md.sample(t, xy))
@@ -263,29 +282,38 @@ class SimWorld:
         t_end = self.time + dt
         out = SimStep(t=t_end, true_pose=self.true_pose)
         eps = 1e-9
+        batch: dict[str, tuple[list, list]] = {'md': ([], []), 'gpr': ([], [])}
+        due = {k: self._due(k) for k in _SENSORS}
+        max_sub = self.config.max_substep
         while True:
-            t_next = min(min(self._due(k) for k in _SENSORS), t_end, self.time + self.config.max_substep)
+            t_next = min(min(due.values()), t_end, self.time + max_sub)
             if t_next > self.time:
-                self.base.step(t_next - self.time, v, w)
-                self.odometry.step(t_next - self.time, self.base.wheel_v, self.base.wheel_w)
+                h = t_next - self.time
+                self.base.step(h, v, w)
+                self.odometry.step(h, self.base.wheel_v, self.base.wheel_w)
                 self.time = t_next
             for name in _SENSORS:
-                if self._due(name) <= self.time + eps:
-                    self._sample(name, self._due(name), out)
+                if due[name] <= self.time + eps:
+                    if name in batch:       # computed together after the loop (vectorised)
+                        batch[name][0].append(due[name])
+                        batch[name][1].append(self.true_pose)
+                    else:
+                        self._sample(name, due[name], out)
                     self._count[name] += 1
+                    due[name] = self._due(name)
             if self.time >= t_end - eps:
                 break
         self.time = t_end
+        if batch['md'][0] and self.sensors.md is not None:
+            out.md = self.sensors.md_batch(*batch['md'])
+        if batch['gpr'][0] and self.sensors.gpr is not None:
+            out.gpr = self.sensors.gpr_batch(*batch['gpr'])
         out.true_pose = self.true_pose
         return out
 
     def _sample(self, name: str, t: float, out: SimStep) -> None:
         pose = self.true_pose
-        if name == 'md' and self.sensors.md is not None:
-            out.md.append(self.sensors.md_sample(t, pose))
-        elif name == 'gpr' and self.sensors.gpr is not None:
-            out.gpr.append(self.sensors.gpr_trace(t, pose))
-        elif name == 'camera' and self.sensors.camera is not None:
+        if name == 'camera' and self.sensors.camera is not None:
             out.camera.append(self.sensors.camera_frame(t, pose))
         elif name == 'gnss':
             ax, ay = body_to_world(pose, self._gnss_offset)[0]
@@ -295,7 +323,7 @@ class SimWorld:
         elif name == 'odom':
             p = self.odometry.pose
             out.odom.append(OdomSample(t, float(p.x), float(p.y), float(p.yaw), float(self.odometry.v),
-                                        float(self.odometry.w)))
+                                       float(self.odometry.w)))
         elif name == 'track':
             self.track.append((t, *pose))
 

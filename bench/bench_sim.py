@@ -70,6 +70,7 @@ def bench_ros(wall_seconds: float, real_time_factor: float) -> float:
             md = MessageCollector(probe, PointCloud2, 'metal_detector/signal', qos.SENSOR)
             with BackgroundSpinner(context, probe):
                 md.wait_for(1, timeout=60.0)
+                clock.wait_for(1, timeout=30.0)
                 time.sleep(1.0)
                 c0, n0, w0 = stamp_to_sec(clock.messages[-1].clock), len(md.messages), time.monotonic()
                 time.sleep(wall_seconds)

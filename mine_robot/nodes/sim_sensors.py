@@ -135,6 +135,8 @@ class SimSensorsNode(Node):
         self.create_subscription(Odometry, s.pose_topic, self._on_pose, qos.RELIABLE)
 
     def _on_pose(self, msg: Odometry) -> None:
+        if not self.context.ok():      # shutting down: publishers are already invalid
+            return
         t = stamp_to_sec(msg.header.stamp)
         p = msg.pose.pose
         pose = (float(p.position.x), float(p.position.y), conv.quaternion_yaw(p.orientation))

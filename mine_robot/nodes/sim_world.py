@@ -147,6 +147,8 @@ class SimWorldNode(Node):
         self.clock_pub.publish(ClockMsg(clock=sec_to_stamp(self.world.time)))
 
     def _tick(self) -> None:
+        if not self.context.ok():      # shutting down (Ctrl-C): publishers are already invalid
+            return
         s = self.settings
         fresh = self.world.time - self.cmd_time <= s.cmd_vel_timeout
         v, w = self.cmd if fresh else (0.0, 0.0)

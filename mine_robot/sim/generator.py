@@ -7,7 +7,7 @@ Difficulty sets the soil and the object mix:
 - ``easy``: large metal UXO (200–3000 g, 10–40 cm) in clean soil, little clutter;
 - ``medium``: anti-personnel mines with 2–10 g of metal, some UXO, a surface mine, metal and
   stone clutter, moderately magnetic soil;
-- ``hard``: minimum-metal mines (0.5–2 g) with metal clutter placed 0.3–0.8 m from them, in
+- ``hard``: minimum-metal mines (0.5–2 g) with clutter placed 0.5–0.8 m from them, in
   mineralised laterite (strong correlated ground response, drift, high permittivity, many rocks).
 
 Objects keep at least 0.5 m apart (so a 0.5 m detection radius can tell them apart) and 0.3 m
@@ -94,7 +94,7 @@ def generate_scenario(seed: int, objects: int = 20, width: float = 20.0, height:
             if near is None:
                 x, y = rng.uniform(EDGE, width - EDGE), rng.uniform(EDGE, height - EDGE)
             else:
-                r, a = rng.uniform(0.3 + 0.2, 0.8), rng.uniform(0, 2 * math.pi)
+                r, a = rng.uniform(MIN_SPACING, 0.8), rng.uniform(0, 2 * math.pi)
                 x, y = near[0] + r * math.cos(a), near[1] + r * math.sin(a)
             if free(x, y):
                 placed.append((round(float(x), 3), round(float(y), 3)))

@@ -13,6 +13,7 @@ import sys
 
 # name -> (module, one-line help). Add a subcommand by adding a line here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    'plan': ('mine_robot.planning.command', 'plan coverage lanes over an area GeoJSON -> PLAN.geojson'),
     'robot': ('mine_robot.robot_command', 'show the robot geometry (frames, swath, wheels)'),
     'scenario': ('mine_robot.sim.scenario_command', 'generate, check or list simulation scenarios'),
     'judge': ('mine_robot.sim.judge_command', 'score a finished sweep folder against its scenario'),

@@ -1,0 +1,107 @@
+"""Benchmark of the coverage planner (issue 3): plans a set of fields and prints, per field,
+planning time (median of N), coverage fraction, path length, its ratio to the lower bound
+(searchable area / lane spacing), metres of path in no-go zones / outside, and the swept-ground
+violations. Not run by the test suite.
+
+    .venv/bin/python bench/bench_planner.py [--repeat 5] [--fields rect,lshape,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import numpy as np
+import shapely
+from shapely.geometry import Point, Polygon, box
+
+from mine_robot.planning.area import local_area
+from mine_robot.planning.planner import PlannerConfig, plan_coverage
+from mine_robot.robot import load_robot
+
+
+def access(search: Polygon):
+    """A 5 m deep safe access lane along the bottom of the field's bounding box."""
+    minx, miny, maxx, _ = search.bounds
+    return box(minx - 3, miny - 5, maxx + 3, miny + 1e-3).difference(search.buffer(0))
+
+
+def random_holes(search: Polygon, n: int, rng, size=(1.5, 3.5)) -> list[Polygon]:
+    holes = []
+    inner = search.buffer(-4.0)
+    minx, miny, maxx, maxy = inner.bounds
+    tries = 0
+    while len(holes) < n and tries < 5000:
+        tries += 1
+        c = Point(rng.uniform(minx, maxx), rng.uniform(miny, maxy))
+        r = rng.uniform(*size)
+        k = int(rng.integers(4, 8))
+        ang = np.sort(rng.uniform(0, 2 * math.pi, k))
+        rad = r * rng.uniform(0.6, 1.0, k)
+        poly = Polygon(np.column_stack([c.x + rad * np.cos(ang), c.y + rad * np.sin(ang)]))
+        if not poly.is_valid or not inner.contains(poly):
+            continue
+        if any(poly.distance(h) < 5.0 for h in holes):
+            continue
+        holes.append(poly)
+    return holes
+
+
+def random_nonconvex(rng, radius=30.0, k=14) -> Polygon:
+    ang = np.sort(rng.uniform(0, 2 * math.pi, k))
+    rad = radius * rng.uniform(0.65, 1.0, k)
+    return Polygon(np.column_stack([rad * np.cos(ang), rad * np.sin(ang)]))
+
+
+def fields() -> dict:
+    rng = np.random.default_rng(7)
+    out = {}
+    rect = box(0, 0, 60, 40)
+    out['rectangle 60x40'] = local_area(rect, safe=[access(rect)])
+    lsh = Polygon([(0, 0), (50, 0), (50, 20), (22, 20), (22, 45), (0, 45)])
+    out['L-shape, 2 holes'] = local_area(lsh, no_go=[box(8, 8, 12, 12), box(8, 28, 13, 33)],
+                                         safe=[access(lsh)])
+    for n in (5, 10, 15):
+        poly = random_nonconvex(rng)
+        out[f'non-convex, {n} holes'] = local_area(poly, no_go=random_holes(poly, n, rng),
+                                                   safe=[access(poly)])
+    strip = shapely.affinity.rotate(box(0, 0, 120, 8), 27, origin=(0, 0))
+    out['thin strip 120x8 @27°'] = local_area(strip, safe=[access(strip)])
+    ang = np.linspace(0, 2 * math.pi, 41)[:-1]
+    many = Polygon(np.column_stack([30 * np.cos(ang) * (1 + 0.08 * np.sin(5 * ang)),
+                                    22 * np.sin(ang) * (1 + 0.08 * np.sin(5 * ang))]))
+    out['many-sided (40)'] = local_area(many, safe=[access(many)])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--fields', default='', help='comma-separated substrings of field names')
+    args = parser.parse_args()
+    robot = load_robot()
+    cfg = PlannerConfig()
+    print(f'{"field":24s} {"time_s":>7s} {"build_s":>7s} {"cover%":>7s} {"length":>8s} {"ratio":>6s} '
+          f'{"no_go_m":>7s} {"out_m":>6s} {"gaps":>4s} {"unsafe_n":>8s} {"unsafe_m":>8s}')
+    for name, area in fields().items():
+        if args.fields and not any(f in name for f in args.fields.split(',')):
+            continue
+        times, build = [], []
+        plan = None
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            plan = plan_coverage(area, robot, cfg)
+            times.append(time.perf_counter() - t0)
+            build.append(plan.stats['build_time_s'])
+        s = plan.stats
+        print(f'{name:24s} {statistics.median(times):7.3f} {statistics.median(build):7.3f} '
+              f'{100 * s["coverage_fraction"]:7.3f} {s["path_length_m"]:8.1f} {s["length_ratio"]:6.3f} '
+              f'{s["no_go_m"]:7.3f} {s["outside_m"]:6.3f} {s["gaps"]:4d} {s["safety"]["count"]:8d} '
+              f'{s["safety"]["metres"]:8.2f}', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -68,9 +68,16 @@ class CommandClient:
         with self._lock:
             return len(self._pending)
 
-    def submit(self, cmd_id: int, frame: bytes, now: float) -> Future:
-        """Send ``frame`` (which carries ``cmd_id``); the Future resolves to a CommandResult."""
+    def submit(self, cmd_id: int, frame: bytes, now: float,
+               on_done: Callable[[CommandResult], None] | None = None) -> Future:
+        """Send ``frame`` (which carries ``cmd_id``); the Future resolves to a CommandResult.
+
+        ``on_done`` is attached before the first send, so it runs (on the thread that resolves the
+        command) before anything the device sends after its acknowledgement is handled.
+        """
         future: Future = Future()
+        if on_done is not None:
+            future.add_done_callback(lambda f: on_done(f.result()))
         with self._lock:
             if cmd_id in self._pending:
                 raise ValueError(f'command id {cmd_id} is already in flight')

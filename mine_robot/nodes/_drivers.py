@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future as ConcurrentFuture
 import time
 
+from builtin_interfaces.msg import Time
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.task import Future
@@ -22,10 +23,34 @@ def declare_serial(node: Node) -> DeviceConfig:
         raise ConfigError(str(exc)) from exc
 
 
-def ros_stamp(node: Node, t_mono: float):
-    """ROS time (node clock) of an event that happened at ``time.monotonic() == t_mono``."""
-    now = node.get_clock().now()
-    return (now - Duration(nanoseconds=int((time.monotonic() - t_mono) * 1e9))).to_msg()
+class StampMapper:
+    """ROS time (node clock) of events stamped with ``time.monotonic()`` on a reader thread.
+
+    With the system clock the offset between the two clocks is measured at most once a second
+    (bracketed by two monotonic reads, so a preempted measurement is discarded) and reused, so the
+    stamps keep the exact spacing of the monotonic stamps; with sim time it is read per call.
+    """
+
+    def __init__(self, node: Node, refresh: float = 1.0):
+        self._clock = node.get_clock()
+        self._refresh = refresh
+        self._offset_ns: int | None = None
+        self._measured = -1e9
+
+    def __call__(self, t_mono: float):
+        if getattr(self._clock, 'ros_time_is_active', False):
+            now = self._clock.now()
+            return (now - Duration(nanoseconds=int((time.monotonic() - t_mono) * 1e9))).to_msg()
+        mono = time.monotonic()
+        if self._offset_ns is None or mono - self._measured > self._refresh:
+            before = time.monotonic_ns()
+            now_ns = self._clock.now().nanoseconds
+            after = time.monotonic_ns()
+            if self._offset_ns is None or after - before < 200_000:
+                self._offset_ns = now_ns - (before + after) // 2
+                self._measured = mono
+        ns = int(t_mono * 1e9) + self._offset_ns
+        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 async def wait_future(node: Node, future: ConcurrentFuture):

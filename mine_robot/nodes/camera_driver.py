@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from mine_robot.drivers.camera import CameraConfig, CameraConfigError, CameraSource, load_calibration
 from mine_robot.drivers.device import ERROR, OK, WARN
 from mine_robot.drivers.stats import RateMeter
-from mine_robot.nodes._drivers import ros_stamp
+from mine_robot.nodes._drivers import StampMapper
 from mine_robot.resources import ResourceError, resource
 from mine_robot.ros import qos
 from mine_robot.ros.diagnostics import Diagnostics
@@ -60,6 +60,7 @@ class CameraDriverNode(Node):
         self.size_mismatches = 0
         self.last_mismatch = ''
         self.diag = Diagnostics(self, hardware_id=source)
+        self.stamp = StampMapper(self)
         self.camera = CameraSource(config, self._on_frame)
         self.create_timer(1.0, self._publish_health)
         self.camera.start()
@@ -82,7 +83,7 @@ class CameraDriverNode(Node):
             return
         if frame.ndim == 2:
             frame = np.repeat(frame[:, :, None], 3, axis=2)
-        stamp = ros_stamp(self, t)
+        stamp = self.stamp(t)
         msg = Image(height=height, width=width, encoding='bgr8', is_bigendian=0, step=width * 3)
         msg.header.stamp, msg.header.frame_id = stamp, self.frame_id
         msg.data = np.ascontiguousarray(frame).tobytes()

@@ -19,7 +19,7 @@ from sensor_msgs.msg import NavSatFix, NavSatStatus, TimeReference
 from mine_robot.drivers.device import WARN, DeviceStream
 from mine_robot.drivers.gnss_fix import Fix, GnssConfig, GnssFixBuilder, TimeRef
 from mine_robot.drivers.protocols import ProtocolError, gnss
-from mine_robot.nodes._drivers import declare_serial, ros_stamp
+from mine_robot.nodes._drivers import StampMapper, declare_serial
 from mine_robot.ros import qos
 from mine_robot.ros.conversions import sec_to_stamp
 from mine_robot.ros.diagnostics import Diagnostics
@@ -49,6 +49,7 @@ class GnssDriverNode(Node):
         self.time_pub = self.create_publisher(TimeReference, 'gnss/time_reference', qos.SENSOR)
         self.diag = Diagnostics(self, hardware_id=config.port)
         self.fixes = 0
+        self.stamp = StampMapper(self)
         self.stream = DeviceStream('gnss', config, gnss, self._on_message, on_error=self._on_bad,
                                    on_connection=self._on_connection)
         self.create_timer(1.0, self._publish_health)
@@ -61,13 +62,13 @@ class GnssDriverNode(Node):
                 self.fixes += 1
             elif isinstance(out, TimeRef):
                 ref = TimeReference(time_ref=sec_to_stamp(out.utc), source='gnss')
-                ref.header.stamp = ros_stamp(self, out.t)
+                ref.header.stamp = self.stamp(out.t)
                 ref.header.frame_id = self.frame_id
                 self.time_pub.publish(ref)
 
     def _fix_msg(self, fix: Fix) -> NavSatFix:
         msg = NavSatFix()
-        msg.header.stamp = ros_stamp(self, fix.t)
+        msg.header.stamp = self.stamp(fix.t)
         msg.header.frame_id = self.frame_id
         msg.status = NavSatStatus(status=fix.status, service=fix.service)
         msg.latitude, msg.longitude, msg.altitude = fix.latitude, fix.longitude, fix.altitude

@@ -90,12 +90,11 @@ class MarkerDriverNode(Node):
         while len(self._host_ids) > 64:
             self._host_ids.pop(next(iter(self._host_ids)))
         try:
-            future = self.commands.submit(command.cmd_id, mk.encode_command(command), time.monotonic())
+            return self.commands.submit(command.cmd_id, mk.encode_command(command), time.monotonic(),
+                                        on_done=lambda result: self._publish_ack(result, host_id))
         except ValueError:      # the same id is already in flight: this is a caller's retry
             self.get_logger().info(f'command {host_id} already in flight; waiting for its ack')
             return None
-        future.add_done_callback(lambda f: self._publish_ack(f.result(), host_id))
-        return future
 
     def _publish_ack(self, result: CommandResult, host_id: int) -> None:
         self._publish({'type': 'ack', 'cmd_id': host_id, 'ok': result.ok, 'error': result.detail,

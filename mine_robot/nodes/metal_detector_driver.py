@@ -28,7 +28,7 @@ from mine_robot.drivers.device import DeviceStream
 from mine_robot.drivers.protocols import ProtocolError
 from mine_robot.drivers.protocols import metal_detector as md
 from mine_robot.drivers.stats import DeviceClock
-from mine_robot.nodes._drivers import declare_serial, ros_stamp, wait_future
+from mine_robot.nodes._drivers import StampMapper, declare_serial, wait_future
 from mine_robot.robot import RobotConfigError, load_robot
 from mine_robot.ros import qos
 from mine_robot.ros.conversions import fields_to_cloud
@@ -65,6 +65,7 @@ class MetalDetectorDriverNode(Node):
         self.clock_map = DeviceClock()
         self.pub = self.create_publisher(PointCloud2, 'metal_detector/signal', qos.SENSOR)
         self.diag = Diagnostics(self, hardware_id=config.port)
+        self.stamp = StampMapper(self)
         self.stream = DeviceStream('metal_detector', config, md, self._on_message, on_error=self._on_bad,
                                    on_connection=self._on_connection,
                                    seq_of=lambda m: m.seq if isinstance(m, md.MdSample) else None,
@@ -89,7 +90,7 @@ class MetalDetectorDriverNode(Node):
         if self.scale != 1.0:
             self._points[:, 3] *= self.scale
         cloud.data = self._points.tobytes()
-        cloud.header.stamp = ros_stamp(self, t)
+        cloud.header.stamp = self.stamp(t)
         self.pub.publish(cloud)
 
     def _on_bad(self, exc: ProtocolError, t: float) -> None:

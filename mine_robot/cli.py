@@ -15,6 +15,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'plan': ('mine_robot.planning.command', 'plan coverage lanes over an area GeoJSON -> PLAN.geojson'),
     'robot': ('mine_robot.robot_command', 'show the robot geometry (frames, swath, wheels)'),
+    'replay': ('mine_robot.drivers.replay_command', 'parse a recorded raw device byte stream (raw_log_path)'),
     'scenario': ('mine_robot.sim.scenario_command', 'generate, check or list simulation scenarios'),
     'judge': ('mine_robot.sim.judge_command', 'score a finished sweep folder against its scenario'),
     'gazebo-world': ('mine_robot.sim.gazebo_world',

@@ -17,6 +17,10 @@ import yaml
 from mine_robot.resources import resource
 
 
+SAFETY_MARGIN = 0.03
+"""Metres kept between a wheel contact patch and unswept ground in the geometric design rules."""
+
+
 class RobotConfigError(ValueError):
     """robot.yaml is missing a field or has a value that makes no physical sense."""
 
@@ -121,6 +125,33 @@ class RobotGeometry:
     def swath_width(self) -> float:
         return self.metal_detector.swath_width
 
+    @property
+    def wheel_turn_radius(self) -> float:
+        """Radius of the circle the wheel contact patches sweep in a point turn about base_link."""
+        return float(np.linalg.norm(self.wheel_patches().reshape(-1, 2), axis=1).max())
+
+    @property
+    def wheel_reach(self) -> tuple[float, float]:
+        """(forward, lateral) extent of the wheel contact patches from base_link (metres)."""
+        corners = np.abs(self.wheel_patches().reshape(-1, 2))
+        return float(corners[:, 0].max()), float(corners[:, 1].max())
+
+    @property
+    def turn_clearance(self) -> float:
+        """Margin between the point-turn wheel circle and the detector half-swath."""
+        return self.swath_width / 2.0 - self.wheel_turn_radius
+
+    @property
+    def post_turn_backup(self) -> float:
+        """Reverse distance after a 90 degree point turn inside a swept lane.
+
+        After turning, the ground between the lane's swept edge (half a swath from the turn point)
+        and the near edge of the coils (``md_x - coil_radius``) has not been swept; backing up this
+        far lets the coils sweep that gap before the wheels roll forward onto it.
+        """
+        md = self.metal_detector
+        return max(0.0, md.xyz[0] - md.coil_radius - self.swath_width / 2.0) + SAFETY_MARGIN
+
     def footprint(self) -> np.ndarray:
         """(4, 2) corners of the body+wheel outline in base_link, counter-clockwise."""
         hx = self.body_length / 2.0
@@ -215,6 +246,16 @@ def robot_from_dict(data: dict) -> RobotGeometry:
             f'({geom.wheels.track + geom.wheels.width:.2f} m outer) so wheels roll on swept ground')
     if geom.metal_detector.xyz[0] <= geom.wheels.wheelbase / 2.0:
         raise RobotConfigError('the metal detector must be mounted ahead of the front wheels')
+    if geom.turn_clearance < SAFETY_MARGIN:
+        raise RobotConfigError(
+            f'wheel point-turn circle (radius {geom.wheel_turn_radius:.3f} m) must stay at least '
+            f'{SAFETY_MARGIN} m inside the detector half-swath ({geom.swath_width / 2:.3f} m), so '
+            'a point turn on one swept lane keeps every wheel on swept ground')
+    if geom.wheel_reach[0] + geom.post_turn_backup > geom.swath_width / 2.0 - SAFETY_MARGIN:
+        raise RobotConfigError(
+            f'the detector head is too far ahead (x = {geom.metal_detector.xyz[0]} m): after a '
+            f'point turn the robot would have to back up {geom.post_turn_backup:.2f} m, putting '
+            'its rear wheels off the swept lane')
     return geom
 
 

@@ -2,7 +2,7 @@
 
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 import numpy as np
 from pyproj import Geod
@@ -24,6 +24,7 @@ def test_datum_is_origin_and_axes_are_true_east_north():
     assert np.allclose(frame.to_local(lon, lat), (50 * math.sin(math.radians(60)), 25.0), atol=1e-3)
 
 
+@settings(max_examples=60, deadline=None)
 @given(st.floats(-70, 70), st.floats(-179, 179), st.floats(-500, 500), st.floats(-500, 500))
 def test_round_trip_is_submillimetre(lat, lon, x, y):
     frame = LocalFrame(lat=lat, lon=lon)

@@ -36,16 +36,23 @@ def lane_swept(x0=-10.0, x1=10.0, y=0.0):
 
 
 def test_geometry_comes_from_robot_yaml():
-    assert NOZZLE_X == pytest.approx(0.62) and (LO, HI) == (-0.55, 0.55)
-    assert ROBOT.metal_detector.xyz[0] == pytest.approx(0.95)
+    import yaml
+
+    from mine_robot.resources import resource
+    raw = yaml.safe_load(resource('config', 'robot.yaml').read_text())['robot']
+    assert NOZZLE_X == pytest.approx(raw['marker']['xyz'][0])
+    assert (LO, HI) == tuple(raw['marker']['slide_limits'])
+    assert ROBOT.metal_detector.xyz[0] == pytest.approx(raw['metal_detector']['xyz'][0])
 
 
 def test_target_just_under_the_detector_means_continue_forward():
-    # robot at origin heading east; the target is under the detector, 0.95 m ahead
-    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (0.95, 0.20), CFG, swept=lane_swept(x1=1.06))
+    # robot at origin heading east; the target is under the detector, MD_X ahead
+    md_x = ROBOT.metal_detector.xyz[0]
+    plan = plan_mark(ROBOT, (0.0, 0.0, 0.0), (md_x, 0.20), CFG,
+                     swept=lane_swept(x1=md_x + ROBOT.metal_detector.coil_radius))
     assert plan.feasible, plan.reason
-    assert plan.travel == pytest.approx(0.95 - NOZZLE_X) and plan.slide == pytest.approx(0.20)
-    assert plan.nozzle == pytest.approx((0.95, 0.20))
+    assert plan.travel == pytest.approx(md_x - NOZZLE_X) and plan.slide == pytest.approx(0.20)
+    assert plan.nozzle == pytest.approx((md_x, 0.20))
     assert plan.reason.startswith('continue')
 
 
@@ -164,7 +171,7 @@ def test_sequence_marks_at_the_nozzles_actual_position():
 
 def test_actuator_that_never_acknowledges_is_retried_then_reported():
     cfg = MarkingConfig(retries=2, ack_timeout=1.0)
-    seq = MarkingSequence(ROBOT, cfg, 'T2', (0.62, 0.0), 'uxo', command_ids=itertools.count(1))
+    seq = MarkingSequence(ROBOT, cfg, 'T2', (NOZZLE_X, 0.0), 'uxo', command_ids=itertools.count(1))
     actions = seq.start(0.0, (0.0, 0.0, 0.0))  # already at the stop pose: fire at once
     fires = [a for a in actions if isinstance(a, Fire)]
     t = 0.0
@@ -180,7 +187,7 @@ def test_actuator_that_never_acknowledges_is_retried_then_reported():
 
 
 def test_negative_ack_is_retried_and_may_succeed():
-    seq = MarkingSequence(ROBOT, MarkingConfig(retries=1), 'T3', (0.62, 0.1), 'mine',
+    seq = MarkingSequence(ROBOT, MarkingConfig(retries=1), 'T3', (NOZZLE_X, 0.1), 'mine',
                           command_ids=itertools.count(7))
     fire = seq.start(0.0, (0.0, 0.0, 0.0))[-1]
     retry = seq.on_ack(0.1, (0.0, 0.0, 0.0), MarkerAck(fire.command_id, False, error='nozzle clogged'))
@@ -190,7 +197,7 @@ def test_negative_ack_is_retried_and_may_succeed():
 
 
 def test_unreachable_and_clutter_targets_get_an_outcome_not_a_skip():
-    seq = MarkingSequence(ROBOT, CFG, 'T4', (0.62, 0.9), 'mine')
+    seq = MarkingSequence(ROBOT, CFG, 'T4', (NOZZLE_X, 0.9), 'mine')
     assert seq.start(0.0, (0.0, 0.0, 0.0)) == [Resume()]
     assert seq.outcome.status == 'failed' and 'neighbouring lane' in seq.outcome.reason
     seq = MarkingSequence(ROBOT, CFG, 'C1', (0.62, 0.0), 'clutter')

@@ -15,7 +15,9 @@ from mine_robot.planning.area import area_to_geojson, local_area
 
 pytestmark = pytest.mark.ros
 
-AHEAD = 0.95
+from mine_robot.robot import load_robot  # noqa: E402
+
+AHEAD = load_robot().metal_detector.xyz[0]
 
 
 @pytest.fixture

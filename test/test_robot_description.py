@@ -115,3 +115,27 @@ def test_bad_robot_config_is_rejected_with_reason():
     del data['robot']['gpr']
     with pytest.raises(RobotConfigError, match='missing section'):
         robot_from_dict(data)
+
+
+def test_point_turn_and_backup_stay_on_one_swept_lane():
+    """The geometric rules the planner's turn primitive relies on (see mine_robot.robot)."""
+    robot = load_robot()
+    half = robot.swath_width / 2
+    assert robot.wheel_turn_radius == pytest.approx(np.hypot(0.33, 0.33))
+    assert robot.turn_clearance > 0.05
+    # after a 90 deg turn and the backup, the coils' near edge is back inside the swept lane ...
+    md = robot.metal_detector
+    assert md.xyz[0] - md.coil_radius - robot.post_turn_backup < half
+    # ... and the rear wheels are still on it
+    assert robot.wheel_reach[0] + robot.post_turn_backup < half
+
+
+def test_geometry_rules_reject_unsafe_designs():
+    data = yaml.safe_load((REPO / 'config' / 'robot.yaml').read_text())
+    data['robot']['wheels']['wheelbase'] = 0.70     # patches at x = +-0.43: circle 0.54 m
+    with pytest.raises(RobotConfigError, match='point-turn circle'):
+        robot_from_dict(data)
+    data = yaml.safe_load((REPO / 'config' / 'robot.yaml').read_text())
+    data['robot']['metal_detector']['xyz'] = [1.2, 0.0, 0.08]
+    with pytest.raises(RobotConfigError, match='too far ahead'):
+        robot_from_dict(data)

@@ -101,7 +101,7 @@ def test_swept_ground_rule():
     m.set_pose(PoseSample(0.0, 1.5, 0.0, 0.0))
     m.set_command(0.0, 0.8)                       # point turn within the swept lane is fine
     assert not m.evaluate(0.0).stop
-    m.set_command(0.2, 0.8)                       # arcing off the lane is not
+    m.set_command(0.5, 1.0)                       # arcing off the lane is not
     assert rules(m.evaluate(0.0)) == ['swept_ground']
 
 

@@ -1,7 +1,7 @@
 """Marking: where to stop so the nozzle is over a target, and the fire/ack/retry sequence.
 
 The ``marker_nozzle`` rides on a lateral slide behind the detector array (config/robot.yaml:
-x = 0.62 m, slide limits ±0.55 m; the detector is 0.95 m ahead of base_link). The robot never
+x and slide limits from config/robot.yaml; the detector head is ahead of it). The robot never
 turns to mark: it moves straight along its current lane heading — forward or backing up — so its
 wheels stay on ground the array has already swept, and the slide takes the lateral offset. A
 target beyond the slide's reach is deferred to the neighbouring lane (lanes overlap, so every

@@ -181,3 +181,31 @@ def test_loop_url_and_raw_recording_replays_identically(tmp_path):
     assert [m for _, m in result.messages] == [m for m, _ in sink.messages]
     assert [t for t, _ in result.messages] == [t for _, t in sink.messages]
     assert len(result.errors) == 1
+
+
+def test_device_stream_health_levels(tmp_path):
+    from mine_robot.drivers.device import ERROR, OK, WARN, DeviceConfig, DeviceStream
+    path = tmp_path / 'ttyH'
+    got = []
+    stream = DeviceStream('md', DeviceConfig(str(path), reconnect_min=0.05, reconnect_max=0.1,
+                                             stale_timeout=1.0),
+                          md, lambda m, t: got.append(m), seq_of=lambda m: m.seq).start()
+    try:
+        time.sleep(0.2)
+        h = stream.health()
+        assert h.level == ERROR and h.message.startswith('not connected') and 'retrying in' in h.message
+        with PtyDevice(path) as dev:
+            assert stream.transport.wait_connected(3)
+            assert stream.health().level == WARN and 'no data yet' in stream.health().message
+            dev.write(b''.join(md.encode_sample(i, i, [0] * 5) for i in (1, 2, 3, 7)))
+            time.sleep(0.15)
+            h = stream.health()
+            assert h.level == OK and h.values['lost_messages'] == 3 and h.values['frames'] == 4
+            dev.write(b'junk\n')
+            time.sleep(0.15)
+            h = stream.health()
+            assert h.level == WARN and '1 bad frames in 10 s' in h.message
+            time.sleep(1.0)
+            assert 'no good data for' in stream.health().message
+    finally:
+        stream.close()

@@ -22,6 +22,7 @@ import datetime as dt
 import os
 from pathlib import Path
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ from sensor_msgs.msg import Image, NavSatFix, PointCloud2
 from mine_robot.drivers.protocols import gnss, gpr
 from mine_robot.drivers.protocols import metal_detector as md
 from mine_robot.drivers.pty import PtyDevice
-from mine_robot.ros.conversions import cloud_to_fields, stamp_to_sec
+from mine_robot.ros.conversions import stamp_to_sec
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf('SC_CLK_TCK')
@@ -195,7 +196,7 @@ def main() -> int:
     try:
         if 'md' in which:
             bench_serial(node, executor, 'metal_detector', 'metal_detector_driver', 'metal_detector/signal',
-                         PointCloud2, lambda m: int(cloud_to_fields(m)['signal'][0]),
+                         PointCloud2, lambda m: int(struct.unpack_from('<f', m.data, 12)[0]),  # coil 0 signal
                          lambda i: md.encode_sample(i, i * 1000, [i, 10.5, -3.25, 7.0, 1234.5], status=0),
                          1000.0, args.duration, '1 kHz x 5 coils', {'stamp_source': 'arrival'})
         if 'gnss' in which:
@@ -205,7 +206,7 @@ def main() -> int:
         if 'gpr' in which:
             traces = [rng.normal(0, 1000, 512) for _ in range(16)]
             bench_serial(node, executor, 'gpr', 'gpr_driver', 'gpr/trace', Image,
-                         lambda m: int(np.frombuffer(bytes(m.data[:4]), '<f4')[0]),
+                         lambda m: int(struct.unpack_from('<f', m.data, 0)[0]),
                          lambda i: gpr.encode_trace(i, i * 10000, np.r_[i, traces[i % 16][1:]], 16.0),
                          100.0, args.duration, '100 traces/s x 512')
         if 'camera' in which:

@@ -53,8 +53,10 @@ class StampMapper:
         unless nothing better exists yet."""
         best = None
         for _ in range(5 if first else 2):
+            # without sim time the node clock is the system clock (CLOCK_REALTIME): read it directly,
+            # rclpy's clock.now() may wait for the GIL and blur the bracket by milliseconds
             before = time.monotonic_ns()
-            now_ns = self._clock.now().nanoseconds
+            now_ns = time.time_ns()
             after = time.monotonic_ns()
             if best is None or after - before < best[0]:
                 best = (after - before, now_ns - (before + after) // 2)

@@ -49,7 +49,8 @@ def test_gnss_fix_time_reference_and_bad_sentences(ros_context, ros_node_factory
                 sod = 8 * 3600 + 30 * 60 + 15
                 epoch = (gnss.encode_gst(sod, 0.2, 0.02, 0.01, 0.0, 0.015, 0.011, 0.03)
                          + gnss.encode_gga(sod, -1.25, 36.75, 4, 15, 0.7, 1600.0, -12.5)
-                         + gnss.encode_rmc(utc, -1.25, 36.75) + gnss.encode_hdt(45.0))
+                         + gnss.encode_rmc(utc, -1.25, 36.75) + gnss.encode_hdt(45.0)
+                         + build_sentence(['GPGSV', '1', '1', '01', '05', '40', '083', '46']))  # skipped
                 garbage = (b'$GPGGA,,,,,,0,,,,,,,,*66\r\n'                       # empty fields: a no-fix
                            + gnss.encode_gga(sod, -1.25, 36.75, 1, 9, 1.0, 1.0)[:30] + b'\r\n'  # truncated
                            + gnss.encode_hdt(45.0).replace(b'*', b'*F')          # wrong checksum
@@ -73,6 +74,7 @@ def test_gnss_fix_time_reference_and_bad_sentences(ros_context, ros_node_factory
                 _, values = last_status(diags.wait_for(
                     lambda m: last_status(m, 'gnss_driver')[1].get('bad_frames') == '5', 5), 'gnss_driver')
                 assert values['fix_quality'] == 'RTK_FIXED' and values['heading_deg'] == '45.0'
+                assert values['other_sentences'] == '2'                   # GSV: not a bad frame
                 assert node.context.ok()
         finally:
             node.close()

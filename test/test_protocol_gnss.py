@@ -42,6 +42,13 @@ def test_builders_round_trip_through_pynmea2():
     assert gnss.parse(gnss.encode_hdt(1.5)).heading_deg == 1.5
 
 
+def test_other_sentences_are_skipped_not_errors():
+    gsv = build_sentence(['GPGSV', '3', '1', '11', '03', '03', '111', '00'])
+    assert gnss.parse(gsv) == gnss.OtherSentence('GPGSV')
+    assert gnss.parse(build_sentence(['PUBX', '00'])) == gnss.OtherSentence('PUBX')
+    assert gf.GnssFixBuilder().update(gnss.OtherSentence('GPGSA'), 1.0) == []
+
+
 def test_empty_fields_become_none_not_crashes():
     """An empty-field GGA crashed the most used ROS NMEA driver; here it is a no-fix message."""
     g = gnss.parse(b'$GPGGA,,,,,,0,,,,,,,,*66\r\n')
@@ -74,7 +81,7 @@ def test_empty_fields_become_none_not_crashes():
     (build_sentence(['GPRMC', '123519', 'A', '4807.038', 'N', '01131.000', 'E', '1', '1', '320394', '', '']),
      'date'),
     (build_sentence(['GPHDT', 'abc', 'T']), 'HDT heading'),
-    (build_sentence(['GPGSV', '1', '1', '00']), 'unsupported'),
+    (build_sentence(['GP GGA', '1']), 'malformed NMEA address'),
     (build_sentence(['GPGGA']), None),
     (b'$GPGGA,' + b'1' * 200 + b'*00', 'exceeds'),                                 # overlong
     (bytes(range(256)), None),                                                     # random bytes

@@ -263,8 +263,3 @@ class SerialTransport:
             except (serial.SerialException, OSError) as exc:
                 self._error(f'close failed: {exc}')
         self._bump(connected=False)
-
-
-def monotonic_to_clock(t_mono: float, clock_now: float, mono_now: float | None = None) -> float:
-    """Map a ``time.monotonic()`` stamp to another clock (wall or ROS time) read just now."""
-    return clock_now - ((time.monotonic() if mono_now is None else mono_now) - t_mono)

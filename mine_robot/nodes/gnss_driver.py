@@ -1,6 +1,7 @@
 """``gnss_driver``: NMEA 0183 receiver on a serial port -> ``gnss/fix`` + ``gnss/time_reference``.
 
-GGA, RMC, GST, VTG and HDT are parsed with pynmea2 (``mine_robot.drivers.protocols.gnss``);
+GGA, RMC, GST, VTG and HDT are parsed with pynmea2 (``mine_robot.drivers.protocols.gnss``; other
+well-formed sentences such as GSV are skipped and counted, not treated as bad frames);
 ``mine_robot.drivers.gnss_fix`` maps the fix quality honestly onto NavSatStatus and builds the
 covariance from GST (or from HDOP, marked APPROXIMATED). One NavSatFix per GGA, stamped with the
 arrival time of the sentence; one TimeReference per valid RMC. The GGA fix quality that NavSatStatus
@@ -49,6 +50,7 @@ class GnssDriverNode(Node):
         self.time_pub = self.create_publisher(TimeReference, 'gnss/time_reference', qos.SENSOR)
         self.diag = Diagnostics(self, hardware_id=config.port)
         self.fixes = 0
+        self.other_sentences = 0
         self.stamp = StampMapper(self)
         self.stream = DeviceStream('gnss', config, gnss, self._on_message, on_error=self._on_bad,
                                    on_connection=self._on_connection)
@@ -56,6 +58,9 @@ class GnssDriverNode(Node):
         self.stream.start()
 
     def _on_message(self, msg, t: float) -> None:
+        if isinstance(msg, gnss.OtherSentence):
+            self.other_sentences += 1
+            return
         for out in self.builder.update(msg, t):
             if isinstance(out, Fix):
                 self.fix_pub.publish(self._fix_msg(out))
@@ -88,7 +93,8 @@ class GnssDriverNode(Node):
     def _publish_health(self) -> None:
         h = self.stream.health()
         quality = self.builder.last_quality
-        values = dict(h.values, fixes=self.fixes, fix_quality=quality.name if quality is not None else 'n/a',
+        values = dict(h.values, fixes=self.fixes, other_sentences=self.other_sentences,
+                      fix_quality=quality.name if quality is not None else 'n/a',
                       heading_deg=self.builder.heading_deg, speed_mps=self.builder.speed_mps)
         level, message = h.level, h.message
         if level < WARN and quality is not None and quality.name in ('INVALID', 'ESTIMATED', 'MANUAL'):

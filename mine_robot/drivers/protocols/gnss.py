@@ -83,15 +83,25 @@ class Hdt:
     heading_deg: float | None
 
 
-NmeaMessage = Gga | Rmc | Gst | Vtg | Hdt
+@dataclass(frozen=True)
+class OtherSentence:
+    """A well-formed sentence the driver does not use (GSV, GSA, proprietary $P...): skipped, not
+    a bad frame — receivers send many of them."""
+    address: str
+
+
+NmeaMessage = Gga | Rmc | Gst | Vtg | Hdt | OtherSentence
 
 
 def parse(frame: bytes) -> NmeaMessage:
-    """Parse one NMEA sentence into Gga/Rmc/Gst/Vtg/Hdt; ProtocolError for anything else."""
+    """Parse one NMEA sentence into Gga/Rmc/Gst/Vtg/Hdt (OtherSentence for well-formed sentences of
+    other types); ProtocolError for anything malformed."""
     fields = split_sentence(frame, max_length=NMEA_MAX_LINE)
     address = fields[0]
+    if not (address.isascii() and address.isalnum() and address.isupper() and 2 <= len(address) <= 10):
+        raise ProtocolError(f'malformed NMEA address {address[:12]!r}')
     if len(address) != 5 or address[2:] not in SENTENCES:
-        raise ProtocolError(f'unsupported NMEA sentence {address[:8]!r}')
+        return OtherSentence(address)
     try:
         msg = pynmea2.parse(frame.rstrip(b'\r\n').decode('ascii'), check=True)
     except ValueError as exc:   # pynmea2.ParseError and its subclasses derive from ValueError

@@ -10,7 +10,11 @@ and latencies:
 Targets (issue 5): metal detector 1 kHz x 5 coils, GNSS 20 Hz, GPR 100 traces/s x 512 samples,
 camera 640x480 at 30 fps.
 
-    .venv/bin/python bench/bench_drivers.py [--duration 10] [--only md,gnss,gpr,camera]
+    .venv/bin/python bench/bench_drivers.py [--duration 10] [--only md,gnss,gpr,camera] [--capacity]
+
+``--capacity`` also runs each serial driver node in this process and pushes messages through it as
+fast as the pty delivers them (no subscriber): CPU microseconds per message and the peak rate,
+which depend far less on how loaded the machine is than the end-to-end figures.
 
 Runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and ROS_DOMAIN_ID from the environment (default 77).
 """
@@ -167,6 +171,33 @@ def _renumbered(receiver: Receiver) -> Receiver:
     return receiver
 
 
+def capacity(name: str, node_class, frames: list[bytes], per_chunk: int = 1) -> None:
+    """CPU cost per message of the real node (parse + convert + publish), measured in process."""
+    from rclpy.parameter import Parameter
+
+    from mine_robot.ros.testing import BackgroundSpinner, isolated_context
+    with isolated_context() as context, PtyDevice() as dev:
+        overrides = [Parameter('port', value=dev.path)]
+        driver = node_class(context=context, parameter_overrides=overrides)
+        try:
+            with BackgroundSpinner(context, driver):
+                driver.stream.transport.wait_connected(10)
+                c0, t0 = time.process_time(), time.monotonic()
+                for i in range(0, len(frames), 50):
+                    dev.write(b''.join(frames[i:i + 50]))
+                expected = len(frames) * per_chunk      # frames = wire messages (GNSS: sentences)
+                while driver.stream.transport.stats().frames < expected and time.monotonic() - t0 < 120:
+                    time.sleep(0.005)
+                cpu, wall = time.process_time() - c0, time.monotonic() - t0
+                done = driver.stream.transport.stats().frames
+        finally:
+            driver.close()
+            driver.destroy_node()
+    print(f'{name:<15} capacity: {done} wire messages in {wall:.2f} s = {done / wall:8.0f}/s peak, '
+          f'{1e6 * cpu / max(done, 1):6.0f} us CPU per message (whole process: driver + this feeder)',
+          flush=True)
+
+
 def gnss_epoch(i: int) -> bytes:
     t = 36000.0 + i * 0.05
     lat, lon = -1.25 + i * 1e-7, 36.75
@@ -182,6 +213,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--duration', type=float, default=10.0, help='seconds of streaming per device')
     parser.add_argument('--only', default='md,gnss,gpr,camera', help='comma-separated subset')
+    parser.add_argument('--capacity', action='store_true', help='also measure in-process CPU per message')
     args = parser.parse_args()
     which = set(args.only.split(','))
     rclpy.init()
@@ -203,14 +235,23 @@ def main() -> int:
             bench_serial(node, executor, 'gnss', 'gnss_driver', 'gnss/fix', NavSatFix,
                          lambda m: round((m.latitude + 1.25) * 1e7), gnss_epoch,
                          20.0, args.duration, '20 Hz NMEA epochs')
+        traces = [rng.normal(0, 1000, 512) for _ in range(16)]
         if 'gpr' in which:
-            traces = [rng.normal(0, 1000, 512) for _ in range(16)]
             bench_serial(node, executor, 'gpr', 'gpr_driver', 'gpr/trace', Image,
                          lambda m: int(struct.unpack_from('<f', m.data, 0)[0]),
                          lambda i: gpr.encode_trace(i, i * 10000, np.r_[i, traces[i % 16][1:]], 16.0),
                          100.0, args.duration, '100 traces/s x 512')
         if 'camera' in which:
             bench_camera(node, args.duration)
+        if args.capacity:
+            from mine_robot.nodes.gnss_driver import GnssDriverNode
+            from mine_robot.nodes.gpr_driver import GprDriverNode
+            from mine_robot.nodes.metal_detector_driver import MetalDetectorDriverNode
+            capacity('metal_detector', MetalDetectorDriverNode,
+                     [md.encode_sample(i, i * 1000, [i, 10.5, -3.25, 7.0, 1234.5], 0) for i in range(20000)])
+            capacity('gnss', GnssDriverNode, [gnss_epoch(i) for i in range(2000)], per_chunk=5)
+            capacity('gpr', GprDriverNode,
+                     [gpr.encode_trace(i, i, traces[i % 16], 16.0) for i in range(3000)])
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -138,8 +138,8 @@ class SerialTransport:
             if port is None:
                 raise TransportError(f'{self.config.url}: not connected')
             try:
+                # no flush(): tcdrain has no timeout (with flow control a stalled device would hang it)
                 written = port.write(data)
-                port.flush()
             except serial.SerialTimeoutException as exc:
                 self._error(f'write timed out after {self.config.write_timeout} s')
                 raise TransportError(f'{self.config.url}: write timed out') from exc

@@ -3,8 +3,8 @@ and moves between lanes), its JSON form (the ``coverage/plan`` topic), its PLAN.
 pose stream for followers and checks.
 
 Segments join end to start (segment i's last point is segment i+1's first point). The robot drives
-``base_link`` along the points, facing the direction of travel, and turns in place at vertices
-(skid steer) — or, for car-like platforms, the planner has already replaced corners with arcs no
+``base_link`` along the points, facing the direction of travel (or, on a ``direction: reverse``
+transit, facing away from it: the robot backs up), and turns in place at vertices (skid steer) — or, for car-like platforms, the planner has already replaced corners with arcs no
 tighter than the minimum turning radius.
 """
 
@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 ROLES = ('lane', 'transit')
+DIRECTIONS = ('forward', 'reverse')
 
 
 class PlanError(ValueError):
@@ -29,10 +30,15 @@ class Segment:
     points: np.ndarray
     seq: int
     lane: int | None = None
+    direction: str = 'forward'
 
     def __post_init__(self):
         if self.role not in ROLES:
             raise PlanError(f'segment role must be one of {ROLES}, got {self.role!r}')
+        if self.direction not in DIRECTIONS:
+            raise PlanError(f'segment direction must be one of {DIRECTIONS}, got {self.direction!r}')
+        if self.direction == 'reverse' and self.role != 'transit':
+            raise PlanError(f'segment {self.seq}: only transit segments may be driven in reverse')
         self.points = np.asarray(self.points, dtype=float).reshape(-1, 2)
         if len(self.points) < 2:
             raise PlanError(f'segment {self.seq} needs at least 2 points')
@@ -63,6 +69,7 @@ class CoveragePlan:
     def to_dict(self) -> dict:
         return {'swath_width': self.swath_width, 'spacing': self.spacing, 'stats': self.stats,
                 'segments': [{'role': s.role, 'seq': s.seq, 'lane': s.lane,
+                              **({'direction': s.direction} if s.direction != 'forward' else {}),
                               'points': np.round(s.points, 4).tolist()} for s in self.segments]}
 
     def to_json(self) -> str:
@@ -73,7 +80,8 @@ class CoveragePlan:
         try:
             data = json.loads(text)
             segments = [Segment(role=s['role'], points=np.asarray(s['points'], dtype=float),
-                                seq=int(s['seq']), lane=s.get('lane')) for s in data['segments']]
+                                seq=int(s['seq']), lane=s.get('lane'),
+                                direction=s.get('direction', 'forward')) for s in data['segments']]
             return cls(segments=segments, stats=dict(data.get('stats', {})),
                        swath_width=float(data.get('swath_width', 0.0)),
                        spacing=float(data.get('spacing', 0.0)))
@@ -89,6 +97,8 @@ class CoveragePlan:
             props = {'role': s.role, 'seq': s.seq}
             if s.lane is not None:
                 props['lane'] = s.lane
+            if s.direction != 'forward':
+                props['direction'] = s.direction
             feats.append({'type': 'Feature', 'properties': props,
                           'geometry': {'type': 'LineString', 'coordinates': coords}})
         return {'type': 'FeatureCollection', 'datum': {'lat': frame.lat, 'lon': frame.lon},
@@ -104,30 +114,34 @@ class CoveragePlan:
                 ll = np.asarray(f['geometry']['coordinates'], dtype=float)
                 x, y = frame.to_local(ll[:, 0], ll[:, 1])
                 p = f['properties']
-                segments.append(Segment(p['role'], np.column_stack([x, y]), int(p['seq']), p.get('lane')))
+                segments.append(Segment(p['role'], np.column_stack([x, y]), int(p['seq']), p.get('lane'),
+                                        p.get('direction', 'forward')))
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f'not a PLAN.geojson: {exc}') from exc
         return cls(segments, dict(obj.get('stats', {})), float(obj.get('swath_width', 0.0)),
                    float(obj.get('spacing', 0.0)))
 
     def poses(self, step: float = 0.1, yaw_step: float = 0.1) -> np.ndarray:
-        """(N, 4) [x, y, yaw, segment_index]: positions every ``step`` m facing the direction of
-        travel, with in-place rotations (every ``yaw_step`` rad) where the heading changes."""
+        """(N, 4) [x, y, yaw, segment_index]: positions every ``step`` m with the robot's heading
+        (the direction of travel, or its opposite on ``reverse`` segments), with in-place rotations
+        (every ``yaw_step`` rad) where the heading changes."""
         out = []
         yaw_prev = None
         for idx, seg in enumerate(self.segments):
             pts = seg.points
+            flip = math.pi if seg.direction == 'reverse' else 0.0
             for a, b in zip(pts[:-1], pts[1:]):
                 d = b - a
                 dist = math.hypot(*d)
                 if dist < 1e-9:
                     continue
-                yaw = math.atan2(d[1], d[0])
+                yaw = math.atan2(d[1], d[0]) + flip
                 if yaw_prev is not None:
                     dyaw = (yaw - yaw_prev + math.pi) % (2 * math.pi) - math.pi
                     n = int(abs(dyaw) // yaw_step)
                     for k in range(1, n + 1):
                         out.append((a[0], a[1], yaw_prev + dyaw * k / (n + 1), idx))
+                    yaw = yaw_prev + dyaw
                 n = max(1, math.ceil(dist / step))
                 t = np.arange(0, n) / n
                 out.extend(zip(a[0] + t * d[0], a[1] + t * d[1], np.full(n, yaw), np.full(n, idx)))
@@ -138,3 +152,28 @@ class CoveragePlan:
         arr = np.array(out, dtype=float).reshape(-1, 4)
         arr[:, 2] = (arr[:, 2] + math.pi) % (2 * math.pi) - math.pi
         return arr
+
+    def vertex_poses(self) -> np.ndarray:
+        """(N, 4) [x, y, yaw, segment_index] at path vertices only: before and after each turn.
+
+        Between consecutive poses the robot either translates along a straight line at constant
+        heading or rotates in place, so this is the exact motion in the fewest poses.
+        """
+        out = []
+        yaw_prev = None
+        for idx, seg in enumerate(self.segments):
+            flip = math.pi if seg.direction == 'reverse' else 0.0
+            for a, b in zip(seg.points[:-1], seg.points[1:]):
+                d = b - a
+                if math.hypot(*d) < 1e-9:
+                    continue
+                yaw = math.atan2(d[1], d[0]) + flip
+                if yaw_prev is not None:
+                    yaw = yaw_prev + (yaw - yaw_prev + math.pi) % (2 * math.pi) - math.pi
+                    if abs(yaw - yaw_prev) > 1e-9:
+                        out.append((a[0], a[1], yaw_prev, idx))
+                out.append((a[0], a[1], yaw, idx))
+                yaw_prev = yaw
+            if yaw_prev is not None and idx == len(self.segments) - 1:
+                out.append((seg.points[-1][0], seg.points[-1][1], yaw_prev, idx))
+        return np.array(out, dtype=float).reshape(-1, 4)

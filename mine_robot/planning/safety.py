@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import math
 
+import cv2
 import numpy as np
 import shapely
 from shapely.geometry import Polygon, box
@@ -168,23 +169,28 @@ class SweepChecker:
         det = shapely.union_all(self._hulls(self.outline, poses))
         self._add(det, role)
 
-    def straight(self, a: np.ndarray, b: np.ndarray, segment: int, role: str) -> None:
+    def straight(self, a: np.ndarray, b: np.ndarray, segment: int, role: str,
+                 reverse: bool = False) -> None:
         d = b - a
         dist = math.hypot(*d)
         if dist < 1e-9:
             return
-        yaw = math.atan2(d[1], d[0])
+        yaw = math.atan2(d[1], d[0]) + (math.pi if reverse else 0.0)
         if self.yaw is not None:
             self.rotate(a[0], a[1], self.yaw, yaw, segment, role)
         poses = np.array([[a[0], a[1], yaw], [b[0], b[1], yaw]])
         wheels = self._wheel_sweep(poses)
-        # ground ahead of det_min_x (start frame) is swept by this move before the wheels get there
-        c, s = math.cos(yaw), math.sin(yaw)
-        big = 4.0 + dist
-        local = box(-big, -big, self.det_min_x, big)
-        clip = shapely.transform(local, lambda p: np.column_stack(
-            [a[0] + c * p[:, 0] - s * p[:, 1], a[1] + s * p[:, 0] + c * p[:, 1]]))
-        need = self.prior.uncovered(wheels.intersection(clip))
+        if reverse:
+            # backing up: the detector trails the wheels, so every wheel position needs earlier sweeping
+            need = self.prior.uncovered(wheels)
+        else:
+            # ground ahead of det_min_x (start frame) is swept by this move before the wheels get there
+            c, s = math.cos(yaw), math.sin(yaw)
+            big = 4.0 + dist
+            local = box(-big, -big, self.det_min_x, big)
+            clip = shapely.transform(local, lambda p: np.column_stack(
+                [a[0] + c * p[:, 0] - s * p[:, 1], a[1] + s * p[:, 0] + c * p[:, 1]]))
+            need = self.prior.uncovered(wheels.intersection(clip))
         if need.area > TOLERANCE_M2:
             # extent of the exposed ground along the move
             xy = shapely.get_coordinates(need)
@@ -204,16 +210,211 @@ class SweepChecker:
         if role == 'lane':
             self.result.lane_sweep.add(det)
 
-    def drive(self, points: np.ndarray, segment: int, role: str) -> None:
+    def drive(self, points: np.ndarray, segment: int, role: str, direction: str = 'forward') -> None:
         if len(points) > 2:     # collinear runs are one move (same rule, less work)
             points = shapely.get_coordinates(shapely.simplify(shapely.linestrings(points), 0.0))
         for a, b in zip(points[:-1], points[1:]):
-            self.straight(a, b, segment, role)
+            self.straight(a, b, segment, role, reverse=direction == 'reverse')
 
 
 def check_plan(plan, robot: RobotGeometry, safe=None) -> SweepCheck:
-    """Walk a finished CoveragePlan in order and return violations and the swept ground."""
+    """Walk a finished CoveragePlan in order with exact (shapely) geometry; violations and the
+    swept ground. Exact but slow on big fields: the planner uses :func:`raster_check`."""
     checker = SweepChecker(robot, safe)
     for i, seg in enumerate(plan.segments):
-        checker.drive(seg.points, i, seg.role)
+        checker.drive(seg.points, i, seg.role, seg.direction)
     return checker.result
+
+
+# ------------------------------------------------------------------------------ raster replay
+class Grid:
+    """A square-cell raster over a bounding box (map frame); cell centres sample the ground."""
+
+    def __init__(self, bounds, cell: float, pad: float = 2.0):
+        self.cell = float(cell)
+        self.x0, self.y0 = bounds[0] - pad, bounds[1] - pad
+        self.nx = int(math.ceil((bounds[2] + pad - self.x0) / cell))
+        self.ny = int(math.ceil((bounds[3] + pad - self.y0) / cell))
+
+    def zeros(self) -> np.ndarray:
+        return np.zeros((self.ny, self.nx), np.uint8)
+
+    def pix(self, pts: np.ndarray) -> np.ndarray:
+        """Map points -> fixed-point pixel coordinates (cv2 ``shift`` = 4) of cell centres."""
+        u = (np.asarray(pts)[..., 0] - self.x0) / self.cell - 0.5
+        v = (np.asarray(pts)[..., 1] - self.y0) / self.cell - 0.5
+        return np.round(np.stack([u, v], axis=-1) * 16).astype(np.int32)
+
+    def fill(self, mask: np.ndarray, geom, value: int = 1) -> np.ndarray:
+        """Rasterise a shapely (Multi)Polygon (holes cleared) into ``mask``."""
+        for p in getattr(geom, 'geoms', [geom]):
+            if p.is_empty or p.geom_type != 'Polygon':
+                continue
+            cv2.fillPoly(mask, [self.pix(np.asarray(p.exterior.coords))], value, cv2.LINE_8, 4)
+            holes = [self.pix(np.asarray(r.coords)) for r in p.interiors]
+            if holes:
+                cv2.fillPoly(mask, holes, 0, cv2.LINE_8, 4)
+        return mask
+
+    def convex(self, mask: np.ndarray, pts: np.ndarray, value: int = 1) -> None:
+        hull = cv2.convexHull(self.pix(pts).reshape(-1, 1, 2))
+        cv2.fillConvexPoly(mask, hull, value, cv2.LINE_8, 4)
+
+    def centre(self, i: int, j: int) -> tuple[float, float]:
+        return self.x0 + (j + 0.5) * self.cell, self.y0 + (i + 0.5) * self.cell
+
+
+@dataclass
+class RasterCheck:
+    """Outcome of :func:`raster_check` (areas in m², lengths in m)."""
+    violations: list[Violation]
+    coverage_fraction: float
+    overhang_no_go_m2: float
+    overhang_outside_max_m: float
+    grid: Grid
+    swept: np.ndarray
+
+    def summary(self, limit: int = 20) -> dict:
+        return {'count': len(self.violations), 'metres': round(sum(v.metres for v in self.violations), 3),
+                'area_m2': round(sum(v.area_m2 for v in self.violations), 4),
+                'method': f'raster {self.grid.cell * 100:.0f} cm',
+                'items': [v.as_dict() for v in self.violations[:limit]]}
+
+
+def _parts(geom) -> list:
+    if geom.is_empty:
+        return []
+    return [g for g in getattr(geom, 'geoms', [geom]) if g.geom_type == 'Polygon']
+
+
+def _moves(plan):
+    """(kind, segment, role, x, y, yaw0, yaw1_or_yaw, dist, reverse) primitives of a plan."""
+    yaw = None
+    for i, seg in enumerate(plan.segments):
+        rev = seg.direction == 'reverse'
+        for a, b in zip(seg.points[:-1], seg.points[1:]):
+            d = b - a
+            dist = math.hypot(*d)
+            if dist < 1e-9:
+                continue
+            h = math.atan2(d[1], d[0]) + (math.pi if rev else 0.0)
+            if yaw is not None:
+                dyaw = (h - yaw + math.pi) % (2 * math.pi) - math.pi
+                if abs(dyaw) > 1e-6:
+                    yield 'turn', i, seg.role, a[0], a[1], yaw, yaw + dyaw, 0.0, rev
+                h = yaw + dyaw
+            yield 'straight', i, seg.role, a[0], a[1], h, h, dist, rev
+            yaw = h
+
+
+def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=None,
+                 yaw_step: float = 0.1) -> RasterCheck:
+    """Replay a plan on a raster: swept-ground violations, swept fraction of ``region`` (default the
+    searchable area), detector overhang into no-go zones and past the search area's outer boundary.
+
+    Same rule as :class:`SweepChecker`, on ``cell``-sized pixels: the detector's swept area is filled
+    move by move; before each move the wheel patches' sweep (for a forward straight move only the
+    part behind the detector's near edge in the start frame, which the detector does not sweep
+    first) must lie on pixels already swept or declared safe. Wheel patches are shrunk by half a
+    cell so pixel rounding on both sides does not report touching edges.
+    """
+    region = area.searchable if region is None else region
+    path = plan.path()
+    xs = np.r_[path[:, 0], area.search.bounds[0], area.search.bounds[2]]
+    ys = np.r_[path[:, 1], area.search.bounds[1], area.search.bounds[3]]
+    grid = Grid((xs.min(), ys.min(), xs.max(), ys.max()), cell)
+    swept = grid.fill(grid.zeros(), area.safe_ground) if not area.safe_ground.is_empty else grid.zeros()
+    detected = grid.zeros()
+    outline = detector_outline(robot)
+    det_min = float(outline[:, 0].min())
+    shrink = cell / 2
+    wheels = robot.wheel_patches()
+    centres = wheels.mean(axis=1, keepdims=True)
+    shrunk = centres + np.sign(wheels - centres) * np.maximum(np.abs(wheels - centres) - shrink, 0.0)
+    wx0 = wheels[:, :, 0].min(axis=1) + shrink
+    wx1 = wheels[:, :, 0].max(axis=1) - shrink
+    wy0 = wheels[:, :, 1].min(axis=1) + shrink
+    wy1 = wheels[:, :, 1].max(axis=1) - shrink
+    scratch = grid.zeros()
+    violations: list[Violation] = []
+    extremes = []          # detector outline points at every pose and turn step (overhang)
+
+    def place(pts, x, y, yaws):
+        """(K, 2) base-frame points at (x, y) and each yaw -> (len(yaws), K, 2)."""
+        c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+        return np.stack([x + c * pts[None, :, 0] - s * pts[None, :, 1],
+                         y + s * pts[None, :, 0] + c * pts[None, :, 1]], axis=-1)
+
+    def fill_all(mask, polys_pix, offset=(0, 0)):
+        for poly in polys_pix:
+            hull = cv2.convexHull((poly - [offset[1] * 16, offset[0] * 16]).astype(np.int32).reshape(-1, 1, 2))
+            cv2.fillConvexPoly(mask, hull, 1, cv2.LINE_8, 4)
+
+    def check(polys_pix, kind, seg, role, x, y, metres, reason):
+        flat = polys_pix.reshape(-1, 2) / 16.0
+        j0, i0 = np.maximum(np.floor(flat.min(axis=0)).astype(int) - 1, 0)
+        j1, i1 = np.ceil(flat.max(axis=0)).astype(int) + 2
+        sub = scratch[i0:i1, j0:j1]
+        sub[:] = 0
+        fill_all(sub, polys_pix, (i0, j0))
+        bad = np.count_nonzero(sub & (swept[i0:i1, j0:j1] ^ 1))
+        if bad:
+            violations.append(Violation(seg, role, kind, metres, bad * cell * cell, x, y, reason))
+
+    for kind, seg, role, x, y, y0, y1, dist, rev in _moves(plan):
+        if kind == 'turn':
+            n = max(1, math.ceil(abs(y1 - y0) / yaw_step))
+            yaws = y0 + (y1 - y0) * np.arange(n + 1) / n
+            wp = grid.pix(place(shrunk.reshape(-1, 2), x, y, yaws).reshape(n + 1, 4, 4, 2))
+            polys = np.concatenate([wp[:-1], wp[1:]], axis=2).reshape(-1, 8, 2)   # (n*4, 8, 2)
+            check(polys, 'turn', seg, role, x, y, abs(y1 - y0) * robot.wheel_turn_radius,
+                  f'point turn of {math.degrees(y1 - y0):.0f}° with wheels on unswept ground')
+            det = place(outline, x, y, yaws)
+            extremes.append(det.reshape(-1, 2))
+            dp = grid.pix(det)
+            hulls = np.concatenate([dp[:-1], dp[1:]], axis=1)
+            fill_all(swept, hulls)
+            fill_all(detected, hulls)
+            continue
+        rects = []
+        for k in range(4):
+            lo, hi = (wx0[k] - dist, wx1[k]) if rev else (wx0[k], min(wx1[k] + dist, det_min))
+            if hi > lo:
+                rects.append([[lo, wy0[k]], [hi, wy0[k]], [hi, wy1[k]], [lo, wy1[k]]])
+        if rects:
+            pts = place(np.asarray(rects).reshape(-1, 2), x, y, np.array([y0]))[0]
+            check(grid.pix(pts).reshape(-1, 4, 2), 'straight', seg, role, x, y,
+                  dist if rev else min(dist, det_min),
+                  'wheels back onto ground the detector has not swept' if rev else
+                  'wheels roll onto ground the detector has not swept (move starts without '
+                  f'{det_min:.2f} m of swept ground ahead)')
+        sign = -1.0 if rev else 1.0
+        det = place(np.vstack([outline, outline + [sign * dist, 0.0]]), x, y, np.array([y0]))[0]
+        extremes.append(det)
+        hull = grid.pix(det)[None]
+        fill_all(swept, hull)
+        fill_all(detected, hull)
+    want = grid.fill(grid.zeros(), region)
+    n_want = np.count_nonzero(want)
+    cover = float(np.count_nonzero(want & detected) / n_want) if n_want else 0.0
+    overhang_no_go = 0.0
+    obstacles = [*_parts(area.no_go_union), *[Polygon(r) for r in area.search.interiors]]
+    for zone in obstacles:
+        b = grid.pix(np.array([[zone.bounds[0], zone.bounds[1]], [zone.bounds[2], zone.bounds[3]]])) // 16
+        j0, i0 = np.maximum(b[0] - 1, 0)
+        j1, i1 = b[1] + 2
+        sub = np.zeros((max(i1 - i0, 0), max(j1 - j0, 0)), np.uint8)
+        if sub.size:
+            pts = [grid.pix(np.asarray(zone.exterior.coords)) - [j0 * 16, i0 * 16]]
+            cv2.fillPoly(sub, [p.astype(np.int32) for p in pts], 1, cv2.LINE_8, 4)
+            overhang_no_go += float(np.count_nonzero(sub & detected[i0:i1, j0:j1])) * cell * cell
+    over_out = 0.0
+    if extremes:
+        pts = shapely.points(np.concatenate(extremes))
+        outer = Polygon(area.search.exterior)
+        free = shapely.union_all([outer, area.safe_ground]) if not area.safe_ground.is_empty else outer
+        shapely.prepare(free)
+        out = pts[~shapely.covers(free, pts)]
+        if len(out):
+            over_out = float(shapely.distance(free, out).max())
+    return RasterCheck(violations, cover, overhang_no_go, over_out, grid, detected)

@@ -209,3 +209,4 @@ def test_device_stream_health_levels(tmp_path):
             assert 'no good data for' in stream.health().message
     finally:
         stream.close()
+

@@ -116,3 +116,47 @@ def test_bad_paths_are_rejected():
     path = FollowPath.from_segments([('lane', np.array([[0.0, 0.0], [1.0, 0.0]]))])
     with pytest.raises(FollowerError, match='outside'):
         PathFollower(path).pause_at(7)
+
+
+def test_backup_primitive_is_driven_backwards_and_tracked_precisely():
+    """Lane east, point turn north, back up 0.15 m (reverse segment), then forward north and a
+    second corner: the planner's turn primitive."""
+    segs = [('lane', np.array([[0.0, 0.0], [4.0, 0.0]])),
+            ('transit', np.array([[4.0, 0.0], [4.0, -0.15]]), 'reverse'),
+            ('transit', np.array([[4.0, -0.15], [4.0, 0.99]])),
+            ('transit', np.array([[4.0, 0.99], [4.15, 0.99]]), 'reverse'),
+            ('lane', np.array([[4.15, 0.99], [0.0, 0.99]]))]
+    path = FollowPath.from_segments(segs)
+    assert len(path.legs) == 5 and list(path.reverse) == [False, True, False, True, False]
+    log = run(PathFollower(path), (0.0, 0.0, 0.0), 120.0)
+    assert log[-1][5].state == 'done'
+    assert math.hypot(log[-1][0], log[-1][1] - 0.99) < 0.03
+    rev = [(x, y, yaw, v, p) for x, y, yaw, v, _w, p in log
+           if p.direction == 'reverse' and p.state == 'track' and abs(v) > 1e-3]
+    assert rev and all(v < 0 for *_, v, _ in rev)                       # backs up
+    assert max(-v for *_, v, _ in rev) <= FollowerConfig().reverse_speed + 1e-9
+    # while backing up the robot faces the next leg's heading (north, then west) and stays on line
+    first = [r for r in rev if r[4].segment == 1]
+    second = [r for r in rev if r[4].segment == 3]
+    assert first and second
+    assert all(abs(math.remainder(yaw - math.pi / 2, 2 * math.pi)) < 0.07 for _, _, yaw, _, _ in first)
+    assert all(abs(math.remainder(yaw - math.pi, 2 * math.pi)) < 0.07 for _, _, yaw, _, _ in second)
+    cte = np.array([p.cross_track for *_, p in rev])
+    assert np.max(np.abs(cte)) < 0.02
+    # the backup really reaches its end before the robot drives forward again
+    ys = [y for x, y, *_ in first]
+    assert min(ys) == pytest.approx(-0.15, abs=0.03)
+    xs = [x for x, *_ in second]
+    assert max(xs) == pytest.approx(4.15, abs=0.03)
+
+
+def test_reverse_leg_from_offset_start_converges():
+    path = FollowPath.from_segments([('transit', np.array([[0.0, 0.0], [-3.0, 0.0]]), 'reverse')])
+    log = run(PathFollower(path), (0.0, 0.06, 0.03), 60.0)
+    assert log[-1][5].state == 'done'
+    assert math.hypot(log[-1][0] + 3.0, log[-1][1]) < 0.05
+    late = [abs(p.cross_track) for *_, p in log if p.distance > 1.5]
+    assert max(late) < 0.015
+    assert all(v <= 1e-9 for _, _, _, v, _, _ in log)
+    with pytest.raises(FollowerError, match='direction'):
+        FollowPath.from_segments([('transit', np.array([[0.0, 0.0], [1.0, 0.0]]), 'sideways')])

@@ -14,6 +14,12 @@ to stop exactly on corners, pause points and the end: ``v <= sqrt(2 * linear_dec
 
 Progress is tracked monotonically along the current leg only (a search window around the last
 projection), so the robot never "jumps" to a neighbouring parallel lane that is closer.
+
+Reverse legs (plan segments with ``direction: reverse``, e.g. the planner's post-turn backup) are
+driven backwards: the robot faces away from the direction of travel, ``v`` is negative and the same
+Stanley law steers the direction of travel (``yaw + pi``); they run at ``reverse_speed``. A leg
+boundary is placed wherever the direction changes, so the robot stops, and the point turn before a
+backup turns to the heading the robot will have while backing up.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class FollowerError(ValueError):
 class FollowerConfig:
     sweep_speed: float = 0.3          # m/s on lanes
     transit_speed: float = 0.4        # m/s on transits
+    reverse_speed: float = 0.15       # m/s on reverse (backup) legs
     max_angular: float = 0.6          # rad/s
     linear_accel: float = 0.3         # m/s^2
     linear_decel: float = 0.3         # m/s^2 (braking into corners and pause points)
@@ -65,6 +72,7 @@ class Progress:
     heading_error: float       # rad
     segment: int               # index of the plan segment being driven
     role: str                  # 'lane' | 'transit'
+    direction: str             # 'forward' | 'reverse'
     leg: int
     state: str                 # 'align' | 'track' | 'turn' | 'paused' | 'done' | 'fault'
     remaining: float           # m to the end of the path
@@ -85,14 +93,17 @@ class FollowPath:
     """A polyline with a role and a segment number per edge, split into legs at corners."""
 
     def __init__(self, points: np.ndarray, roles: Sequence[str], segments: Sequence[int],
-                 corner_angle: float = 0.35):
+                 corner_angle: float = 0.35, directions: Sequence[str] | None = None):
         pts = np.asarray(points, dtype=float)
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
             raise FollowerError(f'a path needs at least 2 points of (x, y), got shape {pts.shape}')
         if not np.all(np.isfinite(pts)):
             raise FollowerError('path has non-finite coordinates')
-        if len(roles) != len(pts) - 1 or len(segments) != len(pts) - 1:
-            raise FollowerError('roles/segments must give one value per path edge')
+        directions = ['forward'] * (len(pts) - 1) if directions is None else list(directions)
+        if len(roles) != len(pts) - 1 or len(segments) != len(pts) - 1 or len(directions) != len(pts) - 1:
+            raise FollowerError('roles/segments/directions must give one value per path edge')
+        if any(d not in ('forward', 'reverse') for d in directions):
+            raise FollowerError(f"directions must be 'forward' or 'reverse', got {sorted(set(directions))}")
         keep = np.r_[True, np.linalg.norm(np.diff(pts, axis=0), axis=1) > 1e-6]
         edge_keep = keep[1:]
         self.points = pts[keep]
@@ -100,6 +111,8 @@ class FollowPath:
             raise FollowerError('path has zero length')
         self.roles = [r for r, k in zip(roles, edge_keep) if k]
         self.segments = [int(s) for s, k in zip(segments, edge_keep) if k]
+        self.directions = [d for d, k in zip(directions, edge_keep) if k]
+        self.reverse = np.array([d == 'reverse' for d in self.directions])
         # original (input) vertex index of each kept vertex, for progress in the caller's indices
         self.source_index = np.flatnonzero(keep)
         d = np.diff(self.points, axis=0)
@@ -108,39 +121,51 @@ class FollowPath:
         self.edge_heading = np.arctan2(d[:, 1], d[:, 0])
         self.cum = np.r_[0.0, np.cumsum(self.edge_len)]
         self.length = float(self.cum[-1])
-        turns = np.abs(wrap_angle(np.diff(self.edge_heading)))
-        corners = np.flatnonzero(turns > corner_angle) + 1   # vertex indices
+        # heading of the robot body on each edge (opposite to travel when reversing)
+        self.body_heading = wrap_angle(self.edge_heading + np.where(self.reverse, math.pi, 0.0))
+        turns = np.abs(wrap_angle(np.diff(self.body_heading)))
+        flips = np.diff(self.reverse.astype(int)) != 0
+        corners = np.flatnonzero((turns > corner_angle) | flips) + 1   # vertex indices
         bounds = [0, *corners.tolist(), len(self.points) - 1]
         self.legs = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]  # vertex ranges
 
     @classmethod
-    def from_segments(cls, segments: Sequence[tuple[str, np.ndarray]],
-                      corner_angle: float = 0.35) -> FollowPath:
-        """Concatenate ``(role, (n, 2) points)`` segments (consecutive duplicates are merged)."""
-        pts, roles, segs = [], [], []
-        for k, (role, points) in enumerate(segments):
+    def from_segments(cls, segments: Sequence[tuple], corner_angle: float = 0.35) -> FollowPath:
+        """Concatenate ``(role, (n, 2) points[, direction])`` segments (consecutive duplicates are
+        merged); ``direction`` is ``'forward'`` (default) or ``'reverse'``."""
+        pts, roles, segs, dirs = [], [], [], []
+        for k, item in enumerate(segments):
+            role, points = item[0], item[1]
+            direction = item[2] if len(item) > 2 else 'forward'
             p = np.asarray(points, dtype=float).reshape(-1, 2)
             if role not in ('lane', 'transit'):
                 raise FollowerError(f"segment {k}: role must be 'lane' or 'transit', got {role!r}")
+            if direction not in ('forward', 'reverse'):
+                raise FollowerError(f"segment {k}: direction must be 'forward' or 'reverse', "
+                                    f'got {direction!r}')
             if len(p) == 0:
                 continue
             start = 0 if not pts else 1 if np.allclose(pts[-1], p[0]) else 0
             if pts and start == 0:
                 roles.append('transit')  # connect disjoint segments with a transit edge
                 segs.append(k)
+                dirs.append('forward')
             for q in p[start:]:
                 if pts:
                     roles.append(role)
                     segs.append(k)
+                    dirs.append(direction)
                 pts.append(q)
         if len(pts) < 2:
             raise FollowerError('the plan has fewer than 2 path points')
-        return cls(np.array(pts), roles, segs, corner_angle)
+        return cls(np.array(pts), roles, segs, corner_angle, dirs)
 
     @classmethod
     def from_plan(cls, plan, corner_angle: float = 0.35) -> FollowPath:
-        """From a ``mine_robot.planning.plan.CoveragePlan`` (segments with role and points)."""
-        return cls.from_segments([(s.role, s.points) for s in plan.segments], corner_angle)
+        """From a ``mine_robot.planning.plan.CoveragePlan`` (segments with role, points and
+        direction)."""
+        return cls.from_segments([(s.role, s.points, getattr(s, 'direction', 'forward'))
+                                  for s in plan.segments], corner_angle)
 
     def edge_at(self, s: float) -> int:
         return int(np.clip(np.searchsorted(self.cum, s, side='right') - 1, 0, len(self.edge_len) - 1))
@@ -219,7 +244,8 @@ class PathFollower:
         e = self.path.edge_at(self.s)
         return Progress(index=self.path.index_of_distance(self.s), distance=self.s, cross_track=cross,
                         heading_error=heading_error, segment=self.path.segments[e],
-                        role=self.path.roles[e], leg=self.leg, state=self.state,
+                        role=self.path.roles[e], direction=self.path.directions[e],
+                        leg=self.leg, state=self.state,
                         remaining=max(self.path.length - self.s, 0.0))
 
     def step(self, t: float, x: float, y: float, yaw: float) -> Command:
@@ -233,7 +259,7 @@ class PathFollower:
         s, cross, edge = path.project(x, y, v0, v1, self.s - c.search_window, self.s + c.search_window)
         self.s = max(self.s, s)
         leg_end = float(path.cum[v1])
-        heading = float(path.edge_heading[edge])
+        heading = float(path.body_heading[edge])
         heading_error = float(wrap_angle(heading - yaw))
         if abs(cross) > c.max_cross_track:
             self.state = 'fault'
@@ -252,7 +278,8 @@ class PathFollower:
             self.leg += 1
             self.state = 'turn'
             v0, v1 = path.legs[self.leg]
-            heading = float(path.edge_heading[v0])
+            edge = v0
+            heading = float(path.body_heading[v0])
             heading_error = float(wrap_angle(heading - yaw))
 
         if self.state == 'paused' or (self.paused and abs(self._v) < 1e-3 and self.state != 'turn'):
@@ -280,7 +307,11 @@ class PathFollower:
             v, w = self._ramp(0.0, float(np.clip(c.turn_gain * heading_error, -c.max_angular,
                                                   c.max_angular)), dt)
             return Command(v, w, self._progress(cross, heading_error))
-        role_speed = c.sweep_speed if path.roles[edge] == 'lane' else c.transit_speed
+        reverse = bool(path.reverse[edge])
+        if reverse:
+            role_speed = c.reverse_speed
+        else:
+            role_speed = c.sweep_speed if path.roles[edge] == 'lane' else c.transit_speed
         stop_at = leg_end
         if self.pause_distance is not None and self.pause_distance >= self.s - c.goal_tolerance:
             stop_at = min(stop_at, self.pause_distance)
@@ -290,9 +321,13 @@ class PathFollower:
         v_ref = min(role_speed, braking) * max(math.cos(heading_error), 0.0)
         if self.paused:
             v_ref = 0.0
-        desired = heading - math.atan2(c.cross_track_gain * cross, abs(self._v) + c.softening_speed)
-        w = float(np.clip(c.heading_gain * wrap_angle(desired - yaw), -c.max_angular, c.max_angular))
-        v, w = self._ramp(v_ref, w, dt)
+        # Stanley on the direction of travel (yaw + pi when backing up; cross-track is measured
+        # left of the direction of travel either way)
+        travel = heading + (math.pi if reverse else 0.0)
+        travel_yaw = yaw + (math.pi if reverse else 0.0)
+        desired = travel - math.atan2(c.cross_track_gain * cross, abs(self._v) + c.softening_speed)
+        w = float(np.clip(c.heading_gain * wrap_angle(desired - travel_yaw), -c.max_angular, c.max_angular))
+        v, w = self._ramp(-v_ref if reverse else v_ref, w, dt)
         if self.paused and abs(v) < 1e-3:
             self.state = 'paused'
         return Command(v, w, self._progress(cross, heading_error))

@@ -4,8 +4,7 @@ pose stream for followers and checks.
 
 Segments join end to start (segment i's last point is segment i+1's first point). The robot drives
 ``base_link`` along the points, facing the direction of travel (or, on a ``direction: reverse``
-transit, facing away from it: the robot backs up), and turns in place at vertices (skid steer) — or, for car-like platforms, the planner has already replaced corners with arcs no
-tighter than the minimum turning radius.
+transit, facing away from it: the robot backs up), and turns in place at vertices (skid steer).
 """
 
 from __future__ import annotations

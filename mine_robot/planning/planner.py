@@ -574,9 +574,11 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     # start: given, or the point of the safe ground with room to turn and to start forward
     # (eroded by the detector's near edge) nearest to the closest entry
     if start is None:
-        entries = [np.asarray(p) @ rot.T for c in cells for ln in (c[0], c[-1]) for p in (ln.path[0], ln.path[-1])]
+        entries = [np.asarray(p) @ rot.T for c in cells for ln in (c[0], c[-1])
+                   for p in (ln.path[0], ln.path[-1])]
         entries += [e[0] for r in rings for e in r.entries]
-        deep = safe.buffer(-max(r_turn, float(outline[:, 0].min())) - 0.03) if not safe.is_empty else Polygon()
+        room = max(r_turn, float(outline[:, 0].min())) + 0.03
+        deep = safe.buffer(-room) if not safe.is_empty else Polygon()
         ground = deep if not deep.is_empty else (t_safe if not t_safe.is_empty else transit_region)
         if ground.is_empty or not entries:
             start = np.asarray(q.representative_point().coords[0])
@@ -657,7 +659,8 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                   'start': [round(float(start[0]), 3), round(float(start[1]), 3)],
                   'start_on_safe_ground': start_safe, 'route_failures': router.failures,
                   'distances_m': {'lane_to_boundary': round(e_out, 3), 'ring_to_zone': round(d_ring, 3),
-                                  'lane_end_to_zone': round(d_lane, 3), 'transit_to_zone': round(d_transit, 3),
+                                  'lane_end_to_zone': round(d_lane, 3),
+                                  'transit_to_zone': round(d_transit, 3),
                                   'backup': round(backup, 3)},
                   'notes': notes, 'config': {k: v for k, v in asdict(cfg).items()}})
     plan.stats = stats

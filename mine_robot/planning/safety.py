@@ -347,7 +347,8 @@ def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=No
 
     def fill_all(mask, polys_pix, offset=(0, 0)):
         for poly in polys_pix:
-            hull = cv2.convexHull((poly - [offset[1] * 16, offset[0] * 16]).astype(np.int32).reshape(-1, 1, 2))
+            shifted = (poly - [offset[1] * 16, offset[0] * 16]).astype(np.int32)
+            hull = cv2.convexHull(shifted.reshape(-1, 1, 2))
             cv2.fillConvexPoly(mask, hull, 1, cv2.LINE_8, 4)
 
     def check(polys_pix, kind, seg, role, x, y, metres, reason):

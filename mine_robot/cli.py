@@ -13,6 +13,8 @@ import sys
 
 # name -> (module, one-line help). Add a subcommand by adding a line here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    'sweep': ('mine_robot.ros.sweep',
+              'run a whole autonomous sweep in the built-in simulator (the ROS graph, one command)'),
     'plan': ('mine_robot.planning.command', 'plan coverage lanes over an area GeoJSON -> PLAN.geojson'),
     'robot': ('mine_robot.robot_command', 'show the robot geometry (frames, swath, wheels)'),
     'replay': ('mine_robot.drivers.replay_command', 'parse a recorded raw device byte stream (raw_log_path)'),

@@ -164,19 +164,22 @@ class SimSensorsNode(Node):
         self.counts[name] += len(times)
         if name == 'md':
             cloud = self._md_template
+            # with virtual devices the metal detector and GPR reach ROS only through their drivers
             for sample in self.suite.md_batch(times, poses):
+                if self.devices is not None:
+                    self.devices.metal_detector(sample.t, sample.signal)
+                    continue
                 self._md_points['signal'] = sample.signal
                 cloud.data = self._md_points.tobytes()
                 cloud.header.stamp = sec_to_stamp(sample.t)
                 self.md_pub.publish(cloud)
-                if self.devices is not None:
-                    self.devices.metal_detector(sample.t, sample.signal)
         elif name == 'gpr':
             for trace in self.suite.gpr_batch(times, poses):
-                self.gpr_pub.publish(conv.image(trace.t, self.robot.gpr.frame, trace.trace.reshape(-1, 1),
-                                                '32FC1'))
                 if self.devices is not None:
                     self.devices.gpr(trace.t, trace.trace)
+                    continue
+                self.gpr_pub.publish(conv.image(trace.t, self.robot.gpr.frame, trace.trace.reshape(-1, 1),
+                                                '32FC1'))
         else:
             t, pose = times[-1], poses[-1]     # a late camera frame is dropped, not queued
             frame = self.suite.camera_frame(t, pose)

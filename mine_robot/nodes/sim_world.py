@@ -165,8 +165,9 @@ class SimWorldNode(Node):
                                                 pose_sigma=(0.05, 0.05), twist_sigma=(0.03, 0.05)))
         for sample in step.imu:
             self.imu_pub.publish(conv.imu(sample, self.robot.imu.frame))
-        for fix in step.gnss:
-            self.fix_pub.publish(conv.navsat_fix(fix, self.robot.gnss.frame))
+        if self.devices is None:   # with virtual devices the gnss_driver publishes the fixes
+            for fix in step.gnss:
+                self.fix_pub.publish(conv.navsat_fix(fix, self.robot.gnss.frame))
         self._report(step.gnss[-1].mode if step.gnss else None)
 
     def _report(self, gnss_mode: str | None) -> None:

@@ -1,0 +1,333 @@
+"""``mine-robot sweep --sim [SCENARIO] -o OUT``: a whole autonomous sweep, one command.
+
+Starts the built-in simulator and the complete ROS graph (drivers on virtual serial devices,
+localization, planner, follower, twist mux, safety monitor, detection, fusion, marking, mission
+manager) as separate processes (mine_robot.ros.graph), starts the mission through its
+``mission/start`` service, shows progress from ``mission/status``, and when the mission is
+complete scores the output folder with the simulator's judge (``judge.json``).
+
+Exit status: 0 when the mission completed, 1 when it faulted, was aborted, timed out or a node
+died (the node's last log lines are printed), 130 on Ctrl-C (the mission is aborted first, so
+its records and exports are written).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+import json
+import math
+import os
+from pathlib import Path
+import random
+import shutil
+import sys
+import threading
+import time
+
+import yaml
+
+from mine_robot.launch_support import GraphPlan, LaunchConfigError
+from mine_robot.resources import resource
+
+FINAL_STATES = ('complete', 'aborted', 'fault')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--sim', nargs='?', const='default', metavar='SCENARIO',
+                        help='run against the built-in simulator; SCENARIO is a packaged name '
+                             '(mine-robot scenario list) or a YAML path (default: "default")')
+    parser.add_argument('-o', '--output', default='out/sweep', help='output folder (default: out/sweep)')
+    parser.add_argument('--rate', type=float, default=4.0,
+                        help='simulated seconds per wall second (default 4; lower it on a slow machine)')
+    parser.add_argument('--seed', type=int, default=0, help='simulator random seed (default 0)')
+    parser.add_argument('--no-virtual-devices', action='store_true',
+                        help='publish simulated sensors directly instead of through virtual serial '
+                             'devices and the real drivers')
+    parser.add_argument('--timeout', type=float, default=900.0,
+                        help='wall-clock limit in seconds (default 900); the mission is aborted after it')
+    parser.add_argument('--domain-id', type=int, default=None,
+                        help='ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID, else a random one)')
+    parser.add_argument('--fresh', action='store_true',
+                        help='delete an existing output folder first instead of resuming its mission')
+    parser.add_argument('--log-level', default='warn', choices=('debug', 'info', 'warn', 'error'),
+                        help='log level of the nodes (logs in OUTPUT/logs/)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar, only the summary')
+
+
+@dataclass
+class Progress:
+    """The latest mission/status and when it arrived."""
+
+    status: dict | None = None
+    received: float = 0.0
+
+
+def _domain_id(arg: int | None) -> int:
+    if arg is not None:
+        return arg
+    env = os.environ.get('ROS_DOMAIN_ID', '').strip()
+    return int(env) if env.isdigit() else random.SystemRandom().randint(1, 100)
+
+
+def _graph_plan(args: argparse.Namespace, out: Path, work: Path) -> GraphPlan:
+    overrides = work / 'sweep_overrides.yaml'
+    device_dir = str(work / 'devices')
+    overrides.write_text(yaml.safe_dump({
+        'sim_world': {'ros__parameters': {'truth_output_dir': str(out), 'device_dir': device_dir,
+                                          'time_base': round(time.time(), 3)}},
+        'sim_sensors': {'ros__parameters': {'device_dir': device_dir}},
+        'mission_manager': {'ros__parameters': {'autostart': False}},
+    }))
+    return GraphPlan.from_arguments({
+        'simulator': 'builtin', 'scenario': args.sim, 'use_sim_time': 'true',
+        'virtual_devices': 'false' if args.no_virtual_devices else 'true',
+        'config_dir': str(resource('config')), 'params_file': str(overrides),
+        'urdf': str(resource('urdf', 'mine_robot.urdf')), 'publish_robot_state': 'false',
+        'output_dir': str(out), 'real_time_factor': str(args.rate), 'seed': str(args.seed),
+        'log_level': args.log_level,
+    })
+
+
+def _bar(status: dict, sim_t: float | None, wall: float, width: int = 24) -> str:
+    pct = float(status.get('percent_covered', 0.0))
+    filled = int(round(width * min(pct, 100.0) / 100.0))
+    eta = status.get('eta_s') or 0.0
+    speed = f' {sim_t / wall:.1f}x' if sim_t and wall > 0 else ''
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {pct:5.1f}% covered | "
+            f"lanes {status.get('lanes_done', 0)}/{status.get('lanes_total', 0)} | "
+            f"hazards {status.get('hazards_found', 0)} found, {status.get('targets_marked', 0)} marked | "
+            f"{status.get('state', '?')} | ETA {int(eta // 60)}m{int(eta % 60):02d}s (sim){speed}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.sim is None:
+        print('error: pip-mode sweeps run against the built-in simulator: use --sim [SCENARIO].\n'
+              'On the real robot start the graph with `ros2 launch mine_robot robot.launch.py` and '
+              'call the mission/start service (README: "With ROS 2 installed").', file=sys.stderr)
+        return 2
+    if not (0.1 <= args.rate <= 50.0):
+        print(f'error: --rate {args.rate} must be between 0.1 and 50', file=sys.stderr)
+        return 2
+    out = Path(args.output).resolve()
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / 'run'
+    work.mkdir(exist_ok=True)
+    try:
+        plan = _graph_plan(args, out, work)
+        scenario = plan.scenario()
+    except LaunchConfigError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    domain = _domain_id(args.domain_id)
+    # this process joins the same graph: same domain, discovery on this machine only
+    os.environ['ROS_DOMAIN_ID'] = str(domain)
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    from mine_robot.ros.graph import Graph
+    graph = Graph(plan, work, domain_id=domain, log_level=args.log_level)
+    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say(f'mine-robot sweep: scenario {scenario.name!r}, {len(graph.nodes)} nodes '
+        f'(ROS_DOMAIN_ID={domain}), output {out}')
+    t0 = time.monotonic()
+    graph.start()
+    try:
+        code, final = _supervise(graph, args, say, t0)
+    finally:
+        graph.stop()
+    if final is not None:
+        (out / 'mission_status.json').write_text(json.dumps(final, indent=1))
+    result = _judge(scenario, out, say) if code == 0 else None
+    _summary(out, final, result, time.monotonic() - t0, graph, code)
+    return code
+
+
+def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None]:
+    """Start the mission and follow it to a final state. Returns (exit code, last status)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rosgraph_msgs.msg import Clock
+    from std_msgs.msg import String
+    from std_srvs.srv import Trigger
+
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import call_service
+
+    progress = Progress()
+    sim_clock = {'t': None}
+    lock = threading.Lock()
+    context = rclpy.Context()
+    rclpy.init(context=context, signal_handler_options=rclpy.SignalHandlerOptions.NO)
+    node = rclpy.create_node('sweep_supervisor', context=context)
+
+    def on_status(msg: String) -> None:
+        try:
+            status = json.loads(msg.data)
+        except json.JSONDecodeError:
+            return
+        with lock:
+            progress.status, progress.received = status, time.monotonic()
+
+    def on_clock(msg: Clock) -> None:
+        sim_clock['t'] = msg.clock.sec + msg.clock.nanosec * 1e-9
+
+    node.create_subscription(String, 'mission/status', on_status, qos.LATCHED)
+    node.create_subscription(Clock, '/clock', on_clock, qos.SENSOR)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+
+    def spin():
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    spinner = threading.Thread(target=spin, name='sweep-supervisor')
+    spinner.start()
+    tty = sys.stderr.isatty() and not args.quiet
+    last_line = 0.0
+    code, final = 1, None
+    try:
+        # wait for the mission manager, failing fast if a node dies during start-up
+        deadline = time.monotonic() + 90.0
+        started = False
+        while not started:
+            _check_alive(graph)
+            if time.monotonic() > deadline:
+                raise TimeoutError('the mission manager did not come up within 90 s '
+                                   f'(see {graph.log_dir}/mission_manager.log)')
+            try:
+                response = call_service(node, Trigger, 'mission/start', timeout=5.0)
+            except TimeoutError:
+                continue
+            if not response.success:
+                # the planner may not have published yet: the manager says so; retry briefly
+                if 'plan' in response.message.lower() and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+                print(f'\nerror: mission/start refused: {response.message}', file=sys.stderr)
+                return 1, None
+            started = True
+            say(f'mission started: {response.message}')
+        while True:
+            time.sleep(0.25)
+            _check_alive(graph)
+            with lock:
+                status = progress.status
+            wall = time.monotonic() - t0
+            if status is not None:
+                line = _bar(status, sim_clock['t'], wall)
+                if tty:
+                    print('\r' + line[:shutil.get_terminal_size((120, 20)).columns - 1],
+                          end='', file=sys.stderr, flush=True)
+                elif not args.quiet and time.monotonic() - last_line > 15.0:
+                    print(line, file=sys.stderr, flush=True)
+                    last_line = time.monotonic()
+                if status.get('state') in FINAL_STATES:
+                    final = status
+                    code = 0 if status['state'] == 'complete' else 1
+                    break
+            if wall > args.timeout:
+                print(f'\nerror: wall-clock limit of {args.timeout:.0f} s reached: aborting the mission',
+                      file=sys.stderr)
+                _abort(node, call_service, Trigger)
+                final = _wait_final(progress, lock, 30.0) or status
+                break
+        if tty:
+            print(file=sys.stderr)
+        if final is not None and final.get('state') == 'complete':
+            _wait_for_file(Path(args.output).resolve() / 'report.json', 60.0, graph)
+    except KeyboardInterrupt:
+        print('\ninterrupted: aborting the mission (records and exports are kept)', file=sys.stderr)
+        _abort(node, call_service, Trigger)
+        final = _wait_final(progress, lock, 20.0)
+        code = 130
+    except (NodeDiedError, TimeoutError) as exc:
+        print(f'\nerror: {exc}', file=sys.stderr)
+        with lock:
+            final = progress.status
+        code = 1
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=5.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    return code, final
+
+
+class NodeDiedError(RuntimeError):
+    pass
+
+
+def _check_alive(graph) -> None:
+    dead = graph.dead()
+    if dead:
+        node = dead[0]
+        raise NodeDiedError(f'node {node.name} exited with code {node.process.returncode}; last log lines '
+                        f'({node.log_file}):\n{node.tail()}')
+
+
+def _abort(node, call_service, trigger_type) -> None:
+    try:
+        response = call_service(node, trigger_type, 'mission/abort', timeout=5.0)
+        print(f'mission/abort: {response.message}', file=sys.stderr)
+    except TimeoutError as exc:
+        print(f'mission/abort failed: {exc}', file=sys.stderr)
+
+
+def _wait_final(progress: Progress, lock, timeout: float) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with lock:
+            status = progress.status
+        if status is not None and status.get('state') in FINAL_STATES:
+            return status
+        time.sleep(0.2)
+    with lock:
+        return progress.status
+
+
+def _wait_for_file(path: Path, timeout: float, graph) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        _check_alive(graph)
+        time.sleep(0.2)
+
+
+def _judge(scenario, out: Path, say) -> dict | None:
+    from mine_robot.robot import load_robot
+    from mine_robot.sim.judge import JudgeError, judge_folder
+    try:
+        result = judge_folder(scenario, out, load_robot())
+    except (JudgeError, OSError, ValueError) as exc:
+        say(f'judge: cannot score {out}: {exc}')
+        return None
+    return result
+
+
+def _summary(out: Path, final: dict | None, judge: dict | None, wall: float, graph, code: int) -> None:
+    state = final.get('state') if final else 'unknown'
+    print(f'\nsweep {state} in {wall:.0f} s wall time -> {out}')
+    if final:
+        print(f"  covered {final.get('percent_covered', 0):.1f}% | lanes {final.get('lanes_done')}/"
+              f"{final.get('lanes_total')} | re-sweeps {final.get('resweeps')} | detections "
+              f"{final.get('detections')} | targets {final.get('targets_found')} "
+              f"(hazards {final.get('hazards_found')}) | marked {final.get('targets_marked')}, "
+              f"failed marks {final.get('marks_failed')}")
+        for fault in final.get('faults') or []:
+            print(f'  fault: {fault}')
+    if judge:
+        me = judge.get('marking_error_m') or {}
+
+        def pct(v):
+            return 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{100 * v:.1f}%'
+        print(f"  judge: PD {pct(judge.get('pd'))} ({judge.get('detected')}/{judge.get('hazards')}), "
+              f"false alarms {judge.get('false_alarms')} ({judge.get('false_alarms_per_m2')}/m²), "
+              f"coverage {pct(judge.get('coverage_fraction'))}, marks {me.get('count')} "
+              f"(error max {me.get('max')} m), wheel passes over undetected hazards "
+              f"{judge.get('wheel_passes_over_undetected_hazards')}")
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    print(f"  files: {', '.join(files)}")
+    if code != 0:
+        print(f'  node logs: {graph.log_dir}/')

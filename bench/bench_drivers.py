@@ -39,6 +39,7 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_DOMAIN_ID', '77')
 
 import cv2
+from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -96,8 +97,9 @@ def stream(dev: PtyDevice, rate: float, duration: float, encode) -> np.ndarray:
     while sent < n:
         due = min(n, int((time.monotonic() - t0) * rate) + 1)
         if due > sent:
-            dev.write(b''.join(encode(i) for i in range(sent, due)))
-            written[sent:due] = time.monotonic()
+            batch = b''.join(encode(i) for i in range(sent, due))
+            written[sent:due] = time.monotonic()    # before: the write blocks while the pty is full
+            dev.write(batch)
             sent = due
         time.sleep(0.002)
     return written
@@ -152,6 +154,16 @@ def bench_camera(node, duration: float) -> None:
         writer.release()
         proc = run_driver('camera_driver', {'source': str(path), 'fps': 30.0})
         try:
+            diags: dict = {}
+
+            def on_diag(msg):
+                for st in msg.status:
+                    if st.name.endswith('camera_driver'):
+                        v = {kv.key: kv.value for kv in st.values}
+                        diags['camera_driver'] = (f'captured {v["captured"]} published {v["published"]} '
+                                                  f'dropped {v["dropped"]} rate {v["rate_hz"]} fps')
+
+            node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
             count = iter(range(10 ** 9))
             receiver = Receiver(node, Image, 'camera/image_raw', lambda _m: next(count))
             wait_for_publisher(node, 'camera/image_raw')
@@ -161,6 +173,7 @@ def bench_camera(node, duration: float) -> None:
             cpu, wall = cpu_seconds(proc.pid) - c0, time.monotonic() - w0
             sent = int(round(30.0 * wall))
             report('camera', '640x480 @ 30 fps', sent, _renumbered(receiver), None, cpu, wall, warmup=0)
+            print(f'{"":15} camera_driver diagnostics: {diags.get("camera_driver", "none")}', flush=True)
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)

@@ -80,11 +80,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeat', type=int, default=5)
     parser.add_argument('--fields', default='', help='comma-separated substrings of field names')
+    parser.add_argument('--body-outside', action='store_true',
+                        help='PlannerConfig(keep_body_inside=False): lanes 0.50 m from the boundary, the '
+                        "body may overhang it in turns (the safety monitor's geofence would stop that)")
     args = parser.parse_args()
     robot = load_robot()
-    cfg = PlannerConfig()
+    cfg = PlannerConfig(keep_body_inside=not args.body_outside)
+    print(f'keep_body_inside={cfg.keep_body_inside}; times are wall-clock medians on this (shared) machine')
     print(f'{"field":24s} {"time_s":>7s} {"build_s":>7s} {"cover%":>7s} {"length":>8s} {"ratio":>6s} '
-          f'{"no_go_m":>7s} {"out_m":>6s} {"gaps":>4s} {"unsafe_n":>8s} {"unsafe_m":>8s}')
+          f'{"no_go_m":>7s} {"out_m":>6s} {"gaps":>4s} {"unsafe_n":>8s} {"unsafe_m2":>9s} {"ohng_m2":>7s} '
+          f'{"ohout_m":>7s} {"holes":>5s} {"rings":>5s} {"backups":>7s}')
     for name, area in fields().items():
         if args.fields and not any(f in name for f in args.fields.split(',')):
             continue
@@ -99,7 +104,9 @@ def main() -> int:
         print(f'{name:24s} {statistics.median(times):7.3f} {statistics.median(build):7.3f} '
               f'{100 * s["coverage_fraction"]:7.3f} {s["path_length_m"]:8.1f} {s["length_ratio"]:6.3f} '
               f'{s["no_go_m"]:7.3f} {s["outside_m"]:6.3f} {s["gaps"]:4d} {s["safety"]["count"]:8d} '
-              f'{s["safety"]["metres"]:8.2f}', flush=True)
+              f'{s["safety"]["area_m2"]:9.4f} {s["overhang_no_go_m2"]:7.3f} '
+              f'{s["overhang_outside_max_m"]:7.3f} '
+              f'{len(area.no_go):5d} {s["rings"]:5d} {s["backups"]:7d}', flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """``coverage_planner``: plan coverage of an area file and publish it, latched.
 
 Parameters (config/planner.yaml): ``area_file``, ``swath_width`` (0 = robot swath), ``overlap``,
-``angle_deg`` (negative = automatic), ``turn_radius`` (> 0 = car-like), ``headland_passes``,
+``angle_deg`` (negative = automatic), ``turn_radius`` (> 0 = car-like: rejected, the wheel-safe
+turn primitive needs point turns), ``max_outer_overhang``,
 ``frame_id``, ``robot_config``. Plans at start-up when ``area_file`` is set, and again on the
 ``~/plan`` service (std_srvs/Trigger) or when ``area_file`` is changed at run time.
 
@@ -77,8 +78,8 @@ class CoveragePlannerNode(Node):
                         range=(-1.0, 180.0))
         turn_radius = declare(self, 'turn_radius', 0.0, 'minimum turning radius (m); 0 = point turns',
                               range=(0.0, 50.0))
-        passes = declare(self, 'headland_passes', 2, 'laps around every boundary before the lanes',
-                         range=(1, 5))
+        overhang = declare(self, 'max_outer_overhang', 0.55, 'm the detector head may reach past the '
+                           'outer boundary (never past a no-go zone)', range=(0.0, 2.0))
         self.frame_id = declare(self, 'frame_id', 'map', 'frame of the published plan')
         self.path_step = declare(self, 'path_step', 0.25, 'pose spacing of coverage/path (m)',
                                  range=(0.02, 5.0))
@@ -88,7 +89,7 @@ class CoveragePlannerNode(Node):
             self.robot = load_robot(robot_config or None)
             self.config = PlannerConfig(swath_width=swath, overlap=overlap,
                                         angle_deg=None if angle < 0 else angle,
-                                        turn_radius=turn_radius, headland_passes=passes)
+                                        turn_radius=turn_radius, max_outer_overhang=overhang)
             self.config.validate()
         except (RobotConfigError, PlannerError) as exc:
             raise ConfigError(str(exc)) from exc

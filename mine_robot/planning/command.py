@@ -23,8 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--angle', type=float, default=None, help='lane direction, degrees CCW from east '
                         '(default: chosen to minimise path length)')
     parser.add_argument('--turn-radius', type=float, default=0.0,
-                        help='minimum turning radius in m for car-like platforms (default 0: point turns)')
-    parser.add_argument('--headland-passes', type=int, default=2, help='laps around each boundary')
+                        help='minimum turning radius in m for car-like platforms (default 0: point turns; '
+                        '> 0 is rejected: the wheel-safe turn primitive needs point turns)')
+    parser.add_argument('--max-outer-overhang', type=float, default=0.55,
+                        help='m the detector head may reach past the outer boundary (default 0.55)')
     parser.add_argument('--start', default=None, help='start position LON,LAT (default: on safe ground)')
     parser.add_argument('--robot', default=None, help='robot.yaml (default: the package config)')
     parser.add_argument('-o', '--output', required=True, help='PLAN.geojson to write')
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             start = np.array(area.frame.to_local(lon, lat))
         config = PlannerConfig(swath_width=args.swath_width, overlap=args.overlap, angle_deg=args.angle,
-                               turn_radius=args.turn_radius, headland_passes=args.headland_passes)
+                               turn_radius=args.turn_radius, max_outer_overhang=args.max_outer_overhang)
         plan = plan_coverage(area, robot, config, start=start)
     except (AreaError, PlannerError, RobotConfigError) as exc:
         print(f'error: {exc}', file=sys.stderr)
@@ -89,8 +91,12 @@ def draw_plan(plan: CoveragePlan, area, path) -> None:
     for z in area.no_go:
         fill(z, color='#e08080', label='no-go')
     for seg in plan.segments:
-        style = dict(color='#1f5fbf', lw=1.0) if seg.role == 'lane' else dict(color='#f08c00', lw=0.8,
-                                                                               ls='--')
+        if seg.direction == 'reverse':
+            style = dict(color='#c00000', lw=1.2, label='backup (reverse)')
+        elif seg.role == 'lane':
+            style = dict(color='#1f5fbf', lw=1.0, label='lane')
+        else:
+            style = dict(color='#f08c00', lw=0.8, ls='--', label='transit')
         ax.plot(seg.points[:, 0], seg.points[:, 1], **style)
     first = plan.segments[0].points[0] if plan.segments else None
     if first is not None:

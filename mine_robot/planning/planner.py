@@ -65,6 +65,7 @@ class PlannerConfig:
     ring_overlap: float = 0.05        # m shared by the ring band and the lane-end connector band
     max_outer_overhang: float = 0.55  # m the detector head may reach past the outer boundary
     backup_angle_deg: float = 15.0    # turns sharper than this are followed by the backup
+    keep_body_inside: bool = True     # turns and backups keep the body inside the area (geofence)
     raster_cell: float = 0.02         # m; grid of the swept-ground replay
     verify: bool = True
 
@@ -477,6 +478,12 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     backup = robot.post_turn_backup
     r_turn = robot.wheel_turn_radius
     e_out = h - cfg.edge_overlap
+    if cfg.keep_body_inside:
+        # the safety monitor's geofence keeps the whole body (not only the wheels) inside the area:
+        # a point turn sweeps the body's corner circle, a backup toward the boundary its rear
+        fp = robot.footprint()
+        body_turn = float(np.hypot(fp[:, 0], fp[:, 1]).max())
+        e_out = max(e_out, body_turn + 0.01, float(fp[:, 0].max()) + backup + 0.01)
     d_ring = h - cfg.zone_overlap
     d_lane = d_ring + 2 * h - cfg.ring_overlap
     d_transit = coil_swing + 0.05

@@ -193,6 +193,7 @@ class SweepChecker:
             need = self.prior.uncovered(wheels.intersection(clip))
         if need.area > TOLERANCE_M2:
             # extent of the exposed ground along the move
+            c, s = math.cos(yaw), math.sin(yaw)
             xy = shapely.get_coordinates(need)
             along = (xy - a) @ np.array([c, s])
             metres = float(min(dist, max(0.0, along.max() - max(along.min(), 0.0))))

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.ros
 from mine_robot.robot import load_robot  # noqa: E402
 
 AHEAD = load_robot().metal_detector.xyz[0]
+NOZZLE_X = load_robot().marker.xyz[0]
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def test_mission_manager_services_status_and_exports(ros_context, ros_node_facto
             s = status_of(status, lambda s: s['targets_found'] == 1)
             assert s['pending_marks'] == [{'id': '4', 'x': 2.0, 'y': 0.5, 'classification': 'mine'}]
             for i in range(60):  # first lane
-                odom_pub.publish(odom(-1.2 + 6.15 * i / 59, 0.5, 0.0))
+                odom_pub.publish(odom(-1.2 + (7.4 - AHEAD) * i / 59, 0.5, 0.0))  # to the lane end
                 time.sleep(0.005)
             s = status_of(status, lambda s: s['lanes_done'] == 1)
             assert 40 < s['percent_covered'] < 60 and s['eta_s'] > 0
@@ -171,8 +172,8 @@ def test_marking_node_marks_or_reports_failure(ros_context, ros_node_factory, an
             time.sleep(0.3)
             odom_pub.publish(odom(1.0, 0.0, 0.0))
             status_pub.publish(String(data=json.dumps({
-                'state': 'sweeping', 'hazards': [[1.62, 0.3]],
-                'pending_marks': [{'id': '9', 'x': 1.62, 'y': 0.3, 'classification': 'mine'}]})))
+                'state': 'sweeping', 'hazards': [[1.0 + NOZZLE_X, 0.3]],
+                'pending_marks': [{'id': '9', 'x': 1.0 + NOZZLE_X, 'y': 0.3, 'classification': 'mine'}]})))
             msgs = events.wait_for(lambda ms: any('outcome' in m.data for m in ms), timeout=15.0)
     finally:
         node.destroy_node()
@@ -183,7 +184,7 @@ def test_marking_node_marks_or_reports_failure(ros_context, ros_node_factory, an
     assert marker.commands[0]['name'] == 'FIRE' and marker.commands[0]['target'] == '9'
     if answer:
         assert out['status'] == 'marked' and out['attempts'] == 1
-        assert math.dist((out['x'], out['y']), (1.62, 0.3)) < 1e-6
+        assert math.dist((out['x'], out['y']), (1.0 + NOZZLE_X, 0.3)) < 1e-6
     else:
         assert out['status'] == 'failed' and out['attempts'] == 3
         assert 'no acknowledgement' in out['reason']

@@ -233,3 +233,20 @@ def test_unwritable_location_is_a_clear_io_error(tmp_path):
     blocker.write_text('x')
     with pytest.raises(RecordsIOError, match='cannot open mission database'):
         MissionRecords(blocker / 'sub' / 'mission.db', AREA)
+
+
+def test_a_rejected_record_is_a_data_error_and_does_not_block_later_writes(tmp_path):
+    """Regression: a plan repeating a lane number used to be queued as an 'I/O' backlog and
+    retried forever, so every later write failed and the mission was stuck in fault."""
+    from mine_robot.mission.records import RecordsDataError
+    rec = MissionRecords(tmp_path / 'mission.db', AREA)
+    with pytest.raises(RecordsDataError, match='UNIQUE'):
+        rec.add_plan(1.0, '{"segments": []}', [0, 1, 1], 'main')
+    assert rec.backlog == []
+    rid = rec.add_detection(2.0, 'metal', 1.0, 2.0, det_id=1, confidence=0.9)
+    plan_id = rec.add_plan(3.0, '{"segments": []}', [0, 1, 2], 'main')
+    rec.lane_done(plan_id, 1, 4.0)
+    rec.close()
+    db = sqlite3.connect(tmp_path / 'mission.db')
+    assert db.execute('SELECT COUNT(*) FROM detections WHERE id = ?', (rid,)).fetchone()[0] == 1
+    assert db.execute('SELECT COUNT(*) FROM lanes WHERE plan_id = ?', (plan_id,)).fetchone()[0] == 3

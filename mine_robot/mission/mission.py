@@ -20,7 +20,7 @@ from shapely.geometry import LineString
 
 from mine_robot.mission.exports import ExportContext, write_outputs
 from mine_robot.mission.marking import HAZARD_CLASSES
-from mine_robot.mission.records import MissionRecords, RecordsError, RecordsIOError
+from mine_robot.mission.records import MissionRecords, RecordsDataError, RecordsError, RecordsIOError
 from mine_robot.mission.state_machine import DRIVING, MissionError, MissionStateMachine, State, Transition
 from mine_robot.robot import RobotGeometry
 
@@ -56,16 +56,19 @@ class Lane:
 
 
 def lanes_from_plan_json(plan_json: str) -> list[tuple[int, list]]:
-    """[(lane number, points)] of the lane segments of a CoveragePlan JSON (docs/interfaces.md)."""
+    """[(lane number, points)] of the lane segments of a CoveragePlan JSON (docs/interfaces.md).
+
+    Lanes are numbered by their driving order among the plan's lane segments: a planner may split
+    one lane into several segments (around a no-go zone) or reuse a lane label, and the mission
+    records need one number per driven lane segment.
+    """
     try:
         data = json.loads(plan_json)
         segs = data['segments']
         out = []
-        for i, seg in enumerate(segs):
+        for seg in segs:
             if seg.get('role') == 'lane':
-                lane = seg.get('lane')
-                out.append((int(lane if lane is not None else i), [tuple(map(float, p))
-                                                                   for p in seg['points']]))
+                out.append((len(out), [tuple(map(float, p)) for p in seg['points']]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MissionError(f'coverage plan is not valid CoveragePlan JSON: {exc}') from exc
     if not out:
@@ -170,6 +173,8 @@ class Mission:
         except MissionError as exc:
             return self.fault(t, 'planner', str(exc))
         self._set_lanes(t, plan_json, lanes, 'main')
+        if self.sm.state != State.PLANNING:      # recording the plan failed: already in fault
+            return None
         done = sum(1 for lane in self.lanes if lane.done)
         tr = self._go('plan_ready', t, f'plan with {len(self.lanes)} lanes ({done} already swept)')
         return tr
@@ -394,10 +399,11 @@ class Mission:
         return tr
 
     def _rec(self, write, t: float) -> None:
-        """Run a records write; an I/O failure becomes a mission fault (rows kept in backlog)."""
+        """Run a records write; an I/O failure becomes a mission fault (rows kept in backlog),
+        a rejected record is a fault too (nothing is queued; later writes go on working)."""
         try:
             write()
-        except RecordsIOError as exc:
+        except (RecordsIOError, RecordsDataError) as exc:
             self.faults.append(f'records: {exc}')
             self.message = f'fault: records: {exc}'
             if self.sm.state != State.FAULT:

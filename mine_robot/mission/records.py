@@ -71,6 +71,10 @@ class RecordsError(ValueError):
     """The database cannot be used for this mission (other area, newer schema, corrupt)."""
 
 
+class RecordsDataError(RecordsError):
+    """A record the schema rejects (a duplicate or invalid row); nothing is queued for retry."""
+
+
 class RecordsIOError(OSError):
     """A write failed (disk full, I/O error); committed rows are intact, unwritten ones queued."""
 
@@ -237,6 +241,12 @@ class MissionRecords:
                 if self._db.in_transaction:
                     self._db.execute('ROLLBACK')
                 raise
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError) as exc:
+            # A row the schema rejects will never be written, however often it is retried: keep
+            # the backlog (rows that failed for I/O reasons) without the new statements, so one
+            # bad record cannot block every later write, and report it as a data error.
+            self.backlog = list(self.backlog)
+            raise RecordsDataError(f'mission record rejected by {self.path}: {exc}') from exc
         except sqlite3.Error as exc:
             self.backlog = pending
             raise RecordsIOError(f'cannot write mission records to {self.path}: {exc}; '

@@ -85,7 +85,9 @@ class MissionManagerNode(Node):
         self.diag = Diagnostics(self, period=1.0 / status_rate)
         self.status_pub = self.create_publisher(String, 'mission/status', qos.LATCHED)
         self.resweep_pub = self.create_publisher(String, resweep_topic, qos.LATCHED)
-        sub = functools.partial(self.create_subscription, callback_group=self.group)
+        def sub(msg_type, topic, callback, qos_profile):
+            return self.create_subscription(msg_type, topic, self._guarded(topic, callback), qos_profile,
+                                            callback_group=self.group)
         sub(String, 'coverage/plan', self._on_plan, qos.LATCHED)
         sub(Odometry, 'odometry/filtered', self._on_odom, qos.RELIABLE)
         sub(String, 'targets/json', self._on_targets, qos.RELIABLE)
@@ -112,6 +114,15 @@ class MissionManagerNode(Node):
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _guarded(self, topic: str, callback):
+        """An input the mission cannot take in its current state is logged, never fatal."""
+        def run(msg):
+            try:
+                callback(msg)
+            except MissionError as exc:
+                self.get_logger().error(f'{topic}: {exc}', throttle_duration_sec=5.0)
+        return run
 
     # -- services -----------------------------------------------------------------------------------
     def _service(self, name):

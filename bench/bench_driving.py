@@ -32,12 +32,14 @@ from shapely.geometry import box
 from mine_robot.control.follower import FollowPath
 from mine_robot.control.safety import footprint_polygon, wheels_geometry
 from mine_robot.control.stack import DrivingStack
+from mine_robot.planning.coverage import detector_outline
 from mine_robot.robot import load_robot
 from mine_robot.sim.scenario import GnssEvent, GnssSchedule, load_scenario
 from mine_robot.sim.world import SimConfig, SimWorld
 
 DT = 0.05
 ROBOT = load_robot()
+HEAD = detector_outline(ROBOT)
 SAFE_APPROACH = box(-3.0, -0.5, 0.0, 10.0)   # declared safe access strip west of the default field
 
 
@@ -110,12 +112,16 @@ def run_sweep(seed, faults=(), estop_at=None, max_time=400.0):
         if t - last_swept_t > 0.25:
             truth_ground = truth_tracker.swept().union(SAFE_APPROACH)
             last_swept_t = t
-        fp = footprint_polygon(ROBOT.footprint(), (tx, ty, tyaw))
-        if fp.difference(allowed).area > 1e-3:
+        # rule semantics (README): wheels on search + safe ground; body and detector head out of
+        # no-go zones; the body may overhang the outer boundary
+        wheels = wheels_geometry(ROBOT.wheel_patches(), (tx, ty, tyaw))
+        body = footprint_polygon(ROBOT.footprint(), (tx, ty, tyaw)).union(
+            footprint_polygon(HEAD, (tx, ty, tyaw)))
+        if wheels.difference(allowed).area > 1e-4:
             violations['geofence'] += 1
-        if fp.intersection(no_go).area > 1e-3:
+        if body.intersection(no_go).area > 1e-4:
             violations['no_go'] += 1
-        if wheels_geometry(ROBOT.wheel_patches(), (tx, ty, tyaw)).difference(truth_ground).area > 1e-3:
+        if wheels.difference(truth_ground).area > 1e-3:
             violations['swept_ground'] += 1
         p = out.follower.progress
         if p.role == 'lane' and p.state == 'track' and v > 0.25:

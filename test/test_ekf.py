@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mine_robot.control.ekf import STATUS_FIX, STATUS_NO_FIX, EkfConfig, EkfError, PoseEkf
+from mine_robot.control.ekf import STATUS_FIX, STATUS_GBAS_FIX, STATUS_NO_FIX, EkfConfig, EkfError, PoseEkf
 from mine_robot.robot import load_robot
 
 RTK_SIGMA = 0.01
@@ -106,3 +106,31 @@ def test_bad_inputs_raise_clear_errors():
 def test_robot_config_lever_arm_matches_gnss_mount():
     robot = load_robot()
     assert EkfConfig(lever_arm=robot.gnss.xyz[:2]).lever_arm == (0.0, 0.0)
+
+
+def _stand_still(ekf, seconds, seed):
+    rng = np.random.default_rng(seed)
+    for k in range(int(seconds / 0.02)):
+        t = k * 0.02
+        ekf.update_odometry(t, 0.005 * rng.standard_normal(), 0.001 + 0.005 * rng.standard_normal())
+        ekf.update_yaw_rate(t, 0.003 * rng.standard_normal())
+        if k % 10 == 0:
+            ekf.update_gnss(t, 0.02 * rng.standard_normal(), 0.02 * rng.standard_normal(),
+                            np.eye(2) * 0.02 ** 2, STATUS_GBAS_FIX)
+
+
+def test_heading_does_not_random_walk_at_standstill():
+    """Antenna over base_link: at standstill GNSS jitter carries no heading; it must not move yaw.
+
+    (Before: an unknown heading (sigma pi) followed the jitter, e.g. to -119 deg for seed 0.)"""
+    for seed in range(3):
+        ekf = PoseEkf(EkfConfig(lever_arm=(0.0, 0.0)))
+        ekf.set_heading(0.0, 0.05)
+        _stand_still(ekf, 60.0, seed)
+        assert abs(math.degrees(ekf.x[2])) < 3.0
+        assert ekf.yaw_sigma() < 0.2 and ekf.pose_sigma() < 0.05
+    ekf = PoseEkf(EkfConfig(lever_arm=(0.0, 0.0)))
+    _stand_still(ekf, 60.0, 0)          # heading never given: it stays unknown, and says so
+    assert ekf.yaw_sigma() > 1.0
+    with pytest.raises(EkfError, match='bad heading'):
+        ekf.set_heading(math.nan, 0.1)

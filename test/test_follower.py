@@ -160,3 +160,18 @@ def test_reverse_leg_from_offset_start_converges():
     assert all(v <= 1e-9 for _, _, _, v, _, _ in log)
     with pytest.raises(FollowerError, match='direction'):
         FollowPath.from_segments([('transit', np.array([[0.0, 0.0], [1.0, 0.0]]), 'sideways')])
+
+
+def test_reset_fault_reacquires_the_path_from_the_current_pose():
+    path = FollowPath.from_segments([('lane', np.array([[0.0, 0.0], [10.0, 0.0]]))])
+    f = PathFollower(path)
+    assert not f.reset_fault(1.0, 0.0)                     # not faulted: nothing to reset
+    assert f.step(0.0, 3.0, 2.0, 0.0).progress.state == 'fault'
+    assert f.step(0.1, 3.0, 2.0, 0.0).fault                # held while faulted
+    f.resume()                                             # plain resume does not clear a fault
+    assert f.step(0.2, 3.0, 2.0, 0.0).progress.state == 'fault'
+    assert f.reset_fault(4.0, 0.1)                         # driven back by hand, further along
+    assert f.fault == '' and f.s == pytest.approx(4.0)
+    log = run(f, (4.0, 0.1, 0.0), 30.0)
+    assert log[-1][5].state == 'done' and all(p.state != 'fault' for *_, p in log)
+    assert max(abs(p.cross_track) for *_, p in log[20:]) < 0.05

@@ -18,7 +18,7 @@ from mine_robot.control.safety import (
 from mine_robot.robot import load_robot
 
 ROBOT = load_robot()
-ONLY = dict(horizon=1.0, estop_enabled=False, geofence_enabled=False, swept_ground_enabled=False,
+ONLY = dict(estop_enabled=False, geofence_enabled=False, swept_ground_enabled=False,
             pose_watchdog_enabled=False, input_watchdog_enabled=False, sensor_watchdog_enabled=False)
 
 
@@ -56,10 +56,13 @@ def test_estop_latches_until_released_and_reset():
 def test_geofence_stops_motion_toward_the_edge_but_allows_driving_back():
     fence = Geofence(box(0, 0, 10, 10), safe=[box(-3, 0, 0, 2)])
     m = monitor(geofence=fence, geofence_enabled=True)
-    m.set_pose(PoseSample(0.0, 9.3, 5.0, 0.0))   # front of footprint (body) at x = 9.8
+    m.set_pose(PoseSample(0.0, 9.6, 5.0, 0.0))   # front wheel edge at 9.93; braking takes 0.15 m
     m.set_command(0.3, 0.0)
     status = m.evaluate(0.0)
     assert rules(status) == ['geofence'] and 'outside the search/safe area' in status.message
+    m.set_pose(PoseSample(0.0, 9.4, 5.0, 0.0))   # body front at 9.9; wheels stop inside
+    assert not m.evaluate(0.0).stop
+    m.set_pose(PoseSample(0.0, 9.6, 5.0, 0.0))
     m.set_command(-0.3, 0.0)
     assert not m.evaluate(0.0).stop
     # the safe access strip west of the area is allowed ground
@@ -81,7 +84,7 @@ def test_no_go_zone_stops_with_its_own_reason():
 def test_estimated_motion_is_checked_even_with_zero_command():
     fence = Geofence(box(0, 0, 10, 10))
     m = monitor(geofence=fence, geofence_enabled=True)
-    m.set_pose(PoseSample(0.0, 9.3, 5.0, 0.0, v=0.4))
+    m.set_pose(PoseSample(0.0, 9.5, 5.0, 0.0, v=0.4))
     m.set_command(0.0, 0.0)
     assert rules(m.evaluate(0.0)) == ['geofence']
 
@@ -93,7 +96,7 @@ def test_swept_ground_rule():
     m.set_pose(PoseSample(0.0, 1.0, 0.0, 0.0))
     m.set_command(0.3, 0.0)
     assert not m.evaluate(0.0).stop
-    m.set_pose(PoseSample(0.0, 2.5, 0.0, 0.0))    # front wheels 0.1 m from unswept ground
+    m.set_pose(PoseSample(0.0, 2.6, 0.0, 0.0))    # front wheels 0.07 m from unswept ground
     status = m.evaluate(0.0)
     assert rules(status) == ['swept_ground'] and 'unswept' in status.message
     m.set_command(0.0, 0.0)
@@ -138,8 +141,10 @@ def test_sensor_watchdog():
 def test_watchdog_and_config_validation():
     with pytest.raises(SafetyError, match='timeout'):
         Watchdog().add('x', 0.0)
-    with pytest.raises(SafetyError, match='horizon'):
-        SafetyConfig(horizon=-1.0)
+    with pytest.raises(SafetyError, match='decel'):
+        SafetyConfig(decel=-1.0)
+    with pytest.raises(SafetyError, match='max_horizon'):
+        SafetyConfig(horizon_step=1.0, max_horizon=0.5)
     with pytest.raises(SafetyError, match='no search area'):
         SafetyMonitor(SafetyConfig(**{**ONLY, 'geofence_enabled': True}), ROBOT)
     with pytest.raises(SafetyError, match='empty'):
@@ -149,3 +154,59 @@ def test_watchdog_and_config_validation():
 def test_estop_latch_reset_without_latch_is_harmless():
     latch = EstopLatch()
     assert latch.reset() == (True, 'e-stop was not latched') and latch.reset_count == 0
+
+
+def test_point_turn_at_the_outer_boundary_body_overhangs_wheels_inside():
+    """Only the wheels touch ground: the body swinging over the outer boundary is no violation."""
+    fence = Geofence(box(0, 0, 10, 10))
+    m = monitor(geofence=fence, geofence_enabled=True)
+    m.set_pose(PoseSample(0.0, 9.45, 5.0, 0.0))  # body front at 9.95, wheel turn circle to 9.92
+    m.set_command(0.0, 0.6)
+    status = m.evaluate(0.0)
+    assert not status.stop, status.message
+    m.set_pose(PoseSample(0.0, 9.45, 5.0, np.pi / 4))   # mid-turn: body corner 0.2 m past the edge
+    assert not m.evaluate(0.0).stop
+
+
+def test_detector_head_into_no_go_stops():
+    fence = Geofence(box(0, 0, 10, 10), no_go=[box(5, 4, 6, 6)])
+    m = monitor(geofence=fence, geofence_enabled=True)
+    m.set_pose(PoseSample(0.0, 4.0, 5.0, 0.0))    # body front at 4.5, detector head front at 4.89
+    m.set_command(0.3, 0.0)
+    status = m.evaluate(0.0)
+    assert rules(status) == ['no_go'] and 'detector head' in status.message
+
+
+def test_prediction_covers_the_braking_distance_not_a_fixed_time():
+    config = SafetyConfig(decel=0.5, latency=0.1, min_lookahead=0.03)
+    for v in (0.1, 0.3, -0.15):
+        t = config.stopping_time(v, 0.0)
+        poses = predict_poses(0.0, 0.0, 0.0, v, 0.0, t, 0.05)
+        assert abs(poses[-1, 0]) == pytest.approx(v * v / 1.0 + abs(v) * 0.1 + 0.03)
+    # the 0.15 m post-turn backup at 0.15 m/s with swept ground 0.08 m behind the rear wheels:
+    # it can stop within 0.0675 m, so it may go on (a fixed 0.6 s horizon ran 0.09 m and stopped it)
+    rear = -ROBOT.wheel_reach[0]
+    rule = SweptGroundRule(ROBOT.wheel_patches())
+    rule.set_swept(box(rear - 0.08, -0.6, 3.0, 0.6))
+    m = SafetyMonitor(SafetyConfig(**{**ONLY, 'swept_ground_enabled': True}), ROBOT, None, rule)
+    m.set_pose(PoseSample(0.0, 0.0, 0.0, 0.0))
+    m.set_command(-0.15, 0.0)
+    assert not m.evaluate(0.0).stop
+    m.set_command(-0.3, 0.0)                      # faster, it could not stop in time
+    assert rules(m.evaluate(0.0)) == ['swept_ground']
+
+
+def test_swept_ground_includes_the_most_recent_poses_at_once():
+    """The tracker's polygon lags; the rule's own exact recent swath does not."""
+    from mine_robot.planning.coverage import detector_outline
+    rule = SweptGroundRule(ROBOT.wheel_patches(), safe=[box(-5, -1, 0.5, 1)], outline=detector_outline(ROBOT))
+    rule.set_swept(box(0, -0.55, 1.0, 0.55))      # stale tracker polygon: swept to x = 1 only
+    for x in np.arange(0.0, 2.51, 0.015):         # 20 Hz at 0.3 m/s: detector now reaches x = 3.39
+        rule.add_pose(float(x), 0.0, 0.0)
+    m = monitor(swept=rule, swept_ground_enabled=True)
+    m.set_pose(PoseSample(0.0, 2.5, 0.0, 0.0))
+    m.set_command(0.3, 0.0)
+    status = m.evaluate(0.0)
+    assert not status.stop, status.message
+    m.set_pose(PoseSample(0.0, 3.1, 0.0, 0.0))    # wheels would pass the detector's reach
+    assert rules(m.evaluate(0.0)) == ['swept_ground']

@@ -49,11 +49,15 @@ class EkfConfig:
     min_fix_sigma: float = 0.005      # m, floor on reported GNSS sigma (receivers are optimistic)
     initial_yaw_sigma: float = math.pi
     max_predict_step: float = 0.1     # s, long gaps are integrated in sub-steps
+    # Below this estimated speed a GNSS fix corrects position only: with the antenna over
+    # base_link, heading is observable from GNSS only through motion, and at standstill the fix
+    # jitter would otherwise random-walk an unknown heading (seen: -46 deg with the robot still).
+    min_heading_speed: float = 0.1    # m/s
 
     def __post_init__(self):
         for name in ('accel_sigma', 'yaw_accel_sigma', 'odom_v_sigma', 'odom_w_sigma', 'imu_w_sigma',
                      'gate_chi2', 'default_fix_sigma', 'min_fix_sigma', 'initial_yaw_sigma',
-                     'max_predict_step'):
+                     'max_predict_step', 'min_heading_speed'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise EkfError(f'EkfConfig.{name} must be > 0, got {value!r}')
@@ -99,6 +103,16 @@ class PoseEkf:
         self.position_initialised = True
         self.yaw_initialised = True
 
+    def set_heading(self, yaw: float, sigma: float) -> None:
+        """A known heading (e.g. the operator's surveyed start heading) with its 1-sigma (rad)."""
+        if not (math.isfinite(yaw) and math.isfinite(sigma) and sigma > 0):
+            raise EkfError(f'bad heading: yaw={yaw}, sigma={sigma}')
+        self.x[YAW] = float(wrap_angle(yaw))
+        self.P[YAW, :] = 0.0
+        self.P[:, YAW] = 0.0
+        self.P[YAW, YAW] = sigma * sigma
+        self.yaw_initialised = True
+
     def pose_sigma(self) -> float:
         """1-sigma position uncertainty (m): sqrt of the largest eigenvalue of the xy covariance."""
         return float(math.sqrt(max(np.linalg.eigvalsh(self.P[:2, :2]).max(), 0.0)))
@@ -135,9 +149,16 @@ class PoseEkf:
                       c.yaw_sigma_rate ** 2 * dt, 0.0, 0.0])
         self.P = F @ self.P @ F.T + Q
 
-    def _update(self, innovation: np.ndarray, H: np.ndarray, R: np.ndarray) -> None:
+    def _update(self, innovation: np.ndarray, H: np.ndarray, R: np.ndarray,
+                only: tuple[int, ...] | None = None) -> None:
+        """Kalman update; ``only``: the state indices the measurement may correct (others keep
+        their value; the Joseph form keeps the covariance right for such a sub-optimal gain)."""
         S = H @ self.P @ H.T + R
         K = self.P @ H.T @ np.linalg.inv(S)
+        if only is not None:
+            keep = np.zeros(5, dtype=bool)
+            keep[list(only)] = True
+            K[~keep, :] = 0.0
         self.x = self.x + K @ innovation
         self.x[YAW] = float(wrap_angle(self.x[YAW]))
         IKH = np.eye(5) - K @ H
@@ -192,7 +213,8 @@ class PoseEkf:
             self.P[2:, :2] = 0.0
             self._accept(t)
             return GnssResult(True, 'reseeded', d2)
-        self._update(innovation, H, R)
+        standstill = abs(self.x[V]) < c.min_heading_speed
+        self._update(innovation, H, R, only=(X, Y) if standstill else None)
         self._accept(t)
         return GnssResult(True, 'accepted', d2)
 

@@ -229,6 +229,26 @@ class PathFollower:
         if self.state == 'paused':
             self.state = 'track'
 
+    def reset_fault(self, x: float, y: float) -> bool:
+        """Leave the ``fault`` state: re-acquire the current leg from pose (x, y) and re-align.
+
+        The distance along the path is re-projected over the whole current leg (it may move back,
+        e.g. after the robot was driven by hand), then the follower turns to the path heading
+        before tracking again. Returns False (nothing changed) when not faulted.
+        """
+        if self.state != 'fault':
+            return False
+        v0, v1 = self.path.legs[self.leg]
+        s, _, _ = self.path.project(float(x), float(y), v0, v1, float(self.path.cum[v0]),
+                                    float(self.path.cum[v1]))
+        self.s = float(s)
+        self.state = 'align'
+        self.fault = ''
+        self.paused = False
+        self._v = self._w = 0.0
+        self._t = None
+        return True
+
     # ---------------------------------------------------------------- control
     def _ramp(self, v: float, w: float, dt: float) -> tuple[float, float]:
         c = self.config

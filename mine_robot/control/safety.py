@@ -3,17 +3,28 @@
 Rules (every stop carries a ``Reason(rule, message)``):
 - ``estop``: latched; set by an asserted e-stop, cleared only by ``EstopLatch.reset()`` (the node's
   reset service) and only once the e-stop request is released.
-- ``geofence`` / ``no_go``: the robot footprint, rolled forward over ``horizon`` seconds with the
-  command about to be executed (and with the current estimated motion), may not leave
-  search area + safe-access ground nor enter a no-go zone.
+- ``geofence``: the WHEEL contact patches, on the poses the robot passes through until it could
+  stop (see *Prediction*), must stay on search area + safe-access ground. The body and the
+  detector head may overhang the outer boundary (they are in the air: only wheels touch ground).
+- ``no_go``: the body footprint and the detector head (and so the wheels, which are under the
+  body) on the same poses may not enter a no-go zone (obstacles).
 - ``swept_ground``: the wheel contact patches on the same predicted poses may not roll onto ground
-  that is neither swept by the detector (``CoverageTracker.swept()``) nor declared safe.
+  that is neither swept by the detector nor declared safe. The swept ground is the coverage
+  tracker's polygon (refreshed periodically) plus an exact swath of the most recent poses
+  (``SweptGroundRule.add_pose``), so the rule never lags behind the detector.
 - ``pose_stale`` / ``pose_covariance``: no pose for ``pose_timeout`` s, or its 1-sigma position
   uncertainty above ``max_pose_sigma`` (RTK lost).
 - ``input_stale``: a command input that was moving the robot went silent.
 - ``sensor_silent``: a sensor the mission needs stopped publishing.
 Speed and acceleration limits are enforced where the command is produced, in the mux
 (:class:`mine_robot.control.mux.VelocityLimiter`).
+
+Prediction: each moving candidate (the command about to be executed, and the estimated motion) is
+rolled forward along its constant-(v, w) arc over the time it takes to stop: ``latency`` (command
+path delay) plus the braking time ``|v| / (2 decel)`` (so the distance covered is the braking
+distance ``v^2 / (2 decel) + |v| latency``, plus ``min_lookahead``), and the same for the angular
+rate with ``angular_decel``, capped at ``max_horizon``. A slow, short manoeuvre (the 0.15 m
+post-turn backup) is therefore checked over where it can really go, not over a fixed time.
 
 Motion rules compare the predicted poses with the current one: a command is stopped when it makes a
 violation *worse* (more footprint area outside the allowed ground). A robot that somehow ended up
@@ -22,6 +33,7 @@ outside may therefore still be driven back in, but not further out.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 import math
@@ -49,9 +61,12 @@ class Reason:
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    horizon: float = 0.6              # s of motion predicted (x speed < detector lead of wheels)
-    horizon_step: float = 0.1         # s between predicted poses
-    min_lookahead: float = 0.03       # m; also check a pose this far ahead when creeping
+    decel: float = 0.5                # m/s^2 the base brakes at on a zero command (robot.yaml accel)
+    angular_decel: float = 1.5        # rad/s^2
+    latency: float = 0.1              # s from the check to the base obeying a stop (2 control periods)
+    max_horizon: float = 3.0          # s; cap of the predicted stopping time
+    horizon_step: float = 0.05        # s between predicted poses
+    min_lookahead: float = 0.03       # m; margin added to the braking distance
     pose_timeout: float = 0.5         # s
     max_pose_sigma: float = 0.05      # m, 1-sigma (lanes overlap 0.1 m)
     input_timeout: float = 0.5        # s, for an input whose last command moved the robot
@@ -64,20 +79,31 @@ class SafetyConfig:
     sensor_watchdog_enabled: bool = True
 
     def __post_init__(self):
-        for name in ('horizon', 'horizon_step', 'min_lookahead', 'pose_timeout', 'max_pose_sigma',
-                     'input_timeout', 'moving_epsilon'):
+        for name in ('decel', 'angular_decel', 'latency', 'max_horizon', 'horizon_step', 'min_lookahead',
+                     'pose_timeout', 'max_pose_sigma', 'input_timeout', 'moving_epsilon'):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise SafetyError(f'SafetyConfig.{name} must be > 0, got {value!r}')
-        if self.horizon_step > self.horizon:
-            raise SafetyError('SafetyConfig.horizon_step must not exceed horizon')
+        if self.horizon_step > self.max_horizon:
+            raise SafetyError('SafetyConfig.horizon_step must not exceed max_horizon')
+
+    def stopping_time(self, v: float, w: float) -> float:
+        """Seconds of constant-(v, w) motion that cover the braking distance/angle (+ margin)."""
+        t = 0.0
+        if abs(v) > 1e-9:
+            t = max(t, self.latency + abs(v) / (2.0 * self.decel) + self.min_lookahead / abs(v))
+        if abs(w) > 1e-9:
+            t = max(t, self.latency + abs(w) / (2.0 * self.angular_decel))
+        return min(t, self.max_horizon)
 
 
 # ------------------------------------------------------------------------------ geometry helpers
 def predict_poses(x: float, y: float, yaw: float, v: float, w: float, horizon: float, step: float,
                   min_lookahead: float = 0.0) -> np.ndarray:
-    """(k, 3) poses along the constant-(v, w) arc at step, 2*step, ... horizon (exact unicycle)."""
+    """(k, 3) poses along the constant-(v, w) arc at step, 2*step, ... and at horizon (exact unicycle)."""
     ts = np.arange(step, horizon + 1e-9, step)
+    if not len(ts) or ts[-1] < horizon - 1e-9:
+        ts = np.r_[ts, horizon]
     if min_lookahead > 0 and 0 < abs(v) * horizon < min_lookahead:
         ts = np.r_[ts, min_lookahead / abs(v)]
     yaws = yaw + w * ts
@@ -132,7 +158,7 @@ class EstopLatch:
 
 
 class Geofence:
-    """Footprint inside search area + safe ground and outside every no-go zone."""
+    """Wheels inside search area + safe ground (``outside``); body/head out of no-go (``in_no_go``)."""
 
     def __init__(self, search, safe: Iterable = (), no_go: Iterable = ()):
         self.allowed = unary_union([search, *safe])
@@ -148,33 +174,67 @@ class Geofence:
         """From ``mine_robot.planning.area.SearchArea`` (search, safe, no_go polygons)."""
         return cls(area.search, area.safe, area.no_go)
 
-    def outside(self, poly: Polygon) -> float:
+    def outside(self, poly) -> float:
+        """m^2 of ``poly`` (the wheel patches) off the search + safe ground."""
         return 0.0 if self.allowed.contains(poly) else float(poly.difference(self.allowed).area)
 
-    def in_no_go(self, poly: Polygon) -> float:
+    def in_no_go(self, poly) -> float:
+        """m^2 of ``poly`` (body footprint + detector head) inside a no-go zone."""
         if self.no_go.is_empty or not self.no_go.intersects(poly):
             return 0.0
         return float(poly.intersection(self.no_go).area)
 
 
 class SweptGroundRule:
-    """Wheel patches must stay on swept or safe ground. ``set_swept`` as the tracker grows."""
+    """Wheel patches must stay on swept or safe ground.
 
-    def __init__(self, patches: np.ndarray, safe: Iterable = ()):
+    ``set_swept`` takes the coverage tracker's polygon (refreshed periodically, it may lag); every
+    pose also goes to ``add_pose``, which keeps an exact swath of the last ``recent`` poses (the
+    detector ``outline`` swept between them), so ground swept a moment ago counts at once.
+    """
+
+    def __init__(self, patches: np.ndarray, safe: Iterable = (), outline: np.ndarray | None = None,
+                 recent: int = 40, max_gap: float = 2.0):
         self.patches = np.asarray(patches, dtype=float)
         self.safe = unary_union(list(safe)) if safe else Polygon()
         self.ground = self.safe
         shapely.prepare(self.ground)
+        self.outline = None if outline is None else np.asarray(outline, dtype=float)
+        self._recent_poses: deque = deque(maxlen=max(2, int(recent)))
+        self._recent = Polygon()
+        self._recent_dirty = False
+        self._max_gap = max_gap
 
     def set_swept(self, swept) -> None:
         self.ground = unary_union([self.safe, swept]) if swept is not None else self.safe
         shapely.prepare(self.ground)
 
+    def add_pose(self, x: float, y: float, yaw: float) -> None:
+        if self.outline is None:
+            raise SafetyError('SweptGroundRule.add_pose needs the detector outline')
+        self._recent_poses.append((float(x), float(y), float(yaw)))
+        self._recent_dirty = True
+
+    def recent_swath(self):
+        """Exact detector swath over the recent poses (empty without an outline)."""
+        if self._recent_dirty:
+            from mine_robot.planning.coverage import densify, sweep_pieces
+            runs = densify(np.array(self._recent_poses), max_step=0.05, max_dyaw=0.05, max_gap=self._max_gap)
+            pieces = [p for run in runs for p in sweep_pieces(self.outline, run)]
+            self._recent = shapely.union_all(pieces) if pieces else Polygon()
+            shapely.prepare(self._recent)
+            self._recent_dirty = False
+        return self._recent
+
     def unswept(self, pose) -> float:
         wheels = wheels_geometry(self.patches, pose)
-        if self.ground.is_empty:
-            return float(wheels.area)
-        return 0.0 if self.ground.contains(wheels) else float(wheels.difference(self.ground).area)
+        if not self.ground.is_empty and self.ground.contains(wheels):
+            return 0.0
+        rest = wheels if self.ground.is_empty else wheels.difference(self.ground)
+        recent = self.recent_swath()
+        if not recent.is_empty and not rest.is_empty:
+            rest = rest.difference(recent)
+        return float(rest.area)
 
 
 class Watchdog:
@@ -244,7 +304,10 @@ class SafetyMonitor:
         if config.swept_ground_enabled and swept is None:
             raise SafetyError('swept-ground rule enabled but no coverage/safe ground was given')
         self.config = config
+        from mine_robot.planning.coverage import detector_outline
         self.footprint = robot.footprint()
+        self.head = detector_outline(robot)
+        self.patches = robot.wheel_patches()
         self.geofence = geofence
         self.swept = swept
         self.estop = EstopLatch()
@@ -278,38 +341,47 @@ class SafetyMonitor:
         candidates = [self.command]
         if abs(p.v) > c.moving_epsilon or abs(p.w) > c.moving_epsilon:
             candidates.append((p.v, p.w))
-        poses = [predict_poses(*now, v, w, c.horizon, c.horizon_step, c.min_lookahead)
-                 for v, w in candidates
-                 if abs(v) > c.moving_epsilon or abs(w) > c.moving_epsilon]
+        poses, horizon = [], 0.0
+        for v, w in candidates:
+            if abs(v) > c.moving_epsilon or abs(w) > c.moving_epsilon:
+                t_stop = c.stopping_time(v, w)
+                horizon = max(horizon, t_stop)
+                poses.append(predict_poses(*now, v, w, t_stop, min(c.horizon_step, t_stop)))
         poses = np.vstack(poses) if poses else np.zeros((0, 3))
+        values['prediction_horizon_s'] = round(horizon, 3)
+        within = f'before it could stop ({horizon:.2f} s)'
         if self.geofence is not None and c.geofence_enabled:
-            here = footprint_polygon(self.footprint, now)
-            out0, nogo0 = self.geofence.outside(here), self.geofence.in_no_go(here)
+            wheels0 = wheels_geometry(self.patches, now)
+            body0 = self.body_geometry(now)
+            out0, nogo0 = self.geofence.outside(wheels0), self.geofence.in_no_go(body0)
             worst_out = worst_nogo = 0.0
             for pose in poses:
-                poly = footprint_polygon(self.footprint, pose)
-                worst_out = max(worst_out, self.geofence.outside(poly) - out0)
-                worst_nogo = max(worst_nogo, self.geofence.in_no_go(poly) - nogo0)
-            values.update(footprint_outside_m2=round(out0, 4), footprint_in_no_go_m2=round(nogo0, 4))
+                worst_out = max(worst_out, self.geofence.outside(wheels_geometry(self.patches, pose)) - out0)
+                worst_nogo = max(worst_nogo, self.geofence.in_no_go(self.body_geometry(pose)) - nogo0)
+            values.update(wheels_outside_m2=round(out0, 4), body_in_no_go_m2=round(nogo0, 4))
             if worst_out > AREA_EPS:
-                reasons.append(Reason('geofence', f'command would take {worst_out:.3f} m^2 of the '
-                                      f'footprint outside the search/safe area within {c.horizon:g} s'))
+                reasons.append(Reason('geofence', f'command would take {worst_out:.4f} m^2 of wheel '
+                                      f'contact outside the search/safe area {within}'))
             if worst_nogo > AREA_EPS:
-                reasons.append(Reason('no_go', f'command would put {worst_nogo:.3f} m^2 of the '
-                                      f'footprint into a no-go zone within {c.horizon:g} s'))
+                reasons.append(Reason('no_go', f'command would put {worst_nogo:.3f} m^2 of the body or '
+                                      f'detector head into a no-go zone {within}'))
             if out0 > AREA_EPS:
-                warnings.append(Reason('geofence', f'footprint is {out0:.3f} m^2 outside the area'))
+                warnings.append(Reason('geofence', f'wheels are {out0:.4f} m^2 outside the area'))
             if nogo0 > AREA_EPS:
-                warnings.append(Reason('no_go', f'footprint is {nogo0:.3f} m^2 inside a no-go zone'))
+                warnings.append(Reason('no_go', f'body/detector is {nogo0:.3f} m^2 inside a no-go zone'))
         if self.swept is not None and c.swept_ground_enabled:
             un0 = self.swept.unswept(now)
             worst = max((self.swept.unswept(pose) - un0 for pose in poses), default=0.0)
             values['wheels_on_unswept_m2'] = round(un0, 4)
             if worst > AREA_EPS:
-                reasons.append(Reason('swept_ground', f'a wheel would roll onto {worst:.3f} m^2 of '
-                                      f'unswept ground within {c.horizon:g} s'))
+                reasons.append(Reason('swept_ground', f'a wheel would roll onto {worst:.4f} m^2 of '
+                                      f'unswept ground {within}'))
             if un0 > AREA_EPS:
-                warnings.append(Reason('swept_ground', f'wheels are on {un0:.3f} m^2 of unswept ground'))
+                warnings.append(Reason('swept_ground', f'wheels are on {un0:.4f} m^2 of unswept ground'))
+
+    def body_geometry(self, pose):
+        """Body footprint and detector head at ``pose`` (what must stay out of no-go zones)."""
+        return shapely.MultiPolygon([Polygon(place(self.footprint, pose)), Polygon(place(self.head, pose))])
 
     def evaluate(self, t: float) -> SafetyStatus:
         c = self.config

@@ -42,7 +42,7 @@ class DrivingStack:
     def __init__(self, robot, area, path: FollowPath, *, safe=(), follower: FollowerConfig | None = None,
                  safety: SafetyConfig | None = None, ekf: EkfConfig | None = None,
                  swept_period: float = 0.1):
-        from mine_robot.planning.coverage import CoverageTracker
+        from mine_robot.planning.coverage import CoverageTracker, detector_outline
         self.robot = robot
         self.ekf = PoseEkf(ekf or EkfConfig(lever_arm=tuple(robot.gnss.xyz[:2])))
         self.follower = PathFollower(path, follower or FollowerConfig())
@@ -51,7 +51,7 @@ class DrivingStack:
         self.monitor = SafetyMonitor(safety or SafetyConfig(input_watchdog_enabled=False,
                                                             sensor_watchdog_enabled=False),
                                      robot, Geofence(area.search, safe, area.no_go),
-                                     SweptGroundRule(robot.wheel_patches(), safe))
+                                     SweptGroundRule(robot.wheel_patches(), safe, detector_outline(robot)))
         self.mux = TwistMux(DEFAULT_INPUTS)
         self.limiter = VelocityLimiter(Limits.from_robot(robot))
         self.swept_period = swept_period
@@ -72,6 +72,7 @@ class DrivingStack:
         if pose_fresh and self.ekf.initialised:
             self.monitor.set_pose(PoseSample(t, x, y, yaw, v, w, self.ekf.pose_sigma()))
             self.tracker.add_pose(x, y, yaw)
+            self.monitor.swept.add_pose(x, y, yaw)
             if t - self._swept_t >= self.swept_period:
                 self._swept_t = t
                 self.monitor.swept.set_swept(self.tracker.swept())

@@ -2,7 +2,12 @@
 
 Path source: ``coverage/plan`` (JSON ``CoveragePlan`` with lane/transit roles: lanes at sweep speed,
 transits at transit speed) or, when only ``coverage/path`` (nav_msgs/Path) is available, that path
-driven entirely at sweep speed. Control: ``~/start``, ``~/pause``, ``~/resume`` (std_srvs/Trigger)
+driven entirely at sweep speed. It does not start following before localization has converged
+(position 1-sigma from the ``odometry/filtered`` covariance at most ``start_max_sigma`` and heading
+1-sigma at most ``start_max_yaw_sigma``); until then it publishes zero. A follower fault is logged at
+ERROR (throttled) and held until ``~/resume``, which re-acquires the path from the current pose.
+Control (the mission_manager calls ``lane_follower/pause`` and ``lane_follower/resume``):
+``~/start``, ``~/pause``, ``~/resume`` (std_srvs/Trigger)
 and ``~/pause_at`` (std_msgs/Int32: path vertex index). Progress (index, distance along path,
 cross-track error, segment, role, state) as JSON on ``~/progress`` and on /diagnostics.
 """
@@ -10,6 +15,7 @@ cross-track error, segment, role, state) as JSON on ``~/progress`` and on /diagn
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from geometry_msgs.msg import Twist
@@ -34,6 +40,11 @@ class LaneFollowerNode(Node):
         self.autostart = declare(self, 'autostart', True, 'follow a plan as soon as it arrives')
         self.pose_timeout = declare(self, 'pose_timeout', 0.5, 'no pose for this long: publish zero (s)',
                                     range=(0.05, 10.0))
+        self.start_max_sigma = declare(self, 'start_max_sigma', 0.10, 'do not start before the pose '
+                                       '1-sigma is below this (m)', range=(0.001, 10.0))
+        self.start_max_yaw_sigma = declare(self, 'start_max_yaw_sigma', 0.2, 'do not start before the '
+                                           'heading 1-sigma is below this (rad)', range=(0.001, 4.0))
+        self.converged = False
         fields = {
             'sweep_speed': (0.3, 'lane speed (m/s)', (0.01, 2.0)),
             'transit_speed': (0.4, 'transit speed (m/s)', (0.01, 2.0)),
@@ -95,7 +106,17 @@ class LaneFollowerNode(Node):
             self.get_logger().error(f'coverage/path rejected: {exc}')
 
     def _on_pose(self, msg: Odometry) -> None:
-        self.pose = (self._now(), odometry_to_pose(msg))
+        pose = odometry_to_pose(msg)
+        self.pose = (self._now(), pose)
+        if not self.converged:
+            yaw_var = float(msg.pose.covariance[35])
+            yaw_sigma = math.sqrt(yaw_var) if yaw_var >= 0 else math.inf
+            self.sigmas = (pose.sigma, yaw_sigma)
+            if pose.sigma <= self.start_max_sigma and yaw_sigma <= self.start_max_yaw_sigma \
+                    and math.isfinite(pose.x) and math.isfinite(pose.yaw):
+                self.converged = True
+                self.get_logger().info(f'localization converged (sigma {pose.sigma:.3f} m, heading '
+                                       f'{math.degrees(yaw_sigma):.1f} deg): following allowed')
 
     def _on_pause_at(self, msg: Int32) -> None:
         if self.follower is None:
@@ -127,6 +148,14 @@ class LaneFollowerNode(Node):
     def _resume(self):
         if self.follower is None:
             return False, 'no path'
+        if self.follower.state == 'fault':
+            if self.pose is None or self._now() - self.pose[0] > self.pose_timeout:
+                return False, 'faulted and no current pose to re-acquire the path from'
+            p = self.pose[1]
+            fault = self.follower.fault
+            self.follower.reset_fault(p.x, p.y)
+            self.get_logger().info(f'fault cleared ({fault}); path re-acquired at '
+                                   f'{self.follower.s:.2f} m')
         self.follower.resume()
         self.active = True
         return True, 'resumed'
@@ -139,6 +168,13 @@ class LaneFollowerNode(Node):
             self.pub.publish(twist(0.0, 0.0))
             self.diag.update(WARN, 'waiting for odometry/filtered')
             return
+        if not self.converged:
+            self.pub.publish(twist(0.0, 0.0))
+            sig = getattr(self, 'sigmas', (math.inf, math.inf))
+            self.diag.update(WARN, f'waiting for localization to converge (sigma {sig[0]:.3f} m, '
+                             f'heading {sig[1]:.3f} rad; limits {self.start_max_sigma:g} m, '
+                             f'{self.start_max_yaw_sigma:g} rad)')
+            return
         p = self.pose[1]
         cmd = self.follower.step(now, p.x, p.y, p.yaw)
         self.pub.publish(twist(cmd.v, cmd.w))
@@ -146,6 +182,9 @@ class LaneFollowerNode(Node):
         self.progress_pub.publish(String(data=json.dumps(progress)))
         if cmd.progress.state == 'done':
             self.active = False
+        if cmd.fault:
+            self.get_logger().error(f'follower fault: {cmd.fault} at {cmd.progress.distance:.2f} m; '
+                                    f'call ~/resume to re-acquire the path', throttle_duration_sec=5.0)
         level = ERROR if cmd.fault else OK
         self.diag.update(level, cmd.fault or cmd.progress.state,
                          {k: (round(v, 3) if isinstance(v, float) else v) for k, v in progress.items()})

@@ -35,8 +35,13 @@ class LocalizationNode(Node):
         self.base_frame = declare(self, 'base_frame', 'base_link', 'child frame of the output')
         initial = declare(self, 'initial_pose', [float('nan')] * 3,
                           'x, y, yaw in map of a surveyed start pose; NaN: from GNSS')
-        initial_yaw = declare(self, 'initial_yaw', 0.0, 'heading guess without initial_pose (rad)',
-                              range=(-math.pi, math.pi))
+        initial_yaw = declare(self, 'initial_yaw', float('nan'),
+                              'known start heading without initial_pose (rad, map ENU; NaN: unknown, '
+                              'learned from motion or IMU orientation)')
+        initial_yaw_sigma = declare(self, 'initial_yaw_sigma', 0.05, '1-sigma of initial_yaw (rad)',
+                                    range=(1e-4, 4.0))
+        if not (math.isnan(initial_yaw) or -math.pi - 1e-9 <= initial_yaw <= math.pi + 1e-9):
+            raise ConfigError(f'initial_yaw must be in [-pi, pi] or NaN, got {initial_yaw}')
         self.use_imu_orientation = declare(self, 'use_imu_orientation', False,
                                            'fuse IMU absolute yaw when its covariance marks it valid')
         if not (math.isfinite(lat) and math.isfinite(lon)):
@@ -64,7 +69,10 @@ class LocalizationNode(Node):
         except EkfError as exc:
             raise ConfigError(str(exc)) from exc
         self.ekf = PoseEkf(config)
-        self.ekf.x[2] = initial_yaw
+        if math.isfinite(initial_yaw):
+            # the heading is known before the robot moves: at standstill neither GNSS (antenna
+            # over base_link) nor the gyro can tell it
+            self.ekf.set_heading(initial_yaw, initial_yaw_sigma)
         if all(math.isfinite(v) for v in initial):
             self.ekf.initialise(*initial, t=self.get_clock().now().nanoseconds * 1e-9)
         self.pub = self.create_publisher(Odometry, 'odometry/filtered', 10)
@@ -147,7 +155,8 @@ class LocalizationNode(Node):
         self.diag.update(level, message, {'gnss_accepted': ekf.gnss_accepted,
                                           'gnss_rejected': ekf.gnss_rejected,
                                           'last_fix': self.last_fix,
-                                          'yaw_sigma_rad': round(ekf.yaw_sigma(), 4)})
+                                          'yaw_sigma_rad': round(ekf.yaw_sigma(), 4),
+                                          'yaw_deg': round(math.degrees(float(ekf.x[2])), 2)})
 
 
 def main(args=None):

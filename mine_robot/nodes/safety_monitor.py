@@ -68,8 +68,13 @@ class SafetyMonitorNode(Node):
         robot = load_robot_param(declare(self, 'robot_config', '', 'robot.yaml (empty: default)',
                                          read_only=True))
         floats = {
-            'horizon': (0.6, 'seconds of commanded motion predicted', (0.05, 10.0)),
-            'horizon_step': (0.1, 'step between predicted poses (s)', (0.01, 1.0)),
+            'decel': (robot.max_linear_accel, 'braking deceleration of the base on a zero command '
+                      '(m/s^2; predicted motion covers the braking distance)', (0.01, 20.0)),
+            'angular_decel': (robot.max_angular_accel, 'angular braking deceleration (rad/s^2)',
+                              (0.01, 50.0)),
+            'latency': (0.1, 'delay from the check to the base obeying a stop (s)', (0.0, 2.0)),
+            'max_horizon': (3.0, 'cap on the predicted stopping time (s)', (0.05, 30.0)),
+            'horizon_step': (0.05, 'step between predicted poses (s)', (0.01, 1.0)),
             'pose_timeout': (0.5, 'pose older than this stops the robot (s)', (0.05, 10.0)),
             'max_pose_sigma': (0.05, '1-sigma position limit (m)', (0.001, 10.0)),
             'input_timeout': (0.5, 'moving command input silent this long stops (s)', (0.05, 10.0)),
@@ -92,9 +97,9 @@ class SafetyMonitorNode(Node):
                 if len(safe_xy) >= 6:
                     safe.append(Polygon(list(zip(safe_xy[0::2], safe_xy[1::2]))))
                 geofence = Geofence(area.search, safe, area.no_go)
-                from mine_robot.planning.coverage import CoverageTracker
+                from mine_robot.planning.coverage import CoverageTracker, detector_outline
                 self.tracker = CoverageTracker(robot, batch=10)
-                swept = SweptGroundRule(robot.wheel_patches(), safe)
+                swept = SweptGroundRule(robot.wheel_patches(), safe, detector_outline(robot))
             self.monitor = SafetyMonitor(config, robot, geofence, swept)
         except (SafetyError, ValueError, OSError) as exc:
             raise ConfigError(f'safety_monitor: {exc}') from exc
@@ -130,6 +135,7 @@ class SafetyMonitorNode(Node):
         self.monitor.set_pose(type(pose)(self._now(), pose.x, pose.y, pose.yaw, pose.v, pose.w, pose.sigma))
         if self.tracker is not None and math.isfinite(pose.x):
             self.tracker.add_pose(pose.x, pose.y, pose.yaw)
+            self.monitor.swept.add_pose(pose.x, pose.y, pose.yaw)
             now = self._now()
             if now - self._swept_t >= self.swept_period:
                 self._swept_t = now

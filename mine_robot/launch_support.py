@@ -404,9 +404,16 @@ class GraphPlan:
         if self.virtual_devices:
             device_dir = self.device_dir()
             for node in ('sim_world', 'sim_sensors'):
-                out[node] = {'virtual_devices': True, 'device_dir': device_dir}
+                # the real drivers publish what the virtual devices send: no second copy
+                out[node] = {'virtual_devices': True, 'device_dir': device_dir, 'publish_direct': False}
             for node, device in VIRTUAL_DEVICE_NAMES.items():
                 out[node] = {'port': f'{device_dir}/{device}'}
+            # the virtual devices run on the simulator clock (= ROS time under use_sim_time): their
+            # sample times are exact, no host-clock mapping; the detector sends milli-units
+            from mine_robot.sim.virtual_devices import MD_DEVICE_SCALE
+            out['metal_detector_driver'].update(stamp_source='device_absolute',
+                                                signal_scale=1.0 / MD_DEVICE_SCALE)
+            out['gpr_driver']['stamp_source'] = 'device_absolute'
         if not self.autonomy:
             # teleop only: nothing in this graph publishes a pose or sensor data, so the
             # pose-based rules and sensor watchdog would hold the robot forever

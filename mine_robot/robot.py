@@ -16,7 +16,6 @@ import yaml
 
 from mine_robot.resources import resource
 
-
 SAFETY_MARGIN = 0.03
 """Metres kept between a wheel contact patch and unswept ground in the geometric design rules."""
 

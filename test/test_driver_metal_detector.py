@@ -153,3 +153,39 @@ def test_bad_parameter_exits_1_with_message():
     result = subprocess.run([exe],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and 'port is empty' in result.stderr
+
+
+def test_device_absolute_stamps_are_the_device_clock(ros_context, ros_node_factory):
+    """A device on the ROS clock (GNSS/PTP-disciplined, or the simulator under sim time): the
+    stamp is the device time plus the configured offset, exactly, whatever the arrival jitter."""
+    with PtyDevice() as dev:
+        node, probe, clouds, _ = start(ros_context, ros_node_factory, dev.path,
+                                       stamp_source='device_absolute', device_time_offset=100.0)
+        try:
+            with BackgroundSpinner(ros_context, node, probe):
+                assert node.stream.transport.wait_connected(3)
+                time.sleep(0.5)
+                dev.write(md.encode_sample(0, 2_500_000, [1, 1, 1, 1, 1]))
+                time.sleep(0.3)   # a late burst: arrival times are bunched, device times are not
+                dev.write(b''.join(md.encode_sample(i, 2_500_000 + i * 20_000, [i, 1, 1, 1, 1])
+                                   for i in range(1, 10)))
+                got = clouds.wait_for(10, timeout=10)
+        finally:
+            node.close()
+            node.destroy_node()
+    stamps = [stamp_to_sec(c.header.stamp) for c in got]
+    assert stamps == pytest.approx([102.5 + 0.02 * i for i in range(10)], abs=1e-6)
+
+
+def test_unknown_stamp_source_is_refused():
+    from mine_robot.ros.params import ConfigError
+    with pytest.raises(ConfigError, match='stamp_source'):
+        import rclpy
+        from rclpy.context import Context
+        ctx = Context()
+        rclpy.init(context=ctx)
+        try:
+            MetalDetectorDriverNode(context=ctx, parameter_overrides=[
+                Parameter('port', value='loop://'), Parameter('stamp_source', value='gps_magic')])
+        finally:
+            rclpy.try_shutdown(context=ctx)

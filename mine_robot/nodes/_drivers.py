@@ -11,7 +11,11 @@ from rclpy.node import Node
 from rclpy.task import Future
 
 from mine_robot.drivers.device import SERIAL_PARAMETERS, DeviceConfig
+from mine_robot.drivers.stats import DeviceClock
+from mine_robot.ros.conversions import sec_to_stamp
 from mine_robot.ros.params import ConfigError, declare
+
+STAMP_SOURCES = ('device', 'arrival', 'device_absolute')
 
 
 def declare_serial(node: Node) -> DeviceConfig:
@@ -71,3 +75,41 @@ async def wait_future(node: Node, future: ConcurrentFuture):
     future.add_done_callback(lambda f: done.set_result(f.result()))
     done.add_done_callback(lambda _f: None)  # a scheduled done-callback wakes the executor
     return await done
+
+
+class DeviceStamper:
+    """Header stamps for a device whose messages carry their own device time.
+
+    ``stamp_source``:
+    - ``device``: the device clock mapped onto the host clock (DeviceClock: keeps the device's
+      exact sample spacing, removes USB/serial buffering jitter);
+    - ``arrival``: the host arrival time of the frame;
+    - ``device_absolute``: the device clock already runs on the ROS clock (a device disciplined
+      by GNSS/PTP, or the built-in simulator's virtual devices under sim time):
+      stamp = device time + ``device_time_offset``.
+    """
+
+    def __init__(self, node: Node, default: str = 'device'):
+        self.source = declare(node, 'stamp_source', default,
+                              'device (device clock mapped to host time), arrival (host arrival time) or '
+                              'device_absolute (device clock is the ROS clock, + device_time_offset)',
+                              choices=STAMP_SOURCES)
+        self.offset = declare(node, 'device_time_offset', 0.0,
+                              'device_absolute: ROS time = device time + this (s)', range=(-1e10, 1e10))
+        self.clock = DeviceClock()
+        self._host = StampMapper(node)
+
+    def reset(self) -> None:
+        """The device reconnected: its clock may have restarted."""
+        self.clock = DeviceClock()
+
+    @property
+    def resets(self) -> int:
+        return self.clock.resets
+
+    def __call__(self, device_time: float, arrival: float) -> Time:
+        if self.source == 'device_absolute':
+            return sec_to_stamp(device_time + self.offset)
+        if self.source == 'device':
+            arrival = self.clock.stamp(device_time, arrival)
+        return self._host(arrival)

@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image
 
 from mine_robot.drivers.device import DeviceStream
 from mine_robot.drivers.protocols import ProtocolError, gpr
-from mine_robot.nodes._drivers import StampMapper, declare_serial
+from mine_robot.nodes._drivers import DeviceStamper, declare_serial
 from mine_robot.ros import qos
 from mine_robot.ros.diagnostics import Diagnostics
 from mine_robot.ros.params import declare
@@ -43,7 +43,7 @@ class GprDriverNode(Node):
                          range=(0.1, gpr.MAX_TIME_WINDOW_NS))
         self.pub = self.create_publisher(Image, 'gpr/trace', qos.SENSOR)
         self.diag = Diagnostics(self, hardware_id=config.port)
-        self.stamp = StampMapper(self)
+        self.stamp = DeviceStamper(self, default='arrival')
         self.stream = DeviceStream('gpr', config, gpr, self._on_trace, on_error=self._on_bad,
                                    on_connection=self._on_connection, seq_of=lambda t: t.seq,
                                    parser=functools.partial(parse_checked, time_window_ns=window))
@@ -52,7 +52,7 @@ class GprDriverNode(Node):
 
     def _on_trace(self, trace: gpr.GprTrace, t: float) -> None:
         msg = Image(height=len(trace.samples), width=1, encoding='32FC1', is_bigendian=0, step=4)
-        msg.header.stamp = self.stamp(t)
+        msg.header.stamp = self.stamp(trace.device_time, t)
         msg.header.frame_id = self.frame_id
         msg.data = trace.samples.astype('<f4').tobytes()
         self.pub.publish(msg)

@@ -3,7 +3,8 @@
 Reads ``$MDS`` sample lines (docs/protocols.md) on a reader thread and publishes each sample as a
 PointCloud2 with one point per coil (fields ``x y z signal coil``, coil centres in ``frame_id``,
 from config/robot.yaml), stamped with the sample time: the device clock mapped onto this host's
-clock (``stamp_source: device``, removes USB/serial buffering jitter) or the arrival time.
+clock (``stamp_source: device``, removes USB/serial buffering jitter), the arrival time, or the
+device time as it is (``device_absolute``: a device on the ROS clock, e.g. the simulator's).
 ``~/ground_balance`` (std_srvs/Trigger) sends a ground-balance command and answers when the device
 acknowledges it (or after ``ack_timeout`` x (1 + ``retries``)). Health on ``/diagnostics``.
 
@@ -27,8 +28,7 @@ from mine_robot.drivers.command import CommandClient
 from mine_robot.drivers.device import DeviceStream
 from mine_robot.drivers.protocols import ProtocolError
 from mine_robot.drivers.protocols import metal_detector as md
-from mine_robot.drivers.stats import DeviceClock
-from mine_robot.nodes._drivers import StampMapper, declare_serial, wait_future
+from mine_robot.nodes._drivers import DeviceStamper, declare_serial, wait_future
 from mine_robot.robot import RobotConfigError, load_robot
 from mine_robot.ros import qos
 from mine_robot.ros.conversions import fields_to_cloud
@@ -43,8 +43,6 @@ class MetalDetectorDriverNode(Node):
         config = declare_serial(self)
         frame_id = declare(self, 'frame_id', 'md_array', 'frame of the coil positions in the cloud')
         robot_config = declare(self, 'robot_config', '', 'robot.yaml with the coil layout (default: package)')
-        self.stamp_source = declare(self, 'stamp_source', 'device', 'stamp = device clock mapped to host '
-                                    'time, or arrival time', choices=('device', 'arrival'))
         self.scale = declare(self, 'signal_scale', 1.0, 'published signal = device value x scale',
                              range=(-1e6, 1e6))
         sensitivity = declare(self, 'sensitivity', -1, 'sensitivity (%) sent on every connect; -1 = leave '
@@ -62,10 +60,9 @@ class MetalDetectorDriverNode(Node):
              'signal': np.zeros(self.n_coils), 'coil': np.arange(self.n_coils)}, frame_id, 0.0)
         self._points = np.frombuffer(bytes(self._template.data), np.float32).reshape(self.n_coils, 5).copy()
         self.sensitivity = sensitivity
-        self.clock_map = DeviceClock()
+        self.stamp = DeviceStamper(self)
         self.pub = self.create_publisher(PointCloud2, 'metal_detector/signal', qos.SENSOR)
         self.diag = Diagnostics(self, hardware_id=config.port)
-        self.stamp = StampMapper(self)
         self.stream = DeviceStream('metal_detector', config, md, self._on_message, on_error=self._on_bad,
                                    on_connection=self._on_connection,
                                    seq_of=lambda m: m.seq if isinstance(m, md.MdSample) else None,
@@ -83,14 +80,12 @@ class MetalDetectorDriverNode(Node):
         if isinstance(msg, md.MdAck):
             self.commands.on_ack(msg.cmd_id, msg.ok, time.monotonic(), msg.reason)
             return
-        if self.stamp_source == 'device':
-            t = self.clock_map.stamp(msg.device_time, t)
         cloud = self._template
         self._points[:, 3] = msg.values
         if self.scale != 1.0:
             self._points[:, 3] *= self.scale
         cloud.data = self._points.tobytes()
-        cloud.header.stamp = self.stamp(t)
+        cloud.header.stamp = self.stamp(msg.device_time, t)
         self.pub.publish(cloud)
 
     def _on_bad(self, exc: ProtocolError, t: float) -> None:
@@ -101,7 +96,7 @@ class MetalDetectorDriverNode(Node):
             self.get_logger().info(reason)
         else:
             self.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
-        self.clock_map = DeviceClock()
+        self.stamp.reset()
         if connected and self.sensitivity >= 0:
             cmd_id = self.commands.next_id()
             self.commands.submit(cmd_id, md.encode_sensitivity(cmd_id, self.sensitivity), time.monotonic())
@@ -119,7 +114,7 @@ class MetalDetectorDriverNode(Node):
     def _publish_health(self) -> None:
         h = self.stream.health()
         values = dict(h.values, commands_pending=self.commands.pending, commands_failed=self.commands.failed,
-                      clock_resets=self.clock_map.resets)
+                      clock_resets=self.stamp.resets)
         self.diag.update(h.level, h.message, values, force=True)
 
     def close(self) -> None:

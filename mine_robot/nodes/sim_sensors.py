@@ -60,6 +60,7 @@ class SimSensorsSettings:
     robot_config: str
     pose_topic: str
     virtual_devices: bool
+    publish_direct: bool
     device_dir: str
     sim: SimConfig
 
@@ -91,6 +92,10 @@ def declare_settings(node: Node) -> SimSensorsSettings:
                            'true robot pose (nav_msgs/Odometry in map)', read_only=True),
         virtual_devices=declare(node, 'virtual_devices', False, 'metal detector and GPR as pty devices',
                                 read_only=True),
+        publish_direct=declare(node, 'publish_direct', True,
+                               'also publish the metal detector and GPR data directly (false when the '
+                               'real drivers read the virtual devices and publish the same topics)',
+                               read_only=True),
         device_dir=declare(node, 'device_dir', '/tmp/mine_robot_sim', 'where the device links go',
                            read_only=True),
         sim=sim)
@@ -164,10 +169,10 @@ class SimSensorsNode(Node):
         self.counts[name] += len(times)
         if name == 'md':
             cloud = self._md_template
-            # with virtual devices the metal detector and GPR reach ROS only through their drivers
             for sample in self.suite.md_batch(times, poses):
                 if self.devices is not None:
                     self.devices.metal_detector(sample.t, sample.signal)
+                if not self.settings.publish_direct:
                     continue
                 self._md_points['signal'] = sample.signal
                 cloud.data = self._md_points.tobytes()
@@ -177,6 +182,7 @@ class SimSensorsNode(Node):
             for trace in self.suite.gpr_batch(times, poses):
                 if self.devices is not None:
                     self.devices.gpr(trace.t, trace.trace)
+                if not self.settings.publish_direct:
                     continue
                 self.gpr_pub.publish(conv.image(trace.t, self.robot.gpr.frame, trace.trace.reshape(-1, 1),
                                                 '32FC1'))

@@ -51,6 +51,7 @@ class SimWorldSettings:
     truth_output_dir: str
     time_base: float
     virtual_devices: bool
+    publish_direct: bool
     device_dir: str
     sim: SimConfig
 
@@ -96,6 +97,9 @@ def declare_settings(node: Node) -> SimWorldSettings:
         time_base=declare(node, 'time_base', 0.0, 'POSIX seconds of sim time 0 (for the judge)'),
         virtual_devices=declare(node, 'virtual_devices', False, 'GNSS and marker as pty devices',
                                 read_only=True),
+        publish_direct=declare(node, 'publish_direct', True,
+                               'also publish the GNSS data directly (false when the real drivers '
+                               'read the virtual devices and publish the same topics)', read_only=True),
         device_dir=declare(node, 'device_dir', '/tmp/mine_robot_sim', 'where the device links go',
                            read_only=True),
         sim=sim)
@@ -165,7 +169,7 @@ class SimWorldNode(Node):
                                                 pose_sigma=(0.05, 0.05), twist_sigma=(0.03, 0.05)))
         for sample in step.imu:
             self.imu_pub.publish(conv.imu(sample, self.robot.imu.frame))
-        if self.devices is None:   # with virtual devices the gnss_driver publishes the fixes
+        if s.publish_direct:
             for fix in step.gnss:
                 self.fix_pub.publish(conv.navsat_fix(fix, self.robot.gnss.frame))
         self._report(step.gnss[-1].mode if step.gnss else None)

@@ -163,3 +163,62 @@ def test_config_file_parses_for_every_node(ros_context):
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_lane_follower_waits_for_converged_localization_and_resume_clears_a_fault(ros_context,
+                                                                                   ros_node_factory):
+    from geometry_msgs.msg import PoseStamped, Twist
+    from nav_msgs.msg import Odometry, Path
+    from std_msgs.msg import String
+    from std_srvs.srv import Trigger
+
+    from mine_robot.nodes.lane_follower import LaneFollowerNode
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector, call_service
+
+    follower = LaneFollowerNode(context=ros_context)
+    driver = ros_node_factory('driver3')
+    path_pub = driver.create_publisher(Path, 'coverage/path', qos.LATCHED)
+    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
+    auto = MessageCollector(driver, Twist, 'cmd_vel/autonomy', qos.RELIABLE)
+    progress = MessageCollector(driver, String, 'lane_follower/progress')
+    path = Path()
+    path.header.frame_id = 'map'
+    for x in (0.0, 8.0):
+        p = PoseStamped()
+        p.pose.position.x = x
+        path.poses.append(p)
+    pose = {'sigma': 0.3, 'yaw_sigma': 0.01, 'y': 0.0}
+
+    def tick():
+        msg = _odom(pose['sigma'], x=1.0, y=pose['y'])
+        cov = list(msg.pose.covariance)
+        cov[35] = pose['yaw_sigma'] ** 2
+        msg.pose.covariance = cov
+        pose_pub.publish(msg)
+
+    try:
+        with BackgroundSpinner(ros_context, follower, driver):
+            path_pub.publish(path)
+            driver.create_timer(0.05, tick)
+            auto.wait_for(20)
+            assert all(m.linear.x == 0.0 and m.angular.z == 0.0 for m in auto.messages)
+            assert progress.messages == []                    # not following yet: sigma 0.3 m
+            pose.update(sigma=0.02, yaw_sigma=1.0)            # position good, heading unknown
+            n = len(auto.messages)
+            auto.wait_for(n + 10)
+            assert all(m.linear.x == 0.0 for m in auto.messages[n:])
+            pose['yaw_sigma'] = 0.05                          # converged: it starts
+            auto.wait_for(lambda m: any(x.linear.x > 0.05 for x in m), timeout=10.0)
+            pose['y'] = 1.0                                   # 1 m off the lane: fault
+            progress.wait_for(lambda m: json.loads(m[-1].data)['state'] == 'fault', timeout=5.0)
+            time.sleep(0.3)
+            assert auto.messages[-1].linear.x == 0.0
+            pose['y'] = 0.02                                  # back on the lane
+            time.sleep(0.3)                                   # (that pose has reached the follower)
+            assert call_service(driver, Trigger, 'lane_follower/resume').success
+            progress.wait_for(lambda m: json.loads(m[-1].data)['state'] == 'track', timeout=10.0)
+            n = len(auto.messages)
+            auto.wait_for(lambda m: any(x.linear.x > 0.05 for x in m[n:]), timeout=10.0)
+    finally:
+        follower.destroy_node()

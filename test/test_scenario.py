@@ -6,6 +6,7 @@ import copy
 import math
 
 import pytest
+from shapely.geometry import Point
 import yaml
 
 from mine_robot.resources import resource
@@ -176,3 +177,17 @@ def test_scenario_generate_command_writes_a_loadable_file(tmp_path, capsys):
     assert main(['scenario', 'check', str(out)]) == 0
     assert main(['scenario', 'generate', '--area', 'big']) == 1
     assert 'WIDTHxHEIGHT' in capsys.readouterr().err
+
+
+def test_safe_access_ground_reaches_the_search_area():
+    """Declared safe ground (the access lane) travels from the scenario into the SearchArea the
+    planner and the safety monitor use, inline and from a GeoJSON area file, and round-trips."""
+    from mine_robot.sim.scenario import load_scenario, scenario_from_dict
+    for name in ('default', 'gnss_degraded'):
+        sc = load_scenario(name)
+        assert len(sc.area.safe) == 1
+        start = sc.robot_start
+        assert sc.area.safe[0].contains(Point(start.x, start.y)), name
+    sc = load_scenario('default')
+    again = scenario_from_dict(sc.to_dict(), where='round trip')
+    assert again.area.safe[0].equals_exact(sc.area.safe[0], 1e-6)

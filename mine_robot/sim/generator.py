@@ -129,7 +129,9 @@ def generate_scenario(seed: int, objects: int = 20, width: float = 20.0, height:
     data = {
         'name': name or f'generated_{difficulty}_s{seed}',
         'datum': {'lat': datum[0], 'lon': datum[1]},
-        'area': {'search_area': [[0, 0], [width, 0], [width, height], [0, height]]},
+        'area': {'search_area': [[0, 0], [width, 0], [width, height], [0, height]],
+                 # the access lane the robot starts on (declared safe ground)
+                 'safe_access': [[[-3.5, -0.3], [0.0, -0.3], [0.0, 1.4], [-3.5, 1.4]]]},
         'soil': dict(SOILS[difficulty]),
         'robot': {'x': -1.5, 'y': 0.55, 'yaw_deg': 0.0},
         'objects': items,

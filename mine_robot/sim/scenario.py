@@ -8,6 +8,8 @@ Format (all lengths in metres, x east / y north of the datum on the local tangen
     area:                                  # either inline local polygons ...
       search_area: [[0, 0], [10, 0], [10, 10], [0, 10]]     # or {exterior: [...], holes: [[...]]}
       no_go: [[[4, 4], [5, 4], [5, 5], [4, 5]]]             # list of polygons (optional)
+      safe_access: [[[-3, 0.2], [0, 0.2], [0, 1.8], [-3, 1.8]]]  # declared safe ground (optional):
+                                   # the access lane the robot starts on, may lie outside the area
       # ... or  area_file: field.geojson   (GeoJSON WGS84, path relative to the scenario file)
     soil:
       md_ground_amplitude: 0.004   # std of the ground response, metal-detector signal units
@@ -128,6 +130,7 @@ class Scenario:
     robot_start: RobotStart
     objects: list[SimObject]
     gnss: GnssSchedule = field(default_factory=GnssSchedule)
+    safe: list[Polygon] = field(default_factory=list)
     source: Path | None = None
     _area: Any = field(default=None, repr=False)
 
@@ -136,7 +139,7 @@ class Scenario:
         """The search area as the planning layer's ``SearchArea`` (same datum and polygons)."""
         if self._area is None:
             self._area = SearchArea(frame=self.frame, search=self.search, no_go=list(self.no_go),
-                                    safe=[], name=self.name)
+                                    safe=list(self.safe), name=self.name)
         return self._area
 
     @property
@@ -179,7 +182,8 @@ class Scenario:
         out = {
             'name': self.name,
             'datum': {'lat': self.frame.lat, 'lon': self.frame.lon},
-            'area': {'search_area': search, 'no_go': [ring(p) for p in self.no_go]},
+            'area': {'search_area': search, 'no_go': [ring(p) for p in self.no_go],
+                     'safe_access': [ring(p) for p in self.safe]},
             'soil': dict(self.soil.__dict__),
             'robot': {'x': self.robot_start.x, 'y': self.robot_start.y,
                       'yaw_deg': round(math.degrees(self.robot_start.yaw), 6)},
@@ -256,7 +260,9 @@ def _parse_area(area: dict, frame: LocalFrame, where: str, base_dir: Path | None
     if has_inline:
         search = _polygon(f'{where}.area.search_area', area['search_area'])
         no_go = [_polygon(f'{where}.area.no_go[{i}]', p) for i, p in enumerate(area.get('no_go') or [])]
-        return search, no_go, None
+        safe = [_polygon(f'{where}.area.safe_access[{i}]', p)
+                for i, p in enumerate(area.get('safe_access') or [])]
+        return search, no_go, safe, None
     path = Path(str(area['area_file']))
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
@@ -265,7 +271,7 @@ def _parse_area(area: dict, frame: LocalFrame, where: str, base_dir: Path | None
         loaded = load_area(path, frame=frame)
     except (ValueError, OSError) as exc:
         raise ScenarioError(f'{where}.area.area_file {path}: {exc}') from exc
-    return loaded.search, list(loaded.no_go), loaded
+    return loaded.search, list(loaded.no_go), list(loaded.safe), loaded
 
 
 def _parse_object(where: str, raw, index: int) -> SimObject:
@@ -309,7 +315,7 @@ def scenario_from_dict(data, where: str = 'scenario', base_dir: Path | None = No
                            lon=_num(f'{where}.datum.lon', datum.get('lon'), minimum=-180, maximum=180))
     except GeoError as exc:
         raise ScenarioError(f'{where}.datum: {exc}') from exc
-    search, no_go, loaded_area = _parse_area(_section(data, 'area', where), frame, where, base_dir)
+    search, no_go, safe, loaded_area = _parse_area(_section(data, 'area', where), frame, where, base_dir)
 
     soil_raw = _section(data, 'soil', where)
     unknown = set(soil_raw) - set(Soil.__dataclass_fields__)
@@ -362,7 +368,7 @@ def scenario_from_dict(data, where: str = 'scenario', base_dir: Path | None = No
         seen.add(obj.id)
 
     scenario = Scenario(name=name, frame=frame, search=search, no_go=no_go, soil=soil,
-                        robot_start=start, objects=objects,
+                        robot_start=start, objects=objects, safe=safe,
                         gnss=GnssSchedule(mode=mode, events=tuple(events)), _area=loaded_area)
     try:
         scenario.area  # noqa: B018 - validates the area with the planning layer's rules

@@ -1,7 +1,6 @@
 """Coverage accounting: swept footprint from driven poses, fractions, unswept remainder, wheels."""
 
 import math
-import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -137,17 +136,13 @@ def test_swept_ground_only_grows(steps):
         previous = area
 
 
-def test_incremental_tracking_is_fast_enough_for_50_hz():
+def test_incremental_tracking_over_a_long_sweep_is_exact():
+    """6000 poses added one at a time (the 50 Hz path; its speed is measured by
+    bench/bench_coverage.py): the three lanes' ground is all swept, and nothing beyond it."""
     lanes = [straight(0, 40, y=i * 1.0, step=0.02) for i in range(3)]   # 6000 poses
-    poses = np.vstack(lanes)
     tracker = CoverageTracker(ROBOT)
-    t0 = time.perf_counter()
-    worst = 0.0
-    for p in poses:
-        t = time.perf_counter()
+    for p in np.vstack(lanes):
         tracker.add_pose(*p)
-        worst = max(worst, time.perf_counter() - t)
-    total = time.perf_counter() - t0
-    assert total / len(poses) < 0.002          # mean well under the 20 ms budget at 50 Hz
-    assert worst < 0.2                          # even a batch union stays far below a control period
     assert tracker.fraction(box(1, -0.5, 39, 2.5)) > 0.999
+    half = ROBOT.swath_width / 2
+    assert tracker.fraction(box(1, 2.0 + half + 0.05, 39, 4.0)) == 0.0

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 import random
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -131,16 +132,28 @@ def run(args: argparse.Namespace) -> int:
     say(f'mine-robot sweep: scenario {scenario.name!r}, {len(graph.nodes)} nodes '
         f'(ROS_DOMAIN_ID={domain}), output {out}')
     t0 = time.monotonic()
-    graph.start()
+    # SIGTERM/SIGHUP (a `timeout`, a closed terminal, a service manager) end the sweep like
+    # Ctrl-C: the mission is aborted, its records and exports written, the graph stopped
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    code, final = 130, None
     try:
+        graph.start()
         code, final = _supervise(graph, args, say, t0)
+    except KeyboardInterrupt:
+        print('\ninterrupted while starting the graph', file=sys.stderr)
     finally:
         graph.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if final is not None:
         (out / 'mission_status.json').write_text(json.dumps(final, indent=1))
     result = _judge(scenario, out, say) if code == 0 else None
     _summary(out, final, result, time.monotonic() - t0, graph, code)
     return code
+
+
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None]:

@@ -134,3 +134,27 @@ def test_heading_does_not_random_walk_at_standstill():
     assert ekf.yaw_sigma() > 1.0
     with pytest.raises(EkfError, match='bad heading'):
         ekf.set_heading(math.nan, 0.1)
+
+
+def test_gyro_bias_is_estimated_and_does_not_turn_the_heading_at_standstill():
+    """Regression (seen in the simulated graph: -86 deg after four minutes waiting): a gyro with
+    a bias, the robot standing still, wheel encoders reading exactly zero. The heading must stay
+    put and the filter must learn the bias; then a straight drive keeps the heading."""
+    rng = np.random.default_rng(7)
+    ekf = PoseEkf(EkfConfig())
+    ekf.set_heading(0.0, 0.05)
+    bias = 0.006                                   # rad/s: ~1.4 rad over 4 minutes if integrated
+    t = 0.0
+    for k in range(int(240 / 0.05)):
+        t += 0.05
+        ekf.update_odometry(t, 0.0, 0.0)
+        ekf.update_yaw_rate(t, bias + rng.normal(0, 0.003))
+        if k % 4 == 0:
+            ekf.update_gnss(t, *rng.normal(0, RTK_SIGMA, 2), np.eye(2) * RTK_SIGMA ** 2)
+    assert abs(math.degrees(ekf.x[2])) < 2.0
+    assert ekf.x[5] == pytest.approx(bias, abs=0.002)
+    for _ in range(int(20 / 0.05)):                # drive east at 0.3 m/s, gyro still biased
+        t += 0.05
+        ekf.update_odometry(t, 0.3 + rng.normal(0, 0.01), rng.normal(0, 0.02))
+        ekf.update_yaw_rate(t, bias + rng.normal(0, 0.003))
+    assert abs(math.degrees(ekf.x[2])) < 2.0

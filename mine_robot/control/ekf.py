@@ -1,4 +1,5 @@
-"""Pose EKF in ``map``: state ``[x, y, yaw, v, w]`` (base_link position, heading, body speeds).
+"""Pose EKF in ``map``: state ``[x, y, yaw, v, w, b]`` (base_link position, heading, body speeds and
+the IMU gyro bias).
 
 Inputs, all plain numbers:
 - GNSS antenna position in ``map`` (the node converts NavSatFix lon/lat with
@@ -6,7 +7,10 @@ Inputs, all plain numbers:
   antenna lever arm (``robot.gnss.xyz``) is part of the measurement model, so a mast offset from
   base_link also makes heading observable;
 - wheel odometry body speeds ``v, w``;
-- IMU yaw rate (and, if the IMU provides it, absolute yaw).
+- IMU yaw rate, modelled as ``w + b`` with ``b`` a slowly wandering gyro bias (and, if the IMU
+  provides it, absolute yaw). At standstill (wheel odometry reads zero) the odometry turn rate is
+  a tight zero-rate measurement, which makes the bias observable: without it an uncorrected gyro
+  bias turns into a heading that drifts while the robot waits (seen: -86 deg after 4 min).
 
 Motion model: constant speed and turn rate (unicycle), white acceleration noise. Without GNSS the
 position covariance grows with the process noise, so downstream consumers (the safety monitor's
@@ -24,7 +28,8 @@ import numpy as np
 
 from mine_robot.geo import wrap_angle
 
-X, Y, YAW, V, W = range(5)
+X, Y, YAW, V, W, B = range(6)
+N_STATE = 6
 STATUS_NO_FIX = -1  # sensor_msgs/NavSatStatus values
 STATUS_FIX, STATUS_SBAS_FIX, STATUS_GBAS_FIX = 0, 1, 2
 
@@ -53,11 +58,16 @@ class EkfConfig:
     # base_link, heading is observable from GNSS only through motion, and at standstill the fix
     # jitter would otherwise random-walk an unknown heading (seen: -46 deg with the robot still).
     min_heading_speed: float = 0.1    # m/s
+    gyro_bias_sigma: float = 0.01     # rad/s, initial 1-sigma of the gyro bias
+    gyro_bias_walk: float = 0.0005    # rad/s/sqrt(s), random walk of the gyro bias
+    zupt_speed: float = 0.005         # m/s and rad/s: odometry below both is a standstill ...
+    zupt_w_sigma: float = 0.002       # rad/s: ... where the turn rate is known to be ~0
 
     def __post_init__(self):
         for name in ('accel_sigma', 'yaw_accel_sigma', 'odom_v_sigma', 'odom_w_sigma', 'imu_w_sigma',
                      'gate_chi2', 'default_fix_sigma', 'min_fix_sigma', 'initial_yaw_sigma',
-                     'max_predict_step', 'min_heading_speed'):
+                     'max_predict_step', 'min_heading_speed', 'gyro_bias_sigma', 'gyro_bias_walk',
+                     'zupt_speed', 'zupt_w_sigma'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise EkfError(f'EkfConfig.{name} must be > 0, got {value!r}')
@@ -79,8 +89,9 @@ class PoseEkf:
 
     def __init__(self, config: EkfConfig | None = None):
         self.config = config or EkfConfig()
-        self.x = np.zeros(5)
-        self.P = np.diag([1e6, 1e6, self.config.initial_yaw_sigma ** 2, 1.0, 1.0])
+        self.x = np.zeros(N_STATE)
+        self.P = np.diag([1e6, 1e6, self.config.initial_yaw_sigma ** 2, 1.0, 1.0,
+                          self.config.gyro_bias_sigma ** 2])
         self.t: float | None = None
         self.position_initialised = False
         self.yaw_initialised = False
@@ -97,8 +108,9 @@ class PoseEkf:
     def initialise(self, x: float, y: float, yaw: float, t: float, position_sigma: float = 0.05,
                    yaw_sigma: float = 0.05) -> None:
         """Seed the filter with a known pose (e.g. the start pose of a surveyed launch point)."""
-        self.x[:] = [x, y, yaw, 0.0, 0.0]
-        self.P = np.diag([position_sigma ** 2, position_sigma ** 2, yaw_sigma ** 2, 0.01, 0.01])
+        self.x[:] = [x, y, yaw, 0.0, 0.0, self.x[B]]
+        self.P = np.diag([position_sigma ** 2, position_sigma ** 2, yaw_sigma ** 2, 0.01, 0.01,
+                          self.P[B, B]])
         self.t = float(t)
         self.position_initialised = True
         self.yaw_initialised = True
@@ -135,18 +147,18 @@ class PoseEkf:
 
     def _predict_step(self, dt: float) -> None:
         c = self.config
-        x, y, yaw, v, w = self.x
+        x, y, yaw, v, w, b = self.x
         cy, sy = math.cos(yaw), math.sin(yaw)
-        self.x = np.array([x + v * cy * dt, y + v * sy * dt, float(wrap_angle(yaw + w * dt)), v, w])
-        F = np.eye(5)
+        self.x = np.array([x + v * cy * dt, y + v * sy * dt, float(wrap_angle(yaw + w * dt)), v, w, b])
+        F = np.eye(N_STATE)
         F[X, YAW], F[X, V] = -v * sy * dt, cy * dt
         F[Y, YAW], F[Y, V] = v * cy * dt, sy * dt
         F[YAW, W] = dt
         G = np.array([[0.5 * dt * dt * cy, 0.0], [0.5 * dt * dt * sy, 0.0], [0.0, 0.5 * dt * dt],
-                      [dt, 0.0], [0.0, dt]])
+                      [dt, 0.0], [0.0, dt], [0.0, 0.0]])
         Q = G @ np.diag([c.accel_sigma ** 2, c.yaw_accel_sigma ** 2]) @ G.T
         Q += np.diag([c.position_sigma_rate ** 2 * dt, c.position_sigma_rate ** 2 * dt,
-                      c.yaw_sigma_rate ** 2 * dt, 0.0, 0.0])
+                      c.yaw_sigma_rate ** 2 * dt, 0.0, 0.0, c.gyro_bias_walk ** 2 * dt])
         self.P = F @ self.P @ F.T + Q
 
     def _update(self, innovation: np.ndarray, H: np.ndarray, R: np.ndarray,
@@ -156,12 +168,12 @@ class PoseEkf:
         S = H @ self.P @ H.T + R
         K = self.P @ H.T @ np.linalg.inv(S)
         if only is not None:
-            keep = np.zeros(5, dtype=bool)
+            keep = np.zeros(N_STATE, dtype=bool)
             keep[list(only)] = True
             K[~keep, :] = 0.0
         self.x = self.x + K @ innovation
         self.x[YAW] = float(wrap_angle(self.x[YAW]))
-        IKH = np.eye(5) - K @ H
+        IKH = np.eye(N_STATE) - K @ H
         self.P = IKH @ self.P @ IKH.T + K @ R @ K.T   # Joseph form keeps P symmetric positive
         self.P = 0.5 * (self.P + self.P.T)
 
@@ -193,7 +205,7 @@ class PoseEkf:
             return GnssResult(True, 'initialised')
         self.predict(t)
         yaw = self.x[YAW]
-        H = np.zeros((2, 5))
+        H = np.zeros((2, N_STATE))
         H[0, X] = H[1, Y] = 1.0
         H[0, YAW] = -lx * math.sin(yaw) - ly * math.cos(yaw)
         H[1, YAW] = lx * math.cos(yaw) - ly * math.sin(yaw)
@@ -240,9 +252,13 @@ class PoseEkf:
         if not (math.isfinite(v) and math.isfinite(w)):
             raise EkfError(f'odometry speeds are not finite: v={v}, w={w}')
         self.predict(t)
-        H = np.zeros((2, 5))
+        H = np.zeros((2, N_STATE))
         H[0, V] = H[1, W] = 1.0
-        R = np.diag([self.config.odom_v_sigma ** 2, self.config.odom_w_sigma ** 2])
+        c = self.config
+        # wheels at rest: the robot is not turning either (zero-velocity update; skid steer cannot
+        # rotate without its wheels turning), which pins the gyro bias
+        w_sigma = c.zupt_w_sigma if abs(v) < c.zupt_speed and abs(w) < c.zupt_speed else c.odom_w_sigma
+        R = np.diag([c.odom_v_sigma ** 2, w_sigma ** 2])
         self._update(np.array([v, w]) - self.x[[V, W]], H, R)
 
     def update_yaw_rate(self, t: float, w: float, sigma: float | None = None) -> None:
@@ -250,10 +266,10 @@ class PoseEkf:
         if not math.isfinite(w):
             raise EkfError(f'IMU yaw rate is not finite: {w}')
         self.predict(t)
-        H = np.zeros((1, 5))
-        H[0, W] = 1.0
+        H = np.zeros((1, N_STATE))
+        H[0, W] = H[0, B] = 1.0          # the gyro reads the turn rate plus its bias
         s = sigma if sigma and sigma > 0 else self.config.imu_w_sigma
-        self._update(np.array([w - self.x[W]]), H, np.array([[s * s]]))
+        self._update(np.array([w - self.x[W] - self.x[B]]), H, np.array([[s * s]]))
 
     def update_yaw(self, t: float, yaw: float, sigma: float) -> None:
         """Fuse an absolute heading (IMU orientation with a magnetometer, dual antenna, ...)."""
@@ -267,6 +283,6 @@ class PoseEkf:
             self.P[YAW, YAW] = sigma * sigma
             self.yaw_initialised = True
             return
-        H = np.zeros((1, 5))
+        H = np.zeros((1, N_STATE))
         H[0, YAW] = 1.0
         self._update(np.array([float(wrap_angle(yaw - self.x[YAW]))]), H, np.array([[sigma * sigma]]))

@@ -68,7 +68,7 @@ class DrivingStack:
         self.ekf.update_yaw_rate(t, yaw_rate)
 
     def control(self, t: float, pose_fresh: bool = True) -> StackOutput:
-        x, y, yaw, v, w = self.ekf.x
+        x, y, yaw, v, w = self.ekf.x[:5]
         if pose_fresh and self.ekf.initialised:
             self.monitor.set_pose(PoseSample(t, x, y, yaw, v, w, self.ekf.pose_sigma()))
             self.tracker.add_pose(x, y, yaw)

@@ -32,14 +32,14 @@ def field(w=16.0, h=11.0, holes=()):
 @pytest.fixture(scope='module')
 def small_plan():
     area = field(holes=[box(6, 4, 8, 6)])
-    return area, plan_coverage(area, ROBOT, PlannerConfig())
+    return area, plan_coverage(area, ROBOT, PlannerConfig(keep_body_inside=True))
 
 
 @pytest.fixture(scope='module')
 def open_plan():
-    """No holes, body allowed over the boundary: the configuration that meets every target."""
+    """No holes, body allowed over the boundary (the default): meets every target."""
     area = field()
-    return area, plan_coverage(area, ROBOT, PlannerConfig(keep_body_inside=False))
+    return area, plan_coverage(area, ROBOT, PlannerConfig())
 
 
 def test_plan_is_continuous_inside_the_area_and_clear_of_no_go(small_plan):
@@ -90,8 +90,9 @@ def test_open_field_meets_coverage_safety_and_length_targets(open_plan):
 
 
 def test_keeping_the_body_inside_costs_the_edge_strips(small_plan, open_plan):
-    # with the body kept inside (the safety monitor's geofence) lanes stay 0.66 m from the
-    # boundary: wheel-safe, but strips along the sides parallel to the lanes stay unswept (README)
+    # with the whole body kept inside (an option for sites whose boundary is an obstacle) lanes
+    # stay 0.66 m from the boundary: wheel-safe, but strips along the sides parallel to the lanes
+    # stay unswept (README)
     area, plan = small_plan
     assert plan.stats['distances_m']['lane_to_boundary'] == pytest.approx(0.66, abs=0.01)
     assert 0.95 < plan.stats['coverage_fraction'] < open_plan[1].stats['coverage_fraction']

@@ -65,7 +65,11 @@ class PlannerConfig:
     ring_overlap: float = 0.05        # m shared by the ring band and the lane-end connector band
     max_outer_overhang: float = 0.55  # m the detector head may reach past the outer boundary
     backup_angle_deg: float = 15.0    # turns sharper than this are followed by the backup
-    keep_body_inside: bool = True     # turns and backups keep the body inside the area (geofence)
+    # The safety monitor's geofence holds the WHEELS inside the area (the body may overhang the
+    # outer boundary: it is in the air), so lanes run out to the edge by default; True keeps the
+    # whole body inside, for sites where the outer boundary is a physical obstacle (costs the
+    # edge strip along boundaries parallel to the lanes).
+    keep_body_inside: bool = False
     raster_cell: float = 0.02         # m; grid of the swept-ground replay
     verify: bool = True
 
@@ -479,7 +483,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     r_turn = robot.wheel_turn_radius
     e_out = h - cfg.edge_overlap
     if cfg.keep_body_inside:
-        # the safety monitor's geofence keeps the whole body (not only the wheels) inside the area:
+        # keep the whole body (not only the wheels) inside the area:
         # a point turn sweeps the body's corner circle, a backup toward the boundary its rear
         fp = robot.footprint()
         body_turn = float(np.hypot(fp[:, 0], fp[:, 1]).max())

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -220,5 +221,46 @@ def test_lane_follower_waits_for_converged_localization_and_resume_clears_a_faul
             progress.wait_for(lambda m: json.loads(m[-1].data)['state'] == 'track', timeout=10.0)
             n = len(auto.messages)
             auto.wait_for(lambda m: any(x.linear.x > 0.05 for x in m[n:]), timeout=10.0)
+    finally:
+        follower.destroy_node()
+
+
+def test_lane_follower_keeps_its_progress_when_the_same_plan_arrives_again(ros_context, ros_node_factory):
+    """Regression (simulated sweep): a re-delivered latched plan restarted the path from its
+    beginning while the robot was 9 m along it, and the follower faulted on cross-track. The same
+    plan again keeps the progress; a different plan replaces it."""
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from std_msgs.msg import String
+
+    from mine_robot.nodes.lane_follower import LaneFollowerNode
+    from mine_robot.planning.plan import CoveragePlan, Segment
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector
+
+    plan = CoveragePlan([Segment('lane', np.array([[0.0, 0.0], [10.0, 0.0]]), 0, 0)], {}, 1.1, 1.0)
+    other = CoveragePlan([Segment('lane', np.array([[0.0, 3.0], [10.0, 3.0]]), 0, 0)], {}, 1.1, 1.0)
+    follower = LaneFollowerNode(context=ros_context)
+    driver = ros_node_factory('driver3')
+    plan_pub = driver.create_publisher(String, 'coverage/plan', qos.LATCHED)
+    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
+    MessageCollector(driver, Twist, 'cmd_vel/autonomy', qos.RELIABLE)
+    progress = MessageCollector(driver, String, 'lane_follower/progress')
+    pose = {'x': 0.5}
+    try:
+        with BackgroundSpinner(ros_context, follower, driver):
+            timer = driver.create_timer(0.05, lambda: pose_pub.publish(_odom(0.01, x=pose['x'], y=0.0)))
+            plan_pub.publish(String(data=plan.to_json()))
+            progress.wait_for(lambda m: m and json.loads(m[-1].data)['distance'] > 0.4, timeout=15.0)
+            pose['x'] = 6.0                                 # the robot has driven along the lane
+            progress.wait_for(lambda m: json.loads(m[-1].data)['distance'] > 5.5, timeout=15.0)
+            plan_pub.publish(String(data=plan.to_json()))   # the same plan, re-delivered
+            time.sleep(0.5)
+            last = json.loads(progress.messages[-1].data)
+            assert last['distance'] > 5.5 and last['state'] != 'fault', last
+            plan_pub.publish(String(data=other.to_json()))  # a new plan does replace it
+            progress.wait_for(lambda m: abs(json.loads(m[-1].data)['cross_track']) > 2.0
+                              or json.loads(m[-1].data)['state'] == 'fault', timeout=15.0)
+            driver.destroy_timer(timer)
     finally:
         follower.destroy_node()

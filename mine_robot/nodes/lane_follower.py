@@ -66,6 +66,7 @@ class LaneFollowerNode(Node):
         self.active = False
         self.pose = None
         self.plan_source = ''
+        self._plan_json: str | None = None
         self.pub = self.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
         self.progress_pub = self.create_publisher(String, '~/progress', 10)
         self.diag = Diagnostics(self)
@@ -89,6 +90,11 @@ class LaneFollowerNode(Node):
 
     def _on_plan(self, msg: String) -> None:
         from mine_robot.planning.plan import CoveragePlan
+        if msg.data == self._plan_json:
+            # the same plan again (a latched topic re-delivers it to a restarted publisher's
+            # subscribers, or the planner re-publishes it): keep the progress along it
+            return
+        self._plan_json = msg.data
         try:
             plan = CoveragePlan.from_json(msg.data)
             self._set_path(FollowPath.from_plan(plan, self.config.corner_angle), 'coverage/plan')

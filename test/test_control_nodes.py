@@ -2,6 +2,7 @@
 e-stop reset service, lane_follower output, joy_teleop, and start-up config errors (exit 1)."""
 
 import json
+import math
 import os
 from pathlib import Path
 import subprocess
@@ -238,7 +239,8 @@ def test_lane_follower_keeps_its_progress_when_the_same_plan_arrives_again(ros_c
     from mine_robot.ros import qos
     from mine_robot.ros.testing import BackgroundSpinner, MessageCollector
 
-    plan = CoveragePlan([Segment('lane', np.array([[0.0, 0.0], [10.0, 0.0]]), 0, 0)], {}, 1.1, 1.0)
+    plan = CoveragePlan([Segment('transit', np.array([[0.0, -3.0], [0.0, 0.0]]), 0),
+                         Segment('lane', np.array([[0.0, 0.0], [10.0, 0.0]]), 1, 0)], {}, 1.1, 1.0)
     other = CoveragePlan([Segment('lane', np.array([[0.0, 3.0], [10.0, 3.0]]), 0, 0)], {}, 1.1, 1.0)
     follower = LaneFollowerNode(context=ros_context)
     driver = ros_node_factory('driver3')
@@ -246,21 +248,29 @@ def test_lane_follower_keeps_its_progress_when_the_same_plan_arrives_again(ros_c
     pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
     MessageCollector(driver, Twist, 'cmd_vel/autonomy', qos.RELIABLE)
     progress = MessageCollector(driver, String, 'lane_follower/progress')
-    pose = {'x': 0.5}
+    pose = {'x': 0.0, 'y': -2.5, 'yaw': math.pi / 2}
+
+    def latest(m):
+        return json.loads(m[-1].data) if m else {}
+
     try:
         with BackgroundSpinner(ros_context, follower, driver):
-            timer = driver.create_timer(0.05, lambda: pose_pub.publish(_odom(0.01, x=pose['x'], y=0.0)))
+            timer = driver.create_timer(0.05, lambda: pose_pub.publish(_odom(0.01, **pose)))
             plan_pub.publish(String(data=plan.to_json()))
-            progress.wait_for(lambda m: m and json.loads(m[-1].data)['distance'] > 0.4, timeout=15.0)
-            pose['x'] = 6.0                                 # the robot has driven along the lane
-            progress.wait_for(lambda m: json.loads(m[-1].data)['distance'] > 5.5, timeout=15.0)
+            progress.wait_for(lambda m: latest(m).get('distance', 0) > 0.4, timeout=15.0)
+            pose.update(y=0.0)                              # at the corner, still heading north
+            progress.wait_for(lambda m: latest(m).get('leg', 0) >= 1, timeout=15.0)
+            pose.update(yaw=0.0)                            # turned east onto the lane ...
+            time.sleep(0.3)
+            pose.update(x=6.0)                              # ... and driven 6 m along it
+            progress.wait_for(lambda m: latest(m).get('distance', 0) > 8.5, timeout=15.0)
             plan_pub.publish(String(data=plan.to_json()))   # the same plan, re-delivered
             time.sleep(0.5)
             last = json.loads(progress.messages[-1].data)
-            assert last['distance'] > 5.5 and last['state'] != 'fault', last
+            assert last['distance'] > 8.5 and last['state'] != 'fault', last
             plan_pub.publish(String(data=other.to_json()))  # a new plan does replace it
-            progress.wait_for(lambda m: abs(json.loads(m[-1].data)['cross_track']) > 2.0
-                              or json.loads(m[-1].data)['state'] == 'fault', timeout=15.0)
+            progress.wait_for(lambda m: abs(latest(m).get('cross_track', 0)) > 2.0
+                              or latest(m).get('state') == 'fault', timeout=15.0)
             driver.destroy_timer(timer)
     finally:
         follower.destroy_node()

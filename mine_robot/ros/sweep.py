@@ -39,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='run against the built-in simulator; SCENARIO is a packaged name '
                              '(mine-robot scenario list) or a YAML path (default: "default")')
     parser.add_argument('-o', '--output', default='out/sweep', help='output folder (default: out/sweep)')
-    parser.add_argument('--rate', type=float, default=4.0,
-                        help='simulated seconds per wall second (default 4; lower it on a slow machine)')
+    parser.add_argument('--rate', type=float, default=2.0,
+                        help='simulated seconds per wall second (default 2; the graph needs about '
+                             'two cores at 2x: lower it on a slower machine)')
     parser.add_argument('--seed', type=int, default=0, help='simulator random seed (default 0)')
     parser.add_argument('--no-virtual-devices', action='store_true',
                         help='publish simulated sensors directly instead of through virtual serial '

@@ -1,0 +1,74 @@
+"""`mine-robot sweep`: the whole graph as processes, the mission started through its service,
+and a clean abort on SIGTERM (records and exports written, exit 130, no node left running)."""
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+TINY = Path(__file__).resolve().parent / 'data' / 'scenarios' / 'tiny.yaml'
+
+
+def _nodes_of(out: Path) -> list[str]:
+    """Command lines of processes still running with this sweep's parameter files."""
+    found = []
+    for proc in Path('/proc').iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+            except OSError:
+                continue
+            if str(out / 'run' / 'params') in cmd:
+                found.append(cmd)
+    return found
+
+
+def test_sweep_starts_the_mission_and_sigterm_aborts_cleanly(tmp_path):
+    out = tmp_path / 'sweep'
+    cmd = [sys.executable, '-m', 'mine_robot.cli', 'sweep', '--sim', str(TINY), '-o', str(out),
+           '--rate', '1', '--timeout', '200']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ))
+    lines = []
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith('mission started'):
+                break
+        assert any(x.startswith('mission started') for x in lines), ''.join(lines)
+        assert len(_nodes_of(out)) == 17
+        time.sleep(5.0)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = ''.join(lines) + rest
+    assert proc.returncode == 130, text
+    assert 'aborting the mission' in text
+    status = json.loads((out / 'mission_status.json').read_text())
+    assert status['state'] == 'aborted', status
+    for name in ('mission.db', 'report.json', 'detections.geojson', 'track.geojson', 'coverage.geojson'):
+        assert (out / name).is_file(), name
+    time.sleep(1.0)
+    assert _nodes_of(out) == []
+
+
+def test_sweep_without_sim_and_bad_scenario_fail_clearly(tmp_path):
+    result = subprocess.run([sys.executable, '-m', 'mine_robot.cli', 'sweep', '-o', str(tmp_path / 'a')],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and '--sim' in result.stderr
+    result = subprocess.run([sys.executable, '-m', 'mine_robot.cli', 'sweep', '--sim', 'no_such_field',
+                             '-o', str(tmp_path / 'b')], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and 'no_such_field' in result.stderr

@@ -2,6 +2,7 @@
 
 import json
 import math
+import sqlite3
 
 import numpy as np
 import pytest
@@ -226,3 +227,23 @@ def test_resweep_plan_from_the_planning_layer_covers_the_missed_strip(tmp_path, 
     assert m.sm.state == State.COMPLETE, m.message
     assert m.report['coverage_fraction'] >= 0.995
     m.close()
+
+
+def test_a_robot_held_by_the_safety_monitor_faults_the_mission_with_the_reason(tmp_path, area_file):
+    m = make(tmp_path, safety_stall_timeout=30.0)
+    m.start(0.0, str(area_file))
+    m.on_safety(0.5, True, ['estop'])                       # not driving yet: no stall counted
+    m.on_plan(1.0, plan_json(YS))
+    assert m.sm.state == State.SWEEPING
+    why = ['swept_ground: a wheel would roll onto 0.01 m^2 of unswept ground']
+    for t in range(2, 25):                                  # short stops come and go
+        assert m.on_safety(float(t), True, why) is None
+    assert m.on_safety(25.0, False, []) is None             # released: the clock restarts
+    for t in range(26, 55):
+        assert m.on_safety(float(t), True, why) is None
+    tr = m.on_safety(56.0, True, why)
+    assert tr is not None and m.sm.state == State.FAULT
+    assert 'held by the safety monitor for 30 s' in m.faults[-1] and 'swept_ground' in m.faults[-1]
+    m.close()
+    db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
+    assert any('swept_ground' in r[0] for r in db.execute('SELECT message FROM faults'))

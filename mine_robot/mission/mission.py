@@ -38,12 +38,17 @@ class MissionConfig:
     sweep_speed: float = 0.3            # m/s, for the ETA
     export_png: bool = True
     time_base: float = 0.0              # POSIX seconds added to mission times in the exports
+    # The safety monitor holding the robot this long (mission time) while it should be driving
+    # lanes is a mission fault naming the rule, instead of a sweep that waits forever; 0 = never.
+    safety_stall_timeout: float = 90.0
 
     def __post_init__(self):
         if not 0.0 < self.coverage_goal <= 1.0:
             raise ValueError(f'coverage_goal must be in (0, 1], got {self.coverage_goal}')
         if not 0.0 < self.lane_done_fraction <= 1.0:
             raise ValueError(f'lane_done_fraction must be in (0, 1], got {self.lane_done_fraction}')
+        if self.safety_stall_timeout < 0:
+            raise ValueError(f'safety_stall_timeout must be >= 0, got {self.safety_stall_timeout}')
         if self.sweep_speed <= 0 or self.max_resweeps < 0 or self.cleared_depth_m <= 0:
             raise ValueError('sweep_speed and cleared_depth_m must be > 0, max_resweeps >= 0')
 
@@ -92,6 +97,7 @@ class Mission:
         self.marking: str | None = None        # target being marked
         self.last_pose: tuple[float, float, float, float] | None = None
         self.faults: list[str] = []
+        self._stall_since: float | None = None
         self.message = 'idle: load an area and start'
         self.report: dict | None = None
         self.pending_resweep = None            # missed strips waiting for a re-sweep plan
@@ -204,6 +210,23 @@ class Mission:
             for lane in self.lanes:
                 if lane.done and self.plan_id is not None:
                     self._rec(lambda lane=lane: self.records.lane_done(self.plan_id, lane.lane, t), t)
+
+    def on_safety(self, t: float, stop: bool, reasons: list[str]) -> Transition | None:
+        """The safety monitor's verdict. A stop that lasts ``safety_stall_timeout`` while the
+        robot should be sweeping becomes a fault with the monitor's reason: the operator must
+        look (the robot is held, e.g. by unswept ground ahead of a wheel), not wait for ever."""
+        driving = self.sm.state in DRIVING
+        if not (stop and driving):
+            self._stall_since = None
+            return None
+        if self._stall_since is None:
+            self._stall_since = t
+        limit = self.config.safety_stall_timeout
+        if limit > 0 and t - self._stall_since >= limit:
+            self._stall_since = None
+            why = '; '.join(reasons) or 'no reason given'
+            return self.fault(t, 'safety', f'robot held by the safety monitor for {limit:.0f} s: {why}')
+        return None
 
     def on_pose(self, t: float, x: float, y: float, yaw: float) -> list[Transition]:
         if not all(math.isfinite(v) for v in (t, x, y, yaw)):

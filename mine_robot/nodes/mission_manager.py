@@ -35,7 +35,7 @@ from mine_robot.ros.runner import run_node
 
 _RANGES = {'cleared_depth_m': (0.01, 2.0), 'coverage_goal': (0.5, 1.0), 'resweep_min_width': (0.0, 2.0),
            'max_resweeps': (0, 10), 'lane_done_fraction': (0.5, 1.0), 'mark_confidence': (0.0, 1.0),
-           'sweep_speed': (0.01, 5.0)}
+           'sweep_speed': (0.01, 5.0), 'safety_stall_timeout': (0.0, 3600.0)}
 _DESCRIPTIONS = {
     'output_dir': 'sweep output folder (mission.db, GeoJSON layers, report.json/png)',
     'organisation': 'organisation name written into the exports (MDR field)',
@@ -48,6 +48,8 @@ _DESCRIPTIONS = {
     'sweep_speed': 'lane speed used for the ETA (m/s)',
     'export_png': 'render report.png (matplotlib) at the end',
     'time_base': 'unused by the node (it maps ROS time to UTC itself)',
+    'safety_stall_timeout': 'fault the mission when the safety monitor holds the robot this long '
+                            '(s; 0 = never)',
 }
 
 
@@ -93,6 +95,7 @@ class MissionManagerNode(Node):
         sub(String, 'targets/json', self._on_targets, qos.RELIABLE)
         sub(String, 'marking/events', self._on_marking, qos.RELIABLE)
         sub(String, 'marker/status', self._on_marker_status, qos.RELIABLE)
+        sub(String, 'safety/status', self._on_safety, 10)
         for topic in detection_topics:
             sub(PointCloud2, topic, functools.partial(self._on_detections, topic.rsplit('/', 1)[-1]),
                 qos.RELIABLE)
@@ -210,6 +213,17 @@ class MissionManagerNode(Node):
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, MissionError) as exc:
             self.get_logger().error(f'marking/events ignored: {exc}')
         self._after(None)
+
+    def _on_safety(self, msg: String) -> None:
+        try:
+            status = json.loads(msg.data)
+        except json.JSONDecodeError:
+            self.get_logger().warning('safety/status is not JSON', throttle_duration_sec=10.0)
+            return
+        tr = self.mission.on_safety(self._now(), bool(status.get('stop')), list(status.get('reasons') or []))
+        if tr is not None:
+            self.get_logger().error(f'mission fault: {self.mission.message}')
+        self._after(tr)
 
     def _on_marker_status(self, msg: String) -> None:
         try:

@@ -18,6 +18,14 @@ from mine_robot.ros.params import ConfigError, declare
 STAMP_SOURCES = ('device', 'arrival', 'device_absolute')
 
 
+def log_connection(node: Node, connected: bool, reason: str) -> None:
+    """The one way drivers report a device connecting, or going away and being retried."""
+    if connected:
+        node.get_logger().info(reason)
+    else:
+        node.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
+
+
 def declare_serial(node: Node) -> DeviceConfig:
     """Declare the parameters every serial driver shares; ConfigError if they are unusable."""
     values = {name: declare(node, name, default, desc, **kw) for name, default, desc, kw in SERIAL_PARAMETERS}

@@ -20,7 +20,7 @@ from sensor_msgs.msg import NavSatFix, NavSatStatus, TimeReference
 from mine_robot.drivers.device import WARN, DeviceStream
 from mine_robot.drivers.gnss_fix import Fix, GnssConfig, GnssFixBuilder, TimeRef
 from mine_robot.drivers.protocols import ProtocolError, gnss
-from mine_robot.nodes._drivers import StampMapper, declare_serial
+from mine_robot.nodes._drivers import StampMapper, declare_serial, log_connection
 from mine_robot.ros import qos
 from mine_robot.ros.conversions import sec_to_stamp
 from mine_robot.ros.diagnostics import Diagnostics
@@ -85,10 +85,7 @@ class GnssDriverNode(Node):
         self.get_logger().warning(f'bad NMEA sentence skipped: {exc}', throttle_duration_sec=2.0)
 
     def _on_connection(self, connected: bool, reason: str) -> None:
-        if connected:
-            self.get_logger().info(reason)
-        else:
-            self.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
+        log_connection(self, connected, reason)
 
     def _publish_health(self) -> None:
         h = self.stream.health()

@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image
 
 from mine_robot.drivers.device import DeviceStream
 from mine_robot.drivers.protocols import ProtocolError, gpr
-from mine_robot.nodes._drivers import DeviceStamper, declare_serial
+from mine_robot.nodes._drivers import DeviceStamper, declare_serial, log_connection
 from mine_robot.ros import qos
 from mine_robot.ros.diagnostics import Diagnostics
 from mine_robot.ros.params import declare
@@ -61,10 +61,7 @@ class GprDriverNode(Node):
         self.get_logger().warning(f'bad GPR frame skipped: {exc}', throttle_duration_sec=2.0)
 
     def _on_connection(self, connected: bool, reason: str) -> None:
-        if connected:
-            self.get_logger().info(reason)
-        else:
-            self.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
+        log_connection(self, connected, reason)
 
     def _publish_health(self) -> None:
         h = self.stream.health()

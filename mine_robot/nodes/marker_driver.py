@@ -36,7 +36,7 @@ from mine_robot.drivers.command import CommandClient, CommandResult
 from mine_robot.drivers.device import ERROR, WARN, DeviceStream
 from mine_robot.drivers.protocols import ProtocolError
 from mine_robot.drivers.protocols import marker as mk
-from mine_robot.nodes._drivers import declare_serial, wait_future
+from mine_robot.nodes._drivers import declare_serial, log_connection, wait_future
 from mine_robot.ros import qos
 from mine_robot.ros.diagnostics import Diagnostics
 from mine_robot.ros.params import declare
@@ -146,10 +146,7 @@ class MarkerDriverNode(Node):
         self.get_logger().warning(f'bad marker line skipped: {exc}', throttle_duration_sec=2.0)
 
     def _on_connection(self, connected: bool, reason: str) -> None:
-        if connected:
-            self.get_logger().info(reason)
-        else:
-            self.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
+        log_connection(self, connected, reason)
         self._publish_status()
 
     def _publish_status(self) -> None:

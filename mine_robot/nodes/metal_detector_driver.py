@@ -28,7 +28,7 @@ from mine_robot.drivers.command import CommandClient
 from mine_robot.drivers.device import DeviceStream
 from mine_robot.drivers.protocols import ProtocolError
 from mine_robot.drivers.protocols import metal_detector as md
-from mine_robot.nodes._drivers import DeviceStamper, declare_serial, wait_future
+from mine_robot.nodes._drivers import DeviceStamper, declare_serial, log_connection, wait_future
 from mine_robot.robot import RobotConfigError, load_robot
 from mine_robot.ros import qos
 from mine_robot.ros.conversions import fields_to_cloud
@@ -92,10 +92,7 @@ class MetalDetectorDriverNode(Node):
         self.get_logger().warning(f'bad frame skipped: {exc}', throttle_duration_sec=2.0)
 
     def _on_connection(self, connected: bool, reason: str) -> None:
-        if connected:
-            self.get_logger().info(reason)
-        else:
-            self.get_logger().error(f'{reason}; retrying', throttle_duration_sec=10.0)
+        log_connection(self, connected, reason)
         self.stamp.reset()
         if connected and self.sensitivity >= 0:
             cmd_id = self.commands.next_id()

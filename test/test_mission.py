@@ -244,6 +244,8 @@ def test_a_robot_held_by_the_safety_monitor_faults_the_mission_with_the_reason(t
     tr = m.on_safety(56.0, True, why)
     assert tr is not None and m.sm.state == State.FAULT
     assert 'held by the safety monitor for 30 s' in m.faults[-1] and 'swept_ground' in m.faults[-1]
+    for name in ('report.json', 'track.geojson', 'coverage.geojson', 'detections.geojson'):
+        assert (tmp_path / 'out' / name).is_file(), name    # what was done so far is exported
     m.close()
     db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
     assert any('swept_ground' in r[0] for r in db.execute('SELECT message FROM faults'))

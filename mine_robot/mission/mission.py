@@ -167,7 +167,11 @@ class Mission:
                 self.faults.append(f'records: {exc}')
         if self.sm.state == State.FAULT:
             return None
-        return self._go('fault', t, f'{source}: {message}', record=True)
+        tr = self._go('fault', t, f'{source}: {message}', record=True)
+        if source not in ('records', 'exports'):
+            # the operator gets the output folder of what was done so far, as after an abort
+            self._export_safely(t)
+        return tr
 
     # -- inputs -----------------------------------------------------------------------------------
     def on_plan(self, t: float, plan_json: str) -> Transition | None:

@@ -20,6 +20,14 @@ os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 REPO = Path(__file__).resolve().parent.parent
 
+# CI is reproducible (the same examples every run); developers' runs keep exploring new inputs,
+# and any failing input found that way is added to its test as an @example.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile('ci', derandomize=True, print_blob=True)
+if os.environ.get('CI', '').lower() in ('1', 'true', 'yes'):
+    _hypothesis_settings.load_profile('ci')
+
 
 @pytest.fixture
 def repo_root() -> Path:

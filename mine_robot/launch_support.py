@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from mine_robot.resources import read_yaml
+
 # executable (= module = default node name) -> its parameter file in config/
 NODE_CONFIG: dict[str, str] = {
     'sim_world': 'sim.yaml',
@@ -124,12 +126,7 @@ def node_parameters(node: str, files: Iterable[str | Path], namespace: str = '')
         if not str(path).strip():
             continue
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise LaunchConfigError(f'cannot read parameter file {path}: {exc}') from exc
-        except yaml.YAMLError as exc:
-            raise LaunchConfigError(f'parameter file {path} is not valid YAML: {exc}') from exc
+        data = read_yaml(path, LaunchConfigError, 'parameter file')
         if data is None:
             continue
         if not isinstance(data, Mapping):

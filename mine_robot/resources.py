@@ -7,6 +7,9 @@ index. In pip mode (editable install) the source tree is used directly.
 from functools import cache
 import os
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 PACKAGE = 'mine_robot'
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +39,14 @@ def resource(*parts: str) -> Path:
     if not path.exists():
         raise ResourceError(f'missing package resource: {path}')
     return path
+
+
+def read_yaml(path: str | Path, error: type[Exception], what: str) -> Any:
+    """Parse a YAML file; an unreadable file or bad YAML raises ``error`` naming ``what`` and path."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise error(f'cannot read {what} {path}: {exc}') from exc
+    except yaml.YAMLError as exc:
+        raise error(f'{what} {path} is not valid YAML: {exc}') from exc

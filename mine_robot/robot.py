@@ -12,9 +12,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from mine_robot.resources import resource
+from mine_robot.resources import read_yaml, resource
 
 SAFETY_MARGIN = 0.03
 """Metres kept between a wheel contact patch and unswept ground in the geometric design rules."""
@@ -261,8 +260,4 @@ def robot_from_dict(data: dict) -> RobotGeometry:
 def load_robot(path: str | Path | None = None) -> RobotGeometry:
     """Load robot geometry from ``path`` (default: the package's config/robot.yaml)."""
     path = Path(path) if path else resource('config', 'robot.yaml')
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RobotConfigError(f'cannot read robot config {path}: {exc}') from exc
-    return robot_from_dict(data)
+    return robot_from_dict(read_yaml(path, RobotConfigError, 'robot config'))

@@ -48,6 +48,7 @@ import yaml
 
 from mine_robot.geo import GeoError, LocalFrame
 from mine_robot.planning.area import AreaError, SearchArea, load_area
+from mine_robot.resources import read_yaml
 
 KINDS = ('mine', 'uxo', 'clutter', 'surface')
 HAZARD_KINDS = ('mine', 'uxo', 'surface')
@@ -381,12 +382,7 @@ def load_scenario(path: str | Path) -> Scenario:
     """Load a scenario YAML file. A bare name (``default``) is looked up in the package's
     ``sim/scenarios/`` folder."""
     path = resolve_scenario_path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ScenarioError(f'cannot read scenario {path}: {exc}') from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f'scenario {path} is not valid YAML: {exc}') from exc
+    data = read_yaml(path, ScenarioError, 'scenario')
     scenario = scenario_from_dict(data, where=str(path), base_dir=path.parent)
     scenario.source = path
     return scenario

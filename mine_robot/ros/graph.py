@@ -3,8 +3,7 @@
 The node set and every node's parameters come from :class:`mine_robot.launch_support.GraphPlan`,
 the same object ``launch/stack.launch.py`` uses, so pip mode and a full ROS install run the same
 graph. Each node runs in its own process (both cores get used, a crash stays contained and can be
-told apart, and one node can be killed and restarted, as the crash-recovery tests do). Every
-child's output goes to ``<log_dir>/<node>.log``.
+told apart). Every child's output goes to ``<log_dir>/<node>.log``.
 """
 
 from __future__ import annotations
@@ -33,10 +32,6 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass                            # not Linux: Graph.stop() still runs on normal exits
-
-
-class GraphError(RuntimeError):
-    """A node of the graph could not be started or died."""
 
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
@@ -69,7 +64,6 @@ class NodeProcess:
     params_file: Path
     log_file: Path
     process: subprocess.Popen | None = None
-    restarts: int = 0
     _log: Any = field(default=None, repr=False)
 
     @property
@@ -153,19 +147,6 @@ class Graph:
 
     def dead(self) -> list[NodeProcess]:
         return [n for n in self.nodes.values() if n.process is not None and not n.alive()]
-
-    def restart(self, name: str) -> None:
-        node = self.nodes[name]
-        node.stop()
-        node.restarts += 1
-        node.start(self.env, self.log_level)
-
-    def kill(self, name: str) -> None:
-        """SIGKILL one node (crash simulation); it stays down until restart()."""
-        node = self.nodes[name]
-        node.signal(signal.SIGKILL)
-        if node.process is not None:
-            node.process.wait(5.0)
 
     def stop(self) -> None:
         # consumers first, sources last, so nothing reports the sources vanishing as a fault

@@ -59,10 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Progress:
-    """The latest mission/status and when it arrived."""
+    """The latest mission/status."""
 
     status: dict | None = None
-    received: float = 0.0
 
 
 def _domain_id(arg: int | None) -> int:
@@ -181,7 +180,7 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None]:
         except json.JSONDecodeError:
             return
         with lock:
-            progress.status, progress.received = status, time.monotonic()
+            progress.status = status
 
     def on_clock(msg: Clock) -> None:
         sim_clock['t'] = msg.clock.sec + msg.clock.nanosec * 1e-9

@@ -144,11 +144,22 @@ class RobotGeometry:
         """Reverse distance after a 90 degree point turn inside a swept lane.
 
         After turning, the ground between the lane's swept edge (half a swath from the turn point)
-        and the near edge of the coils (``md_x - coil_radius``) has not been swept; backing up this
-        far lets the coils sweep that gap before the wheels roll forward onto it.
+        and the near edge of the coils (``md_x - coil_radius``) has not been swept; backing up at
+        least that gap lets the coils sweep it before the wheels roll forward onto it. Backing up
+        more than ``half swath - wheel reach`` would put the rear wheels off the other side of the
+        lane. The backup sits in that interval with 2/5 of the slack on the coil side and 3/5 on
+        the wheel side (4 and 6 cm for the default robot): the coil side absorbs cross-track
+        error, the wheel side also the safety monitor's braking prediction (about 1.5 cm).
         """
+        gap = self.backup_gap
+        slack = self.swath_width / 2.0 - self.wheel_reach[0] - gap
+        return gap + 0.4 * slack
+
+    @property
+    def backup_gap(self) -> float:
+        """Unswept gap between a lane's edge and the coils' near edge after a 90 degree turn (m)."""
         md = self.metal_detector
-        return max(0.0, md.xyz[0] - md.coil_radius - self.swath_width / 2.0) + SAFETY_MARGIN
+        return max(0.0, md.xyz[0] - md.coil_radius - self.swath_width / 2.0)
 
     def footprint(self) -> np.ndarray:
         """(4, 2) corners of the body+wheel outline in base_link, counter-clockwise."""
@@ -249,11 +260,13 @@ def robot_from_dict(data: dict) -> RobotGeometry:
             f'wheel point-turn circle (radius {geom.wheel_turn_radius:.3f} m) must stay at least '
             f'{SAFETY_MARGIN} m inside the detector half-swath ({geom.swath_width / 2:.3f} m), so '
             'a point turn on one swept lane keeps every wheel on swept ground')
-    if geom.wheel_reach[0] + geom.post_turn_backup > geom.swath_width / 2.0 - SAFETY_MARGIN:
+    slack = geom.swath_width / 2.0 - geom.wheel_reach[0] - geom.backup_gap
+    if slack < 2 * SAFETY_MARGIN:
         raise RobotConfigError(
             f'the detector head is too far ahead (x = {geom.metal_detector.xyz[0]} m): after a '
-            f'point turn the robot would have to back up {geom.post_turn_backup:.2f} m, putting '
-            'its rear wheels off the swept lane')
+            f'point turn the robot must back up {geom.backup_gap:.2f} m so the coils sweep the gap, '
+            f'which leaves its rear wheels only {slack:.3f} m inside the swept lane (need '
+            f'{2 * SAFETY_MARGIN:.2f} m)')
     return geom
 
 

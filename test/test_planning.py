@@ -91,10 +91,11 @@ def test_open_field_meets_coverage_safety_and_length_targets(open_plan):
 
 def test_keeping_the_body_inside_costs_the_edge_strips(small_plan, open_plan):
     # with the whole body kept inside (an option for sites whose boundary is an obstacle) lanes
-    # stay 0.66 m from the boundary: wheel-safe, but strips along the sides parallel to the lanes
-    # stay unswept (README)
+    # stay half a body + the post-turn backup (0.5 + 0.16 + 0.01 m) from the boundary: wheel-safe,
+    # but strips along the sides parallel to the lanes stay unswept (README)
     area, plan = small_plan
-    assert plan.stats['distances_m']['lane_to_boundary'] == pytest.approx(0.66, abs=0.01)
+    expected = ROBOT.body_length / 2 + ROBOT.post_turn_backup + 0.01
+    assert plan.stats['distances_m']['lane_to_boundary'] == pytest.approx(expected, abs=0.01)
     assert 0.95 < plan.stats['coverage_fraction'] < open_plan[1].stats['coverage_fraction']
 
 

@@ -1,5 +1,7 @@
 """Each safety rule triggered in isolation, with the reason it states."""
 
+import math
+
 import numpy as np
 import pytest
 from shapely.geometry import Polygon, box
@@ -104,8 +106,12 @@ def test_swept_ground_rule():
     m.set_pose(PoseSample(0.0, 1.5, 0.0, 0.0))
     m.set_command(0.0, 0.8)                       # point turn within the swept lane is fine
     assert not m.evaluate(0.0).stop
-    m.set_command(0.5, 1.0)                       # arcing off the lane is not
-    assert rules(m.evaluate(0.0)) == ['swept_ground']
+    m.set_command(0.5, 1.0)                       # a fast arc from the centre brakes inside it
+    assert not m.evaluate(0.0).stop
+    m.set_pose(PoseSample(0.0, 1.5, 0.12, 0.0))   # 12 cm left of centre the same arc cannot stop
+    assert rules(m.evaluate(0.0)) == ['swept_ground']  # before a wheel leaves the lane
+    m.set_command(0.3, 0.0)                       # straight on is fine there
+    assert not m.evaluate(0.0).stop
 
 
 def test_pose_watchdog_stale_and_covariance():
@@ -177,14 +183,23 @@ def test_detector_head_into_no_go_stops():
     assert rules(status) == ['no_go'] and 'detector head' in status.message
 
 
-def test_prediction_covers_the_braking_distance_not_a_fixed_time():
-    config = SafetyConfig(decel=0.5, latency=0.1, min_lookahead=0.03)
+def test_prediction_is_the_braking_trajectory():
+    config = SafetyConfig(decel=0.5, angular_decel=1.5, latency=0.1, min_lookahead=0.03)
     for v in (0.1, 0.3, -0.15):
-        t = config.stopping_time(v, 0.0)
-        poses = predict_poses(0.0, 0.0, 0.0, v, 0.0, t, 0.05)
-        assert abs(poses[-1, 0]) == pytest.approx(v * v / 1.0 + abs(v) * 0.1 + 0.03)
-    # the 0.15 m post-turn backup at 0.15 m/s with swept ground 0.08 m behind the rear wheels:
-    # it can stop within 0.0675 m, so it may go on (a fixed 0.6 s horizon ran 0.09 m and stopped it)
+        poses = config.braking_poses(0.0, 0.0, 0.0, v, 0.0)
+        # held for the latency, then braked at decel, plus the lookahead along the travel
+        assert poses[-1, 0] == pytest.approx(math.copysign(v * v / 1.0 + abs(v) * 0.1 + 0.03, v))
+        assert np.all(np.diff(poses[:, 0]) * v >= -1e-12)        # monotonic along the travel
+    turn = config.braking_poses(0.0, 0.0, 0.0, 0.0, 0.6)
+    assert turn[-1, 2] == pytest.approx(0.6 * 0.1 + 0.36 / 3.0)  # w latency + w^2 / (2 alpha)
+    assert np.allclose(turn[:, :2], 0.0)                          # a point turn stays put
+    arc = config.braking_poses(0.0, 0.0, 0.0, 0.5, 1.0)
+    assert np.hypot(*arc[-1, :2]) < 0.5 * 0.1 + 0.25 + 0.03 + 1e-9   # no longer than the brake
+    assert arc[-1, 2] == pytest.approx(0.1 + 1.0 / 3.0)
+
+def test_backup_near_swept_edge_goes_on_when_it_can_stop_in_time():
+    # the post-turn backup at 0.15 m/s with swept ground 0.08 m behind the rear wheels: it stops
+    # within 0.015 + 0.0225 + 0.01 m, so it may go on (a constant-speed horizon stopped it)
     rear = -ROBOT.wheel_reach[0]
     rule = SweptGroundRule(ROBOT.wheel_patches())
     rule.set_swept(box(rear - 0.08, -0.6, 3.0, 0.6))

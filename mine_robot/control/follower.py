@@ -5,12 +5,14 @@ The path is the concatenation of the plan's segments (``lane`` and ``transit``, 
 split into *legs* at every vertex where the heading turns by more than ``corner_angle``; a leg is
 driven with
 
-    w = heading_gain * wrap(theta_path - atan2(cross_track_gain * e, v + softening_speed) - yaw)
+    w = heading_gain * wrap(theta_path - f * atan2(cross_track_gain * e, v + softening_speed) - yaw)
 
-(``e`` = signed cross-track error, left positive) and ends with a stop on the corner, where the
+(``e`` = signed cross-track error, left positive; ``f = min(1, |v| / softening_speed)`` fades the
+correction in with speed, and is 0 on reverse legs) and ends with a stop on the corner, where the
 robot turns in place to the next leg's heading. Speed follows the role of the segment being driven
 (``sweep_speed`` on lanes, ``transit_speed`` on transits), ramps with ``linear_accel`` and brakes
-to stop exactly on corners, pause points and the end: ``v <= sqrt(2 * linear_decel * d)``.
+to stop exactly on corners, pause points and the end (``_braking_speed``: constant deceleration,
+creeping the last centimetres).
 
 Progress is tracked monotonically along the current leg only (a search window around the last
 projection), so the robot never "jumps" to a neighbouring parallel lane that is closer.
@@ -45,10 +47,20 @@ class FollowerConfig:
     max_angular: float = 0.6          # rad/s
     linear_accel: float = 0.3         # m/s^2
     linear_decel: float = 0.3         # m/s^2 (braking into corners and pause points)
+    # s; the last centimetres before a stop point are approached at v ~ d / final_approach_time
+    # (see _braking_speed), so the safety monitor's braking prediction (latency + lookahead) never
+    # reaches more than ~5 mm past the stop point (which the planner may put 5 cm from a boundary)
+    final_approach_time: float = 0.3
     angular_accel: float = 1.2        # rad/s^2
     heading_gain: float = 2.5         # 1/s
-    cross_track_gain: float = 2.0     # Stanley gain, 1/s
-    softening_speed: float = 0.1      # m/s
+    # Stanley gain (1/s) and softening speed (m/s). Gentle on purpose: the detector head is 0.78 m
+    # ahead and 1.1 m wide, so every degree of heading swing moves its outer coil ~1.4 cm sideways
+    # and dents the swept band the wheels rely on (gain 2 / softening 0.1 swung 14 deg on a 3.5 cm
+    # offset). At 0.3 m/s an offset still halves every ~1.4 s.
+    cross_track_gain: float = 1.0
+    softening_speed: float = 0.3
+    preview_distance: float = 0.2     # m; path heading taken this far ahead (curvature feed-forward)
+    reverse_track_min_length: float = 0.5   # m; shorter reverse legs hold heading, no cross-track
     corner_angle: float = 0.35        # rad; sharper vertices are point turns
     turn_tolerance: float = 0.02      # rad; point turn done
     turn_gain: float = 2.0            # 1/s
@@ -250,6 +262,16 @@ class PathFollower:
         return True
 
     # ---------------------------------------------------------------- control
+    def _braking_speed(self, to_go: float) -> float:
+        """Speed limit ``to_go`` metres before a stop point: ``sqrt(2a(d + d0)) - sqrt(2a d0)``
+        with ``d0 = a T^2 / 2`` (a = linear_decel, T = final_approach_time). Far out it is the
+        constant-deceleration curve; near the point it becomes ``v ~ d / T``, so the robot creeps
+        onto the point instead of arriving at speed; its slope never asks for more than ``a``, so
+        the ramp can follow it exactly."""
+        a = self.config.linear_decel
+        d0 = 0.5 * a * self.config.final_approach_time ** 2
+        return math.sqrt(2.0 * a * (to_go + d0)) - math.sqrt(2.0 * a * d0)
+
     def _ramp(self, v: float, w: float, dt: float) -> tuple[float, float]:
         c = self.config
         if dt > 0:
@@ -337,16 +359,25 @@ class PathFollower:
             stop_at = min(stop_at, self.pause_distance)
             if stop_at - self.s < c.goal_tolerance:
                 self.paused = True
-        braking = math.sqrt(2.0 * c.linear_decel * max(stop_at - self.s, 0.0))
+        braking = self._braking_speed(max(stop_at - self.s, 0.0))
         v_ref = min(role_speed, braking) * max(math.cos(heading_error), 0.0)
         if self.paused:
             v_ref = 0.0
         # Stanley on the direction of travel (yaw + pi when backing up; cross-track is measured
-        # left of the direction of travel either way)
-        travel = heading + (math.pi if reverse else 0.0)
+        # left of the direction of travel either way). The path heading is previewed
+        # ``preview_distance`` ahead (within the leg), a curvature feed-forward on curved transits.
+        ahead = path.edge_at(min(self.s + c.preview_distance, leg_end - 1e-6))
+        travel = float(path.body_heading[max(ahead, edge)]) + (math.pi if reverse else 0.0)
         travel_yaw = yaw + (math.pi if reverse else 0.0)
-        desired = travel - math.atan2(c.cross_track_gain * cross, abs(self._v) + c.softening_speed)
-        w = float(np.clip(c.heading_gain * wrap_angle(desired - travel_yaw), -c.max_angular, c.max_angular))
+        # The cross-track term fades in with speed: turning on the spot cannot reduce a lateral
+        # offset, it only swings the body. Short reverse legs (the post-turn backups) hold the
+        # heading only: steering a 0.16 m backup onto the line swung the body 15 deg and its rear
+        # corners toward the boundary, and the next forward leg corrects the offset anyway.
+        short_reverse = reverse and leg_end - float(path.cum[v0]) < c.reverse_track_min_length
+        fade = 0.0 if short_reverse else min(1.0, abs(self._v) / c.softening_speed)
+        correction = math.atan2(c.cross_track_gain * cross, abs(self._v) + c.softening_speed) * fade
+        w = float(np.clip(c.heading_gain * wrap_angle(travel - correction - travel_yaw),
+                          -c.max_angular, c.max_angular))
         v, w = self._ramp(-v_ref if reverse else v_ref, w, dt)
         if self.paused and abs(v) < 1e-3:
             self.state = 'paused'

@@ -56,7 +56,7 @@ class LocalizationNode(Node):
             'yaw_accel_sigma': (1.0, 'white angular acceleration noise (rad/s^2)', (1e-4, 100.0)),
             'position_sigma_rate': (0.03, 'position random walk (m/sqrt(s))', (0.0, 10.0)),
             'odom_v_sigma': (0.03, 'odometry speed noise (m/s)', (1e-4, 10.0)),
-            'odom_w_sigma': (0.10, 'odometry turn-rate noise (rad/s)', (1e-4, 10.0)),
+            'odom_w_sigma': (1.0, 'odometry turn-rate noise (rad/s)', (1e-4, 10.0)),
             'imu_w_sigma': (0.01, 'IMU yaw-rate noise (rad/s)', (1e-5, 10.0)),
             'gate_chi2': (13.8, 'Mahalanobis^2 gate for GNSS fixes (2 dof)', (1.0, 1000.0)),
         }

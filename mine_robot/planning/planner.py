@@ -60,7 +60,10 @@ class PlannerConfig:
     overlap: float = 0.1              # fraction of the swath shared by neighbouring lanes
     angle_deg: float | None = None    # lane direction (deg CCW from east); None = automatic
     turn_radius: float = 0.0          # m; > 0 = car-like platform (not supported by the primitive)
-    edge_overlap: float = 0.05        # m the connector band reaches past the outer boundary
+    # m the connector band reaches past the outer boundary. A post-turn backup toward the boundary
+    # puts the rear wheels (half swath - edge_overlap) - (wheel reach + backup) = 0.54 - 0.49 m
+    # from it: 5 cm, room for the safety monitor's braking prediction (~1.5 cm) plus tracking error.
+    edge_overlap: float = 0.01
     zone_overlap: float = 0.02        # m the ring band reaches over a no-go zone's edge
     ring_overlap: float = 0.05        # m shared by the ring band and the lane-end connector band
     max_outer_overhang: float = 0.55  # m the detector head may reach past the outer boundary
@@ -517,7 +520,9 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     t_area = outer.buffer(-e_out)
     t_safe = safe.buffer(-r_turn) if not safe.is_empty else Polygon()
     allowed = shapely.union_all([area.search, safe]) if not safe.is_empty else area.search
-    bridge = t_area.buffer(1.0).intersection(t_safe.buffer(1.0)).intersection(allowed) \
+    # the strip between safe ground and the lane area is e_out + r_turn wide: the bridge spans it
+    reach = e_out + r_turn + 0.05
+    bridge = t_area.buffer(reach).intersection(t_safe.buffer(reach)).intersection(allowed) \
         if not t_safe.is_empty else Polygon()
     transit_region = shapely.union_all([t_area, t_safe, bridge])
     if not zone_u.is_empty:

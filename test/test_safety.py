@@ -76,11 +76,16 @@ def test_geofence_stops_motion_toward_the_edge_but_allows_driving_back():
 def test_no_go_zone_stops_with_its_own_reason():
     fence = Geofence(box(0, 0, 10, 10), no_go=[box(5, 4, 6, 6)])
     m = monitor(geofence=fence, geofence_enabled=True)
-    m.set_pose(PoseSample(0.0, 4.3, 5.0, 0.0))
-    m.set_command(0.3, 0.0)
+    m.set_pose(PoseSample(0.0, 4.0, 5.0, 0.0))    # detector head front 0.11 m from the zone
+    m.set_command(0.3, 0.0)                       # braking takes 0.13 m: into the zone
     assert rules(m.evaluate(0.0)) == ['no_go']
     m.set_command(0.0, 0.5)                       # turning in place next to it is fine
     assert not m.evaluate(0.0).stop
+    m.set_pose(PoseSample(0.0, 4.3, 5.0, 0.0))    # head already 0.19 m inside (recovery):
+    m.set_command(0.3, 0.0)                       # deeper is refused,
+    assert rules(m.evaluate(0.0)) == ['no_go']
+    m.set_command(-0.2, 0.0)                      # backing out is allowed although it touches
+    assert not m.evaluate(0.0).stop               # zone cells the head did not cover before
 
 
 def test_estimated_motion_is_checked_even_with_zero_command():

@@ -274,11 +274,11 @@ class PathFollower:
 
     def _ramp(self, v: float, w: float, dt: float) -> tuple[float, float]:
         c = self.config
-        if dt > 0:
-            dv = v - self._v
-            limit = (c.linear_accel if abs(v) > abs(self._v) else c.linear_decel) * dt
-            v = self._v + float(np.clip(dv, -limit, limit))
-            w = self._w + float(np.clip(w - self._w, -c.angular_accel * dt, c.angular_accel * dt))
+        # no time elapsed (the first step): no change either, the base cannot jump to speed
+        dv = v - self._v
+        limit = (c.linear_accel if abs(v) > abs(self._v) else c.linear_decel) * dt
+        v = self._v + float(np.clip(dv, -limit, limit))
+        w = self._w + float(np.clip(w - self._w, -c.angular_accel * dt, c.angular_accel * dt))
         self._v, self._w = v, w
         return v, w
 

@@ -35,11 +35,11 @@ outside may therefore still be driven back in, but not further out.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 import math
 
+import cv2
 import numpy as np
 import shapely
 from shapely.geometry import Polygon
@@ -214,9 +214,14 @@ class EstopLatch:
 
 
 class Geofence:
-    """Wheels inside search area + safe ground (``outside``); body/head out of no-go (``in_no_go``)."""
+    """Wheels inside search area + safe ground (``outside``); body/head out of no-go (``in_no_go``).
 
-    def __init__(self, search, safe: Iterable = (), no_go: Iterable = ()):
+    The polygons answer single queries exactly; the monitor's per-period checks use rasters of
+    the same polygons (``allowed_grid``, ``no_go_grid``, cell ``cell`` m; see :mod:`swept_grid`).
+    """
+
+    def __init__(self, search, safe: Iterable = (), no_go: Iterable = (), cell: float = 0.01):
+        from mine_robot.control.swept_grid import SweptGrid, cell_for
         self.allowed = unary_union([search, *safe])
         if self.allowed.is_empty:
             raise SafetyError('geofence: the allowed area (search + safe) is empty')
@@ -224,6 +229,13 @@ class Geofence:
         shapely.prepare(self.allowed)
         if not self.no_go.is_empty:
             shapely.prepare(self.no_go)
+        self.cell = cell_for(self.allowed.bounds, cell)
+        self.allowed_grid = SweptGrid(self.cell)
+        self.allowed_grid.fill_polygon(self.allowed)
+        self.no_go_grid = SweptGrid(self.cell)
+        self.no_go_grid._ensure(*self.allowed.bounds)
+        if not self.no_go.is_empty:
+            self.no_go_grid.fill_polygon(self.no_go)
 
     @classmethod
     def from_area(cls, area) -> Geofence:
@@ -242,67 +254,85 @@ class Geofence:
 
 
 class SweptGroundRule:
-    """Wheel patches must stay on swept or safe ground.
+    """Wheel patches must stay on swept or safe ground (a raster, :mod:`swept_grid`).
 
-    ``set_swept`` takes the coverage tracker's polygon (refreshed periodically, it may lag); every
-    pose also goes to ``add_pose``, which keeps an exact swath of the last ``recent`` poses (the
-    detector ``outline`` swept between them), so ground swept a moment ago counts at once.
+    ``add_pose`` fills the detector ``outline`` swept since the previous pose (so ground swept a
+    moment ago counts at once); ``set_swept`` adds a polygon (a resumed mission's coverage, the
+    tracker's polygon); safe ground is filled once. Swept ground only grows.
+
+    ``unswept(pose)`` is the m^2 of the wheel patches at ``pose`` on cells that are neither. Unswept
+    ground under a wheel narrower than ``2 * tolerance`` is ignored: unions of swaths leave
+    pinholes and slivers a few millimetres wide (one 4 mm x 3 cm hole held the robot for good),
+    rasterisation is exact only to half a cell, and a coil senses a little past its rim, so a strip
+    that narrow cannot hide a mine under the wheel. Real unswept ground still trips the rule once
+    the predicted overlap is ``2 * tolerance`` deep.
     """
 
     def __init__(self, patches: np.ndarray, safe: Iterable = (), outline: np.ndarray | None = None,
-                 recent: int = 40, max_gap: float = 2.0, tolerance: float = 0.01):
+                 max_gap: float = 2.0, tolerance: float = 0.01, cell: float = 0.01, bounds=None):
+        from mine_robot.control.swept_grid import SweptGrid, cell_for
         if not 0.0 <= tolerance < 0.05:
             raise SafetyError(f'swept-ground tolerance must be in [0, 0.05) m, got {tolerance}')
-        # Unswept ground under a wheel narrower than 2 x ``tolerance`` is ignored: unions of many
-        # swath pieces leave numerical pinholes and slivers a few millimetres wide (one such
-        # 4 mm x 3 cm hole held the robot for good), and a coil senses a little past its rim, so
-        # a strip that narrow cannot hide a mine under the wheel. Real unswept ground still trips
-        # the rule once the predicted overlap is 2 x tolerance deep.
+        if bounds is not None:           # a big field gets a coarser grid (and tolerance)
+            cell = cell_for(bounds, cell)
+            tolerance = max(tolerance, cell) if tolerance else 0.0
+        if tolerance and cell > tolerance:
+            raise SafetyError(f'swept-ground grid cell ({cell} m) must not exceed the tolerance '
+                              f'({tolerance} m)')
         self.patches = np.asarray(patches, dtype=float)
-        self.tolerance = float(tolerance)
-        self.safe = unary_union(list(safe)) if safe else Polygon()
-        self.ground = self.safe
-        shapely.prepare(self.ground)
         self.outline = None if outline is None else np.asarray(outline, dtype=float)
-        self._recent_poses: deque = deque(maxlen=max(2, int(recent)))
-        self._recent = Polygon()
-        self._recent_dirty = False
-        self._max_gap = max_gap
+        self.tolerance = float(tolerance)
+        self.grid = SweptGrid(cell)
+        self._kernel = np.ones((max(1, round(2 * tolerance / cell)),) * 2, np.uint8)
+        self._max_gap = float(max_gap)
+        self._last: tuple[float, float, float] | None = None
+        for poly in safe or ():
+            self.grid.fill_polygon(poly)
 
     def set_swept(self, swept) -> None:
-        self.ground = unary_union([self.safe, swept]) if swept is not None else self.safe
-        shapely.prepare(self.ground)
+        if swept is not None and not swept.is_empty:
+            self.grid.fill_polygon(swept)
 
     def add_pose(self, x: float, y: float, yaw: float) -> None:
         if self.outline is None:
             raise SafetyError('SweptGroundRule.add_pose needs the detector outline')
-        self._recent_poses.append((float(x), float(y), float(yaw)))
-        self._recent_dirty = True
+        from mine_robot.planning.coverage import densify
+        pose = (float(x), float(y), float(yaw))
+        if self._last is None:
+            self.grid.fill_convex(place(self.outline, pose))
+        else:
+            for run in densify(np.array([self._last, pose]), max_step=0.05, max_dyaw=0.05,
+                               max_gap=self._max_gap):
+                if len(run) == 1:
+                    self.grid.fill_convex(place(self.outline, run[0]))
+                for a, b in zip(run[:-1], run[1:]):
+                    pts = np.vstack([place(self.outline, a), place(self.outline, b)])
+                    self.grid.fill_convex(cv2.convexHull(pts.astype(np.float32))[:, 0, :])
+        self._last = pose
 
-    def recent_swath(self):
-        """Exact detector swath over the recent poses (empty without an outline)."""
-        if self._recent_dirty:
-            from mine_robot.planning.coverage import densify, sweep_pieces
-            runs = densify(np.array(self._recent_poses), max_step=0.05, max_dyaw=0.05, max_gap=self._max_gap)
-            pieces = [p for run in runs for p in sweep_pieces(self.outline, run)]
-            self._recent = shapely.union_all(pieces) if pieces else Polygon()
-            shapely.prepare(self._recent)
-            self._recent_dirty = False
-        return self._recent
+    def _thin(self, bad: np.ndarray) -> bool:
+        """True when the not-ok cells are narrower than 2 x tolerance everywhere."""
+        return self._kernel.shape[0] > 1 and not cv2.erode(bad.astype(np.uint8), self._kernel).any()
+
+    def change(self, now_polys, path_polys) -> tuple[float, float]:
+        """(m^2 unswept under the wheels now, m^2 of *new* unswept ground the wheels would roll
+        over along ``path_polys``); slivers under the tolerance count as 0. Polygons as
+        (N, K, 2) arrays (see ``SweptGrid.window``)."""
+        (now, path), ok = self.grid.window([now_polys, path_polys])
+        bad_now = now & ~ok
+        new = path & ~ok & ~bad_now
+        a = self.grid.cell ** 2
+        un0 = 0.0 if not bad_now.any() or self._thin(bad_now) else float(bad_now.sum()) * a
+        worst = 0.0 if not new.any() or self._thin(new) else float(new.sum()) * a
+        return un0, worst
 
     def unswept(self, pose) -> float:
-        wheels = wheels_geometry(self.patches, pose)
-        if not self.ground.is_empty and self.ground.contains(wheels):
+        bad = self.grid.not_ok([place(p, pose) for p in self.patches])
+        if not bad.any():
             return 0.0
-        rest = wheels if self.ground.is_empty else wheels.difference(self.ground)
-        recent = self.recent_swath()
-        if not recent.is_empty and not rest.is_empty:
-            rest = rest.difference(recent)
-        if rest.is_empty or rest.area < 1e-9:
+        if self._kernel.shape[0] > 1 and not cv2.erode(bad.astype(np.uint8), self._kernel).any():
             return 0.0
-        if self.tolerance > 0 and rest.buffer(-self.tolerance, quad_segs=1).is_empty:
-            return 0.0
-        return float(rest.area)
+        return float(bad.sum()) * self.grid.cell ** 2
 
 
 class Watchdog:
@@ -362,6 +392,21 @@ class SafetyStatus:
         return 'ok'
 
 
+def _worst_increase(grid, polys, per_pose: int, now_area: float, cell_area: float,
+                    outside: bool) -> float:
+    """Largest per-pose overlap (cells of ``per_pose`` polygons per pose off the grid when
+    ``outside``, on it otherwise) minus ``now_area``: the old "no worse at any pose" test, used
+    only while the robot already violates a rule, so it can be driven back out."""
+    if polys is None or not len(polys):
+        return 0.0
+    worst = -math.inf
+    for i in range(0, len(polys), per_pose):
+        (mask,), values = grid.window([polys[i:i + per_pose]])
+        hit = mask & ~values if outside else mask & values
+        worst = max(worst, float(hit.sum()) * cell_area - now_area)
+    return worst
+
+
 class SafetyMonitor:
     """Evaluates every enabled rule against the latest pose, command and channel times."""
 
@@ -404,6 +449,12 @@ class SafetyMonitor:
 
     # ---- evaluation
     def _motion_rules(self, reasons: list, warnings: list, values: dict) -> None:
+        """Geofence, no-go and swept-ground rules over the braking trajectories (rasters).
+
+        Every cell a wheel patch (or the body / detector head) would cover anywhere along the
+        trajectory counts, not only at the stopping pose; cells already covered at the current
+        pose are not *new*, so a robot that ended up outside may drive back in but not further out.
+        """
         c, p = self.config, self.pose
         now = (p.x, p.y, p.yaw)
         candidates = [self.command]
@@ -417,14 +468,39 @@ class SafetyMonitor:
         poses = np.vstack(poses) if poses else np.zeros((0, 3))
         values['prediction_horizon_s'] = round(horizon, 3)
         within = f'before it could stop ({horizon:.2f} s)'
+        from mine_robot.planning.coverage import transform
+        n_patch, k_patch = self.patches.shape[:2]
+        wheels_now = transform(self.patches.reshape(-1, 2), np.array([now]))[0].reshape(n_patch, k_patch, 2)
+        wheels_path = transform(self.patches.reshape(-1, 2), poses).reshape(-1, k_patch, 2) \
+            if len(poses) else wheels_now[:0]
         if self.geofence is not None and c.geofence_enabled:
-            wheels0 = wheels_geometry(self.patches, now)
-            body0 = self.body_geometry(now)
-            out0, nogo0 = self.geofence.outside(wheels0), self.geofence.in_no_go(body0)
-            worst_out = worst_nogo = 0.0
-            for pose in poses:
-                worst_out = max(worst_out, self.geofence.outside(wheels_geometry(self.patches, pose)) - out0)
-                worst_nogo = max(worst_nogo, self.geofence.in_no_go(self.body_geometry(pose)) - nogo0)
+            g = self.geofence
+            a = g.cell ** 2
+            (w_now, w_path), allowed = g.allowed_grid.window([wheels_now, wheels_path])
+            out_now = w_now & ~allowed
+            out0 = float(out_now.sum()) * a
+            worst_out = float((w_path & ~allowed & ~out_now).sum()) * a
+            if out0 > AREA_EPS and worst_out > AREA_EPS:      # already out: may it get back in?
+                worst_out = _worst_increase(g.allowed_grid, wheels_path, len(self.patches), out0, a,
+                                            outside=True)
+            nogo0 = worst_nogo = 0.0
+            if not g.no_go.is_empty:
+                all_poses = np.vstack([np.array([now]), poses])
+                body = [transform(self.footprint, all_poses), transform(self.head, all_poses)]
+                (fp_now, hd_now, fp_path, hd_path), zone = g.no_go_grid.window(
+                    [body[0][:1], body[1][:1], body[0][1:], body[1][1:]])
+                in_now = (fp_now | hd_now) & zone
+                nogo0 = float(in_now.sum()) * a
+                worst_nogo = float(((fp_path | hd_path) & zone & ~in_now).sum()) * a
+                if nogo0 > AREA_EPS and worst_nogo > AREA_EPS:
+                    # already inside (a teleop slip, a late zone): a move that reduces the overlap
+                    # at every step (backing out) is allowed although it touches new cells
+                    pairs = np.stack([body[0][1:], body[1][1:]], axis=1).reshape(-1, *body[0].shape[1:]) \
+                        if body[0].shape[1] == body[1].shape[1] else None
+                    worst_nogo = _worst_increase(g.no_go_grid, pairs, 2, nogo0, a, outside=False) \
+                        if pairs is not None else max(
+                            _worst_increase(g.no_go_grid, body[0][1:], 1, nogo0, a, outside=False),
+                            _worst_increase(g.no_go_grid, body[1][1:], 1, nogo0, a, outside=False))
             values.update(wheels_outside_m2=round(out0, 4), body_in_no_go_m2=round(nogo0, 4))
             if worst_out > AREA_EPS:
                 reasons.append(Reason('geofence', f'command would take {worst_out:.4f} m^2 of wheel '
@@ -437,8 +513,9 @@ class SafetyMonitor:
             if nogo0 > AREA_EPS:
                 warnings.append(Reason('no_go', f'body/detector is {nogo0:.3f} m^2 inside a no-go zone'))
         if self.swept is not None and c.swept_ground_enabled:
-            un0 = self.swept.unswept(now)
-            worst = max((self.swept.unswept(pose) - un0 for pose in poses), default=0.0)
+            un0, worst = self.swept.change(wheels_now, wheels_path)
+            if un0 > AREA_EPS and worst > AREA_EPS:   # already on unswept ground: may it get off?
+                worst = max((self.swept.unswept(pose) for pose in poses), default=0.0) - un0
             values['wheels_on_unswept_m2'] = round(un0, 4)
             if worst > AREA_EPS:
                 reasons.append(Reason('swept_ground', f'a wheel would roll onto {worst:.4f} m^2 of '

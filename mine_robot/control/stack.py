@@ -2,8 +2,8 @@
 
 Wires the same classes the nodes use: EKF -> follower -> mux (autonomy input, safety-stop and
 e-stop locks) -> limiter, with the safety monitor evaluated every control period on the EKF pose,
-the follower's command and the coverage swept so far (``CoverageTracker`` fed with the estimated
-poses, as the safety_monitor node does).
+the follower's command and the ground swept so far (the swept-ground rule's raster, fed with the
+estimated poses, as the safety_monitor node does).
 """
 
 from __future__ import annotations
@@ -41,21 +41,18 @@ class StackOutput:
 class DrivingStack:
     def __init__(self, robot, area, path: FollowPath, *, safe=(), follower: FollowerConfig | None = None,
                  safety: SafetyConfig | None = None, ekf: EkfConfig | None = None,
-                 swept_period: float = 0.1):
-        from mine_robot.planning.coverage import CoverageTracker, detector_outline
+                 ):
+        from mine_robot.planning.coverage import detector_outline
         self.robot = robot
         self.ekf = PoseEkf(ekf or EkfConfig(lever_arm=tuple(robot.gnss.xyz[:2])))
         self.follower = PathFollower(path, follower or FollowerConfig())
         safe = list(area.safe) + list(safe)
-        self.tracker = CoverageTracker(robot, batch=10)
         self.monitor = SafetyMonitor(safety or SafetyConfig(input_watchdog_enabled=False,
                                                             sensor_watchdog_enabled=False),
                                      robot, Geofence(area.search, safe, area.no_go),
                                      SweptGroundRule(robot.wheel_patches(), safe, detector_outline(robot)))
         self.mux = TwistMux(DEFAULT_INPUTS)
         self.limiter = VelocityLimiter(Limits.from_robot(robot))
-        self.swept_period = swept_period
-        self._swept_t = -math.inf
 
     def on_gnss(self, t: float, east: float, north: float, sigma: float, mode: str):
         cov = np.eye(2) * sigma ** 2 if math.isfinite(sigma) else None
@@ -71,11 +68,7 @@ class DrivingStack:
         x, y, yaw, v, w = self.ekf.x[:5]
         if pose_fresh and self.ekf.initialised:
             self.monitor.set_pose(PoseSample(t, x, y, yaw, v, w, self.ekf.pose_sigma()))
-            self.tracker.add_pose(x, y, yaw)
             self.monitor.swept.add_pose(x, y, yaw)
-            if t - self._swept_t >= self.swept_period:
-                self._swept_t = t
-                self.monitor.swept.set_swept(self.tracker.swept())
         cmd = self.follower.step(t, x, y, yaw)
         self.mux.set_command('autonomy', cmd.v, cmd.w, t)
         self.monitor.set_command(cmd.v, cmd.w)

@@ -83,23 +83,24 @@ class SafetyMonitorNode(Node):
         for rule in ('estop', 'geofence', 'swept_ground', 'pose_watchdog', 'input_watchdog',
                      'sensor_watchdog'):
             values[f'{rule}_enabled'] = declare(self, f'{rule}_enabled', True, f'enable the {rule} rule')
-        self.swept_period = declare(self, 'swept_update_period', 0.1,
-                                    'seconds between swept-polygon refreshes', range=(0.01, 10.0))
+        tolerance = declare(self, 'swept_tolerance', 0.01, 'unswept ground under a wheel narrower '
+                            'than twice this is ignored (m)', range=(0.0, 0.049))
+        cell = declare(self, 'swept_grid_cell', 0.01, 'cell of the swept-ground raster (m)',
+                       range=(0.002, 0.1))
         sensors = declare(self, 'required_sensors', [''], 'sensors the mission needs: '
                           '"topic pkg/msg/Type timeout_s" each')
         try:
             config = SafetyConfig(**values)
             geofence = swept = None
-            self.tracker = None
             if area_file:
                 area = load_area_for_safety(area_file, lat, lon)
                 safe = list(area.safe)
                 if len(safe_xy) >= 6:
                     safe.append(Polygon(list(zip(safe_xy[0::2], safe_xy[1::2]))))
                 geofence = Geofence(area.search, safe, area.no_go)
-                from mine_robot.planning.coverage import CoverageTracker, detector_outline
-                self.tracker = CoverageTracker(robot, batch=10)
-                swept = SweptGroundRule(robot.wheel_patches(), safe, detector_outline(robot))
+                from mine_robot.planning.coverage import detector_outline
+                swept = SweptGroundRule(robot.wheel_patches(), safe, detector_outline(robot),
+                                        tolerance=tolerance, cell=cell)
             self.monitor = SafetyMonitor(config, robot, geofence, swept)
         except (SafetyError, ValueError, OSError) as exc:
             raise ConfigError(f'safety_monitor: {exc}') from exc
@@ -108,7 +109,6 @@ class SafetyMonitorNode(Node):
         self.status_pub = self.create_publisher(String, 'safety/status', qos.LATCHED)
         self.diag = Diagnostics(self)
         self.status = None
-        self._swept_t = -math.inf
         for spec in [s for s in sensors if s.strip()]:
             topic, msg_type, timeout = parse_sensor(spec)
             self.monitor.add_sensor(topic, timeout)
@@ -133,13 +133,8 @@ class SafetyMonitorNode(Node):
         pose = odometry_to_pose(msg)
         # watchdog ages use this node's clock; the stamp is only trusted for ordering
         self.monitor.set_pose(type(pose)(self._now(), pose.x, pose.y, pose.yaw, pose.v, pose.w, pose.sigma))
-        if self.tracker is not None and math.isfinite(pose.x):
-            self.tracker.add_pose(pose.x, pose.y, pose.yaw)
+        if self.monitor.swept is not None and math.isfinite(pose.x):
             self.monitor.swept.add_pose(pose.x, pose.y, pose.yaw)
-            now = self._now()
-            if now - self._swept_t >= self.swept_period:
-                self._swept_t = now
-                self.monitor.swept.set_swept(self.tracker.swept())
         self._evaluate()
 
     def _on_cmd(self, name: str, msg: Twist) -> None:

@@ -8,12 +8,25 @@ shutdown, and tears down in order, so no spin thread outlives the interpreter.
 from __future__ import annotations
 
 from collections.abc import Callable
+import os
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
 STARTUP_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
+EXECUTORS = ('multi', 'single', 'events')
+
+
+def make_executor(kind: str | None = None):
+    """The executor for a node process: ``MINE_ROBOT_EXECUTOR`` = multi | single | events."""
+    kind = (kind or os.environ.get('MINE_ROBOT_EXECUTOR') or 'multi').strip().lower()
+    if kind not in EXECUTORS:
+        raise ValueError(f'MINE_ROBOT_EXECUTOR must be one of {EXECUTORS}, got {kind!r}')
+    if kind == 'events':
+        from rclpy.experimental import EventsExecutor
+        return EventsExecutor()
+    return SingleThreadedExecutor() if kind == 'single' else MultiThreadedExecutor()
 
 
 def run_node(factory: Callable[[], object], args: list[str] | None = None) -> int:
@@ -25,7 +38,7 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
               file=sys.stderr)
         rclpy.try_shutdown()
         return 1
-    executor = MultiThreadedExecutor()
+    executor = make_executor()
     executor.add_node(node)
     try:
         executor.spin()

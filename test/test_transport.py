@@ -97,6 +97,28 @@ def test_unplug_mid_stream_and_replug(device):
         transport.close()
 
 
+def test_silent_device_is_reopened_and_then_streams(device):
+    transport, sink = make(device.path, silence_reopen=0.3)
+    try:
+        assert transport.wait_connected(3)
+        sink.wait(lambda s: any(not up and 'no data for 0.3 s' in why for up, why in s.events))
+        sink.wait(lambda s: s.events[-1][0] and 'reconnected' in s.events[-1][1])
+        device.write(b''.join(md.encode_sample(i, i, [0] * 5) for i in range(5)))
+        sink.wait(lambda s: len(s.messages) == 5)
+        assert transport.stats().reconnects >= 1
+    finally:
+        transport.close()
+    quiet, quiet_sink = make(device.path)                  # default: never re-opened for silence
+    try:
+        assert quiet.wait_connected(3)
+        time.sleep(0.5)
+        assert all(up for up, _ in quiet_sink.events) and quiet.stats().disconnects == 0
+    finally:
+        quiet.close()
+    with pytest.raises(ValueError, match='silence_reopen'):
+        TransportConfig('loop://', silence_reopen=-1.0)
+
+
 def test_port_that_never_exists_retries_with_backoff(tmp_path):
     transport, sink = make(str(tmp_path / 'ttyNOPE'), reconnect_min=0.05, reconnect_max=0.2)
     try:

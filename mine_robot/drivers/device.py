@@ -32,6 +32,8 @@ SERIAL_PARAMETERS: list[tuple[str, Any, str, dict]] = [
     ('reconnect_max', 5.0, 's cap of the exponential re-open backoff', {'range': (0.01, 600.0)}),
     ('write_timeout', 0.5, 's a write to the device may block', {'range': (0.01, 10.0)}),
     ('stale_timeout', 2.0, 's without a good message before diagnostics warn', {'range': (0.05, 600.0)}),
+    ('silence_reopen', 0.0, 's without any byte before the port is closed and re-opened (0 = never; '
+                            'for devices that stream continuously)', {'range': (0.0, 600.0)}),
     ('raw_log_path', '', 'if set, record the raw byte stream to this file for replay '
                          '(mine-robot replay); an existing file is never overwritten', {'read_only': True}),
 ]
@@ -45,6 +47,7 @@ class DeviceConfig:
     reconnect_max: float = 5.0
     write_timeout: float = 0.5
     stale_timeout: float = 2.0
+    silence_reopen: float = 0.0
     raw_log_path: str = ''
 
     def __post_init__(self):
@@ -55,7 +58,8 @@ class DeviceConfig:
 
     def transport(self) -> TransportConfig:
         return TransportConfig(self.port, self.baudrate, write_timeout=self.write_timeout,
-                               reconnect_min=self.reconnect_min, reconnect_max=self.reconnect_max)
+                               reconnect_min=self.reconnect_min, reconnect_max=self.reconnect_max,
+                               silence_reopen=self.silence_reopen)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ class TransportConfig:
     reconnect_min: float = 0.1       # s first retry delay after a failure
     reconnect_max: float = 5.0       # s cap of the exponential backoff
     read_size: int = 65536
+    # s without a single byte after which the port is closed and re-opened (0 = never): a
+    # streaming device that goes quiet while the port stays open (a wedged USB adapter, a device
+    # that was opened before it was ready) gets the same recovery as one that disappeared
+    silence_reopen: float = 0.0
 
     def __post_init__(self):
         if not self.url:
@@ -49,6 +53,8 @@ class TransportConfig:
             raise ValueError(f'baudrate must be positive, got {self.baudrate}')
         if not 0 < self.reconnect_min <= self.reconnect_max:
             raise ValueError('need 0 < reconnect_min <= reconnect_max')
+        if self.silence_reopen < 0:
+            raise ValueError(f'silence_reopen must be >= 0 (0 = never), got {self.silence_reopen}')
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,13 @@ class SerialTransport:
 
     def _read_loop(self, port: serial.SerialBase) -> str:
         read_size = self.config.read_size
+        silence = self.config.silence_reopen
+        last_data = time.monotonic()
         while not self._stop.is_set():
+            if silence > 0 and time.monotonic() - last_data > silence:
+                reason = f'no data for {silence:g} s: re-opening the port'
+                self._error(reason)
+                return reason
             try:
                 data = port.read(1)
                 if data:
@@ -203,7 +215,8 @@ class SerialTransport:
                 self._error(reason)
                 return reason
             if data:
-                self._handle(data, time.monotonic())
+                last_data = time.monotonic()
+                self._handle(data, last_data)
         return 'closed'
 
     def _handle(self, data: bytes, t: float) -> None:

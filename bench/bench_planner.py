@@ -28,9 +28,12 @@ def access(search: Polygon):
     return box(minx - 3, miny - 5, maxx + 3, miny + 1e-3).difference(search.buffer(0))
 
 
-def random_holes(search: Polygon, n: int, rng, size=(1.5, 3.5)) -> list[Polygon]:
+def random_holes(search: Polygon, n: int, rng, size=(1.5, 3.5), spacing: float = 4.0,
+                 margin: float = 3.0) -> list[Polygon]:
+    """``n`` random star-shaped zones inside ``search`` (``margin`` from its boundary, ``spacing``
+    apart); raises if the field has no room for them (so a field's name never lies)."""
     holes = []
-    inner = search.buffer(-4.0)
+    inner = search.buffer(-margin)
     minx, miny, maxx, maxy = inner.bounds
     tries = 0
     while len(holes) < n and tries < 5000:
@@ -43,9 +46,11 @@ def random_holes(search: Polygon, n: int, rng, size=(1.5, 3.5)) -> list[Polygon]
         poly = Polygon(np.column_stack([c.x + rad * np.cos(ang), c.y + rad * np.sin(ang)]))
         if not poly.is_valid or not inner.contains(poly):
             continue
-        if any(poly.distance(h) < 5.0 for h in holes):
+        if any(poly.distance(h) < spacing for h in holes):
             continue
         holes.append(poly)
+    if len(holes) < n:
+        raise RuntimeError(f'placed only {len(holes)} of {n} zones: make the field bigger')
     return holes
 
 
@@ -64,7 +69,8 @@ def fields() -> dict:
     out['L-shape, 2 holes'] = local_area(lsh, no_go=[box(8, 8, 12, 12), box(8, 28, 13, 33)],
                                          safe=[access(lsh)])
     for n in (5, 10, 15):
-        poly = random_nonconvex(rng)
+        # the outline grows with the number of zones (about 130 m² of field per zone)
+        poly = random_nonconvex(rng, radius=24.0 + 1.2 * n)
         out[f'non-convex, {n} holes'] = local_area(poly, no_go=random_holes(poly, n, rng),
                                                    safe=[access(poly)])
     strip = shapely.affinity.rotate(box(0, 0, 120, 8), 27, origin=(0, 0))
@@ -79,34 +85,42 @@ def fields() -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--notes', action='store_true', help="print each plan's stats['notes']")
     parser.add_argument('--fields', default='', help='comma-separated substrings of field names')
-    parser.add_argument('--body-outside', action='store_true',
-                        help='PlannerConfig(keep_body_inside=False): lanes 0.50 m from the boundary, the '
-                        "body may overhang it in turns (the safety monitor's geofence would stop that)")
+    parser.add_argument('--body-inside', action='store_true',
+                        help='PlannerConfig(keep_body_inside=True): the whole body stays inside the outer '
+                        'boundary (costs the edge strips); default: the planner default (wheels inside)')
     args = parser.parse_args()
     robot = load_robot()
-    cfg = PlannerConfig(keep_body_inside=not args.body_outside)
-    print(f'keep_body_inside={cfg.keep_body_inside}; times are wall-clock medians on this (shared) machine')
-    print(f'{"field":24s} {"time_s":>7s} {"build_s":>7s} {"cover%":>7s} {"length":>8s} {"ratio":>6s} '
+    cfg = PlannerConfig(keep_body_inside=args.body_inside)
+    print(f'keep_body_inside={cfg.keep_body_inside}; time_s = wall-clock median on this (shared) machine, '
+          'cpu_s = process CPU time median')
+    print(f'{"field":24s} {"time_s":>7s} {"cpu_s":>6s} {"build_s":>7s} {"cover%":>7s} {"length":>8s} {"ratio":>6s} '
           f'{"no_go_m":>7s} {"out_m":>6s} {"gaps":>4s} {"unsafe_n":>8s} {"unsafe_m2":>9s} {"ohng_m2":>7s} '
-          f'{"ohout_m":>7s} {"holes":>5s} {"rings":>5s} {"backups":>7s}')
+          f'{"ohout_m":>7s} {"holes":>5s} {"rings":>5s} {"backups":>7s} {"probes":>6s} {"notes":>5s}')
     for name, area in fields().items():
         if args.fields and not any(f in name for f in args.fields.split(',')):
             continue
-        times, build = [], []
+        times, cpu, build = [], [], []
         plan = None
         for _ in range(args.repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             plan = plan_coverage(area, robot, cfg)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             build.append(plan.stats['build_time_s'])
         s = plan.stats
-        print(f'{name:24s} {statistics.median(times):7.3f} {statistics.median(build):7.3f} '
+        print(f'{name:24s} {statistics.median(times):7.3f} {statistics.median(cpu):6.3f} '
+              f'{statistics.median(build):7.3f} '
               f'{100 * s["coverage_fraction"]:7.3f} {s["path_length_m"]:8.1f} {s["length_ratio"]:6.3f} '
               f'{s["no_go_m"]:7.3f} {s["outside_m"]:6.3f} {s["gaps"]:4d} {s["safety"]["count"]:8d} '
               f'{s["safety"]["area_m2"]:9.4f} {s["overhang_no_go_m2"]:7.3f} '
               f'{s["overhang_outside_max_m"]:7.3f} '
-              f'{len(area.no_go):5d} {s["rings"]:5d} {s["backups"]:7d}', flush=True)
+              f'{len(area.no_go):5d} {s["rings"]:5d} {s["backups"]:7d} {s.get("probes", 0):6d} '
+              f'{len(s["notes"]):5d}', flush=True)
+        if args.notes:
+            for note in s['notes']:
+                print(f'    note: {note}')
     return 0
 
 

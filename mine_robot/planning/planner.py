@@ -46,7 +46,7 @@ from shapely.prepared import prep
 from mine_robot.planning.area import SearchArea
 from mine_robot.planning.coverage import CoverageTracker, detector_outline
 from mine_robot.planning.plan import CoveragePlan, Segment
-from mine_robot.planning.safety import raster_check
+from mine_robot.planning.safety import SweptRaster, raster_check
 from mine_robot.robot import RobotGeometry
 
 
@@ -74,6 +74,9 @@ class PlannerConfig:
     # edge strip along boundaries parallel to the lanes).
     keep_body_inside: bool = False
     raster_cell: float = 0.02         # m; grid of the swept-ground replay
+    # m added around every wheel patch when the planner checks a corner against the ground swept
+    # so far (room for the final replay's pixels, the monitor's braking prediction, tracking error)
+    wheel_margin: float = 0.03
     verify: bool = True
 
     def validate(self) -> None:
@@ -92,6 +95,8 @@ class PlannerConfig:
             raise PlannerError(f'backup_angle_deg must be in (0, 90], got {self.backup_angle_deg}')
         if not 0.005 <= self.raster_cell <= 0.1:
             raise PlannerError(f'raster_cell must be in [0.005, 0.1] m, got {self.raster_cell}')
+        if not 0.0 <= self.wheel_margin <= 0.1:
+            raise PlannerError(f'wheel_margin must be in [0, 0.1] m, got {self.wheel_margin}')
         if self.max_outer_overhang < 0:
             raise PlannerError(f'max_outer_overhang must be >= 0, got {self.max_outer_overhang}')
 
@@ -405,16 +410,38 @@ class _Router:
 
 
 # ---------------------------------------------------------------------------------------------
-# emitting the plan with the turn primitive
+# emitting the plan with the turn primitive, checked against the ground swept so far
+
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
 
 class _Emitter:
-    def __init__(self, backup: float, backup_angle: float, start: np.ndarray):
+    """Emits moves in driving order and keeps the swept ground (``SweptRaster``) up to date.
+
+    Every corner is checked before it is emitted: the point turn, the backup and the start of the
+    following forward move must keep the (margin-grown) wheel patches on ground swept earlier or
+    declared safe. The standard backup is tried first, then other backup lengths; if none is safe
+    a **probe** is inserted: turn 90 deg to the side, back up, drive out ``d`` and back, which
+    sweeps a band across the arriving one. The two bands cover the disc (radius 0.75 m) that any
+    turn + backup + forward start needs, so the corner becomes safe. A corner that stays unsafe is
+    counted (``unsafe``), never hidden: the final replay reports it and the planner adds a note.
+    """
+
+    BACKUPS = (0.12, 0.20, 0.08, 0.24, 0.0, 0.30)
+    PROBES = (0.6, 1.0, 1.5)
+
+    def __init__(self, backup: float, backup_angle: float, start: np.ndarray, sweeper=None, room=None):
         self.backup = backup
         self.backup_angle = backup_angle
         self.pos = np.asarray(start, dtype=float)
         self.heading: float | None = None
         self.segments: list[Segment] = []
         self.backups = 0
+        self.sweeper = sweeper
+        self.room = room                  # prepared region base_link may use for probes
+        self.unsafe: list[tuple[float, float]] = []
+        self.probes = 0
 
     def _append(self, role: str, pts: np.ndarray, lane, direction: str = 'forward') -> None:
         pts = _dedupe(pts)
@@ -427,30 +454,131 @@ class _Emitter:
         else:
             self.segments.append(Segment(role, pts, len(self.segments), lane, direction))
 
+    # -- primitive moves (emitted and swept) --------------------------------------------------
+    def _straight(self, b, role, lane, direction='forward') -> None:
+        a = self.pos
+        d = b - a
+        dist = float(np.hypot(*d))
+        if dist < 1e-9:
+            return
+        self._append(role, np.array([a, b]), lane, direction)
+        if self.sweeper is not None:
+            self.sweeper.sweep_straight(a[0], a[1], self.heading, dist, direction == 'reverse')
+        self.pos = np.asarray(b, dtype=float).copy()
+
+    def _rotate(self, h: float) -> None:
+        if self.heading is not None and self.sweeper is not None:
+            dyaw = _wrap(h - self.heading)
+            if abs(dyaw) > 1e-9:
+                self.sweeper.sweep_turn(self.pos[0], self.pos[1], self.heading, self.heading + dyaw)
+        self.heading = h
+
+    # -- corner planning ----------------------------------------------------------------------
+    def _corner_ok(self, a, h: float, b: float, ahead: float) -> bool:
+        sw = self.sweeper
+        dyaw = _wrap(h - self.heading)
+        if abs(dyaw) > 1e-9 and not sw.turn_ok(a[0], a[1], self.heading, self.heading + dyaw):
+            return False
+        u = np.array([math.cos(h), math.sin(h)])
+        if b > 0:
+            back = a - b * u
+            if not sw.straight_ok(a[0], a[1], h, b, reverse=True):
+                return False
+            if self.room is not None and not self.room.covers(Point(back)):
+                return False
+        else:
+            back = a
+        return sw.straight_ok(back[0], back[1], h, ahead + b)
+
+    def _choose_backup(self, a, h: float, ahead: float):
+        dyaw = abs(_wrap(h - self.heading))
+        first = self.backup if dyaw > self.backup_angle else 0.0
+        for b in (first, *[c for c in self.BACKUPS if c != first]):
+            if self._corner_ok(a, h, b, ahead):
+                return b
+        return None
+
+    def _try_probe(self, a, h: float, ahead: float):
+        """Insert an out-and-back probe across the arriving heading; the backup then safe, or None."""
+        sw = self.sweeper
+        h0 = self.heading
+        side = 1.0 if _wrap(h - h0) >= 0 else -1.0
+        for s in (side, -side):
+            hp = h0 + s * math.pi / 2
+            u = np.array([math.cos(hp), math.sin(hp)])
+            for d in self.PROBES:
+                if self.room is not None and not self.room.covers(
+                        LineString([a - self.backup * u, a + d * u])):
+                    continue
+                if not self._corner_ok(a, hp, self.backup, d):
+                    continue
+                snap = sw.snapshot(a[0], a[1], d + 2.5)
+                state = (len(self.segments), self.segments[-1].points.copy() if self.segments else None,
+                         self.pos.copy(), self.heading, self.backups)
+                self._rotate(hp)
+                self._straight(a - self.backup * u, 'transit', None, 'reverse')
+                self._straight(a + d * u, 'transit', None)
+                ok = True
+                back_h = hp + math.pi
+                b2 = self._choose_backup(self.pos, back_h, d)
+                if b2 is None:
+                    ok = False
+                else:
+                    self._rotate(back_h)
+                    if b2 > 0:
+                        self._straight(self.pos + b2 * u, 'transit', None, 'reverse')
+                    self._straight(a.copy(), 'transit', None)
+                    b = self._choose_backup(a, h, ahead)
+                    if b is not None:
+                        self.backups += 1 + (b2 > 0)
+                        self.probes += 1
+                        return b
+                # undo
+                sw.restore(snap)
+                n, last, pos, heading, backups = state
+                del self.segments[n:]
+                if last is not None:
+                    self.segments[-1].points = last
+                self.pos, self.heading, self.backups = pos, heading, backups
+        return None
+
+    def _corner(self, a, h: float, ahead: float) -> None:
+        """Turn at ``a`` (the current position) to heading ``h``, backing up as needed."""
+        if self.heading is None:
+            self.heading = h
+            return
+        dyaw = _wrap(h - self.heading)
+        if abs(dyaw) < 1e-9:
+            return
+        if self.sweeper is None:
+            b = self.backup if abs(dyaw) > self.backup_angle else 0.0
+        else:
+            b = self._choose_backup(a, h, ahead)
+            if b is None:
+                b = self._try_probe(a, h, ahead)
+            if b is None:
+                self.unsafe.append((float(a[0]), float(a[1])))
+                b = self.backup if abs(dyaw) > self.backup_angle else 0.0
+        self._rotate(h)
+        if b > 0:
+            u = np.array([math.cos(h), math.sin(h)])
+            self._straight(a - b * u, 'transit', None, 'reverse')
+            self.backups += 1
+
     def drive(self, points, role: str, lane: int | None = None) -> None:
         """Drive forward along ``points`` from the current position (joined if apart)."""
         pts = np.asarray(points, dtype=float)
         if np.hypot(*(pts[0] - self.pos)) > 1e-6:
             pts = np.vstack([self.pos, pts])
         pts = _simplify(pts)
-        run = [pts[0]]
         for a, b in zip(pts[:-1], pts[1:]):
             d = b - a
-            h = math.atan2(d[1], d[0])
-            if self.heading is not None:
-                turn = abs((h - self.heading + math.pi) % (2 * math.pi) - math.pi)
-                if turn > self.backup_angle:
-                    self._append(role, np.asarray(run), lane)
-                    u = d / np.hypot(*d)
-                    back = a - self.backup * u
-                    self._append('transit', np.array([a, back]), None, 'reverse')
-                    self.backups += 1
-                    run = [back, a]
-            run.append(b)
-            self.heading = h
-        self._append(role, np.asarray(run), lane)
-        self.pos = pts[-1].copy()
-
+            dist = float(np.hypot(*d))
+            if dist < 1e-9:
+                continue
+            self._corner(self.pos.copy(), math.atan2(d[1], d[0]), dist)
+            self._straight(b, role, lane)
+            self.pos = b.copy()
 
 # ---------------------------------------------------------------------------------------------
 # the planner
@@ -608,7 +736,14 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                      f'to turn ({r_turn:.2f} m): the first moves are reported as swept-ground violations')
 
     # order and emit
-    em = _Emitter(backup, math.radians(cfg.backup_angle_deg), start)
+    # the swept ground as the plan is emitted (safe ground to start with), and where base_link
+    # may go for a probe: wheels inside the area, detector clear of every zone in any pose
+    b = shapely.union_all([area.search, safe]).bounds if not safe.is_empty else area.search.bounds
+    sweeper = SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin)
+    room = shapely.union_all([outer.buffer(-e_out), t_safe]) if not t_safe.is_empty else outer.buffer(-e_out)
+    if not zone_u.is_empty:
+        room = room.difference(zone_u.buffer(coil_swing + 0.03, quad_segs=4))
+    em = _Emitter(backup, math.radians(cfg.backup_angle_deg), start, sweeper, prep(room.buffer(1e-6)))
     lane_no = 0
     todo_cells = list(range(len(cells)))
     todo_rings = list(range(len(rings)))
@@ -664,6 +799,11 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             prev, flip_prev = ln, flip
             flip = not flip
 
+    if em.unsafe:
+        where = ', '.join(f'({x:.1f}, {y:.1f})' for x, y in em.unsafe[:8])
+        notes.append(f'{len(em.unsafe)} corner(s) could not be made wheel-safe (no backup length and no '
+                     f'probe keeps the wheels on swept ground with {cfg.wheel_margin:.2f} m margin, '
+                     f'or no room for a probe): {where}')
     plan = CoveragePlan(em.segments, {}, swath_width=w, spacing=spacing)
     for i, seg in enumerate(plan.segments):
         seg.seq = i
@@ -672,6 +812,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                   'planning_time_s': round(time.perf_counter() - t0, 4),
                   'build_time_s': round(build, 4),
                   'cells': len(cells), 'rings': len(rings), 'backups': em.backups,
+                  'probes': em.probes, 'unsafe_corners': len(em.unsafe),
                   'start': [round(float(start[0]), 3), round(float(start[1]), 3)],
                   'start_on_safe_ground': start_safe, 'route_failures': router.failures,
                   'distances_m': {'lane_to_boundary': round(e_out, 3), 'ring_to_zone': round(d_ring, 3),

@@ -420,3 +420,105 @@ def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=No
         if len(out):
             over_out = float(shapely.distance(free, out).max())
     return RasterCheck(violations, cover, overhang_no_go, over_out, grid, detected)
+
+
+# ------------------------------------------------------------------ incremental raster (planners)
+class SweptRaster:
+    """The rule of :func:`raster_check`, incrementally, for a planner that emits moves one by one.
+
+    ``swept`` starts as the declared safe ground; ``sweep_turn`` / ``sweep_straight`` add the
+    detector's sweep of a move, ``turn_ok`` / ``straight_ok`` say whether the wheel patches of a
+    move (grown by ``margin`` on every side, so the final replay, the safety monitor's braking
+    prediction and tracking error have room) stay on swept ground. ``snapshot`` / ``restore``
+    undo trial moves inside a window.
+    """
+
+    def __init__(self, robot: RobotGeometry, bounds, safe=None, cell: float = 0.02,
+                 margin: float = 0.03, yaw_step: float = 0.1, pad: float = 3.0):
+        self.grid = Grid(bounds, cell, pad=pad)
+        self.swept = self.grid.zeros()
+        if safe is not None and not safe.is_empty:
+            self.grid.fill(self.swept, safe)
+        self.outline = detector_outline(robot)
+        self.det_min = float(self.outline[:, 0].min())
+        wheels = robot.wheel_patches()
+        self.wx0 = wheels[:, :, 0].min(axis=1) - margin
+        self.wx1 = wheels[:, :, 0].max(axis=1) + margin
+        self.wy0 = wheels[:, :, 1].min(axis=1) - margin
+        self.wy1 = wheels[:, :, 1].max(axis=1) + margin
+        self.grown = np.stack([np.column_stack([a, b]) for a, b in (
+            (self.wx1, self.wy1), (self.wx0, self.wy1), (self.wx0, self.wy0), (self.wx1, self.wy0))],
+            axis=1)                                                        # (4, 4, 2)
+        self.yaw_step = yaw_step
+        self.scratch = self.grid.zeros()
+
+    @staticmethod
+    def _place(pts, x, y, yaws):
+        c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+        return np.stack([x + c * pts[None, :, 0] - s * pts[None, :, 1],
+                         y + s * pts[None, :, 0] + c * pts[None, :, 1]], axis=-1)
+
+    @staticmethod
+    def _fill(mask, polys_pix, offset=(0, 0)):
+        for poly in polys_pix:
+            shifted = (poly - [offset[1] * 16, offset[0] * 16]).astype(np.int32)
+            cv2.fillConvexPoly(mask, cv2.convexHull(shifted.reshape(-1, 1, 2)), 1, cv2.LINE_8, 4)
+
+    def _unswept(self, polys_pix) -> int:
+        flat = polys_pix.reshape(-1, 2) / 16.0
+        lo = np.floor(flat.min(axis=0)).astype(int) - 1
+        hi = np.ceil(flat.max(axis=0)).astype(int) + 2
+        if lo.min() < 0 or hi[0] > self.grid.nx or hi[1] > self.grid.ny:
+            return 1 << 30                       # off the raster: never swept
+        j0, i0 = lo
+        j1, i1 = hi
+        sub = self.scratch[i0:i1, j0:j1]
+        sub[:] = 0
+        self._fill(sub, polys_pix, (i0, j0))
+        return int(np.count_nonzero(sub & (self.swept[i0:i1, j0:j1] ^ 1)))
+
+    def _turn_yaws(self, yaw0, yaw1):
+        n = max(1, math.ceil(abs(yaw1 - yaw0) / self.yaw_step))
+        return yaw0 + (yaw1 - yaw0) * np.arange(n + 1) / n
+
+    def turn_ok(self, x, y, yaw0, yaw1) -> bool:
+        yaws = self._turn_yaws(yaw0, yaw1)
+        wp = self.grid.pix(self._place(self.grown.reshape(-1, 2), x, y, yaws).reshape(len(yaws), 4, 4, 2))
+        polys = np.concatenate([wp[:-1], wp[1:]], axis=2).reshape(-1, 8, 2)
+        return self._unswept(polys) == 0
+
+    def straight_ok(self, x, y, yaw, dist, reverse=False) -> bool:
+        rects = []
+        for k in range(4):
+            lo, hi = (self.wx0[k] - dist, self.wx1[k]) if reverse else \
+                (self.wx0[k], min(self.wx1[k] + dist, self.det_min))
+            if hi > lo:
+                rects.append([[lo, self.wy0[k]], [hi, self.wy0[k]], [hi, self.wy1[k]], [lo, self.wy1[k]]])
+        if not rects:
+            return True
+        pts = self._place(np.asarray(rects).reshape(-1, 2), x, y, np.array([yaw]))[0]
+        return self._unswept(self.grid.pix(pts).reshape(-1, 4, 2)) == 0
+
+    def sweep_turn(self, x, y, yaw0, yaw1) -> None:
+        dp = self.grid.pix(self._place(self.outline, x, y, self._turn_yaws(yaw0, yaw1)))
+        self._fill(self.swept, np.concatenate([dp[:-1], dp[1:]], axis=1))
+
+    def sweep_straight(self, x, y, yaw, dist, reverse=False) -> None:
+        sign = -1.0 if reverse else 1.0
+        det = self._place(np.vstack([self.outline, self.outline + [sign * dist, 0.0]]), x, y,
+                          np.array([yaw]))[0]
+        self._fill(self.swept, self.grid.pix(det)[None])
+
+    def snapshot(self, x, y, radius):
+        i0, j0 = self._index(x - radius, y - radius)
+        i1, j1 = self._index(x + radius, y + radius)
+        return (i0, i1 + 1, j0, j1 + 1, self.swept[i0:i1 + 1, j0:j1 + 1].copy())
+
+    def restore(self, snap) -> None:
+        i0, i1, j0, j1, data = snap
+        self.swept[i0:i1, j0:j1] = data
+
+    def _index(self, x, y):
+        i = int(np.clip((y - self.grid.y0) / self.grid.cell, 0, self.grid.ny - 1))
+        j = int(np.clip((x - self.grid.x0) / self.grid.cell, 0, self.grid.nx - 1))
+        return i, j

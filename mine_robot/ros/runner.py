@@ -19,8 +19,13 @@ EXECUTORS = ('multi', 'single', 'events')
 
 
 def make_executor(kind: str | None = None):
-    """The executor for a node process: ``MINE_ROBOT_EXECUTOR`` = multi | single | events."""
-    kind = (kind or os.environ.get('MINE_ROBOT_EXECUTOR') or 'multi').strip().lower()
+    """The executor for a node process: ``MINE_ROBOT_EXECUTOR`` = single (default) | multi | events.
+
+    Single-threaded by default: measured over the 17-node sweep graph it needs 0.97 cores per
+    simulated second against 1.51 for rclpy's MultiThreadedExecutor, and no node blocks its
+    executor (device I/O runs on reader threads, waiting services are coroutines). ``events`` is
+    rclpy's experimental EventsExecutor: the sim nodes did not start under it (kept for trials)."""
+    kind = (kind or os.environ.get('MINE_ROBOT_EXECUTOR') or 'single').strip().lower()
     if kind not in EXECUTORS:
         raise ValueError(f'MINE_ROBOT_EXECUTOR must be one of {EXECUTORS}, got {kind!r}')
     if kind == 'events':

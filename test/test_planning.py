@@ -63,7 +63,10 @@ def test_every_corner_is_a_turn_then_a_backup(small_plan):
     assert backups and plan.stats['backups'] == len(backups)
     for seg in backups:
         assert seg.role == 'transit' and len(seg.points) == 2
-        assert seg.length == pytest.approx(ROBOT.post_turn_backup, abs=1e-6)
+        # the standard backup, or another length the planner checked against the swept ground
+        assert 0.0 < seg.length <= 0.3 + 1e-6
+    standard = [s for s in backups if abs(s.length - ROBOT.post_turn_backup) < 1e-6]
+    assert len(standard) >= 0.8 * len(backups)
     # after a backup the robot drives forward back through the corner on the same line
     for i, seg in enumerate(plan.segments[:-1]):
         if seg.direction == 'reverse':
@@ -232,23 +235,64 @@ def holed_fields(draw):
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(holed_fields())
 @example(local_area(Polygon([(0, 0), (14.5, 0), (14.5, 9), (9.5, 9), (9.5, 10), (0, 10)]),
-                    no_go=[], safe=[box(-3, -5, 17.5, 0)]))   # found by hypothesis: notch, 6 violations
+                    no_go=[], safe=[box(-3, -5, 17.5, 0)]))   # found by hypothesis: notch (was 6 violations)
 def test_property_no_no_go_crossing_continuity_and_coverage(area):
     plan = plan_coverage(area, ROBOT, PlannerConfig(keep_body_inside=False))
     s = plan.stats
     assert s['no_go_m'] == 0.0
     assert s['outside_m'] < 0.01
     assert s['gaps'] == 0
-    # targets 0.999 and zero violations are met on fields without holes only (README, known gaps:
-    # oblique lane-end connectors around no-go zones still leave a few cm² under a wheel)
     assert s['coverage_fraction'] > 0.97
     assert s['safety']['area_m2'] < 3.0
-    # zero wheel-safety violations is guaranteed only for convex outlines without no-go zones:
-    # a notch in the outline (non-convex, example above) still gives a few (README Status)
-    if not area.no_go and area.search.convex_hull.area - area.search.area < 1e-6:
-        assert s['safety']['count'] == 0
+    # every corner is checked against the ground swept so far while the plan is emitted: a corner
+    # that cannot be made safe is never silent (a note names it); without no-go zones (notched
+    # outlines included) every corner is made safe
+    if s['safety']['count']:
+        assert s['unsafe_corners'] > 0 and any('wheel-safe' in n for n in s['notes'])
+    if not area.no_go:
+        assert s['safety']['count'] == 0 and s['unsafe_corners'] == 0
     path = LineString(plan.path())
     assert path.intersection(area.no_go_union).length == 0.0
+
+
+def test_notched_field_is_wheel_safe():
+    # the notch (a reflex corner of the lane region) used to be rounded into many short oblique
+    # connector pieces whose corners put a wheel on unswept ground
+    area = local_area(Polygon([(0, 0), (14, 0), (14, 9), (9, 9), (9, 10), (0, 10)]),
+                      safe=[box(-3, -5, 17, 0)])
+    s = plan_coverage(area, ROBOT, PlannerConfig()).stats
+    assert s['safety']['count'] == 0 and s['unsafe_corners'] == 0 and s['notes'] == []
+    assert s['no_go_m'] == 0.0 and s['outside_m'] < 0.01 and s['gaps'] == 0
+    # known gap: the corners of the notch stay partly unswept (no spur pass yet), ~0.5 %
+    assert s['coverage_fraction'] >= 0.99
+
+
+def test_swept_raster_accepts_the_turn_primitive_and_rejects_a_bare_turn():
+    from mine_robot.planning.safety import SweptRaster
+    sw = SweptRaster(ROBOT, (-5, -5, 15, 10), box(-5, -3, 0, 3), margin=0.03)
+    assert sw.straight_ok(-3.0, 0.0, 0.0, 9.0)                      # starts on safe ground
+    sw.sweep_straight(-3.0, 0.0, 0.0, 9.0)
+    assert sw.turn_ok(6.0, 0.0, 0.0, math.pi / 2)                   # wheel circle inside the band
+    b = ROBOT.post_turn_backup
+    u = math.pi / 2
+    assert sw.straight_ok(6.0, 0.0, u, b, reverse=True)
+    assert sw.straight_ok(6.0, -b, u, 5.0)                          # forward after the backup
+    assert not sw.straight_ok(6.0, 0.0, u, 5.0)                     # forward without it
+    snap = sw.snapshot(6.0, 0.0, 3.0)
+    sw.sweep_straight(6.0, -b, u, 5.0)
+    assert sw.straight_ok(6.0, 0.0, u, 5.0)
+    sw.restore(snap)
+    assert not sw.straight_ok(6.0, 0.0, u, 5.0)
+
+
+def test_zone_fields_report_unsafe_corners_and_never_cross_zones(small_plan):
+    area, plan = small_plan
+    s = plan.stats
+    assert s['no_go_m'] == 0.0 and s['gaps'] == 0
+    # known gap (README): rings around zones still have corners that cannot be made safe; they
+    # must be named in the notes, not silently emitted
+    if s['safety']['count']:
+        assert s['unsafe_corners'] > 0 and any('wheel-safe' in n for n in s['notes'])
 
 
 def test_cli_plan_writes_plan_geojson_and_png(tmp_path):

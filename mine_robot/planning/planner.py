@@ -26,7 +26,16 @@ Plan structure (map frame; lanes computed in a frame rotated so they run along x
 4. **Order**: from the start (on declared safe ground), greedily the nearest cell entry or ring
    entry; transits run through the transit region (area eroded by ``e_out``, plus safe ground,
    minus zones dilated by the detector's point-turn reach) by a grid search and string pulling.
-5. **Verification** (``verify``): the plan is replayed on a raster (mine_robot.planning.safety.
+5. **Emission, checked as it goes** (``_Emitter``): moves are emitted in driving order while a
+   ``safety.SweptRaster`` keeps the ground swept so far (declared safe ground to start with).
+   Before every corner the point turn, the backup and the start of the next forward move are
+   checked with wheel patches grown by ``wheel_margin``; the standard backup is tried first, then
+   other lengths, then a **probe** (90 deg to the side, out and back, which sweeps a band across the
+   arriving one so that any turn at the corner is on swept ground). Corners that stay unsafe (no
+   room for a probe, e.g. on the rings around zones) are listed in ``stats['notes']`` and counted
+   in ``stats['unsafe_corners']``. Reflex corners of the lane region are mitred, not rounded, so
+   connectors turn once there instead of in many short oblique pieces.
+6. **Verification** (``verify``): the plan is replayed on a raster (mine_robot.planning.safety.
    raster_check) for swept-ground violations and detector overhang; coverage is then computed
    exactly with ``CoverageTracker`` over the plan's vertex poses.
 """
@@ -484,8 +493,6 @@ class _Emitter:
             back = a - b * u
             if not sw.straight_ok(a[0], a[1], h, b, reverse=True):
                 return False
-            if self.room is not None and not self.room.covers(Point(back)):
-                return False
         else:
             back = a
         return sw.straight_ok(back[0], back[1], h, ahead + b)
@@ -507,8 +514,7 @@ class _Emitter:
             hp = h0 + s * math.pi / 2
             u = np.array([math.cos(hp), math.sin(hp)])
             for d in self.PROBES:
-                if self.room is not None and not self.room.covers(
-                        LineString([a - self.backup * u, a + d * u])):
+                if self.room is not None and not self.room.covers(LineString([a, a + d * u])):
                     continue
                 if not self._corner_ok(a, hp, self.backup, d):
                     continue
@@ -636,7 +642,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     zone_u = shapely.union_all(zones) if zones else Polygon()
     safe = area.safe_ground
 
-    lane_region = outer.buffer(-e_out)
+    lane_region = outer.buffer(-e_out, join_style="mitre")
     if not zone_u.is_empty:
         lane_region = lane_region.difference(zone_u.buffer(d_lane, quad_segs=4))
     if region is not None:

@@ -216,3 +216,15 @@ def test_along_lane_command_reverses_and_holds_heading():
     assert v == pytest.approx(-0.15) and w < 0
     v, _ = along_lane_command((0.49, 0.0, 0.0), (0.5, 0.0, 0.0), 0.0, speed=0.15)
     assert 0 < v < 0.05
+
+
+def test_in_wheel_path_covers_the_wheel_tracks_ahead_only():
+    from mine_robot.mission.marking import in_wheel_path
+    pose = (1.0, 2.0, math.pi / 2)                     # heading north
+    # wheel tracks at |lateral| 0.23..0.33 (left = west when heading north)
+    assert in_wheel_path(ROBOT, pose, (1.0 - 0.28, 2.7), 0.1, 0.6)     # left track, 0.7 m ahead
+    assert in_wheel_path(ROBOT, pose, (1.0 + 0.40, 2.5), 0.1, 0.6)     # right track + clearance
+    assert not in_wheel_path(ROBOT, pose, (1.0, 2.6), 0.1, 0.6)         # between the tracks
+    assert not in_wheel_path(ROBOT, pose, (1.0 + 0.50, 2.6), 0.1, 0.6)  # outside the tracks
+    assert not in_wheel_path(ROBOT, pose, (1.0 - 0.28, 3.4), 0.1, 0.6)  # beyond the guard distance
+    assert not in_wheel_path(ROBOT, pose, (1.0 - 0.28, 1.4), 0.1, 0.6)  # behind the rear wheels

@@ -39,7 +39,8 @@ class MuxDecision:
 
 
 DEFAULT_INPUTS = (MuxInput('estop', 100, 0.0, lock=True), MuxInput('safety', 90, 0.5, lock=True),
-                  MuxInput('teleop', 20, 0.5), MuxInput('autonomy', 10, 0.5))
+                  MuxInput('teleop', 20, 0.5), MuxInput('marking', 15, 0.5),
+                  MuxInput('autonomy', 10, 0.5))
 
 
 class TwistMux:

@@ -92,7 +92,8 @@ def _collection(features: Iterable[dict]) -> dict:
 def _iso(t: float | None, base: float) -> str | None:
     if t is None:
         return None
-    return dt.datetime.fromtimestamp(base + float(t), dt.UTC).isoformat(timespec='seconds').replace(
+    # milliseconds: the judge compares report times with wheel passes a fraction of a second apart
+    return dt.datetime.fromtimestamp(base + float(t), dt.UTC).isoformat(timespec='milliseconds').replace(
         '+00:00', 'Z')
 
 

@@ -38,6 +38,10 @@ class MarkingConfig:
     move_timeout: float = 20.0       # s to reach the stop pose before the mark is reported failed
     approach_speed: float = 0.15     # m/s for the stop manoeuvre
     wheel_clearance: float = 0.10    # m kept between any wheel patch and a known hazard
+    # A target not (yet) settled as clutter that lies in the wheels' path within this many metres
+    # ahead of the front wheels is marked at once (stop first, classify later): fusion settles a
+    # target only once every sensor has passed it, by which time the wheels would be on it.
+    guard_ahead: float = 0.6
     swept_tolerance: float = 0.02    # m of slack allowed when testing wheels against swept ground
     ack_timeout: float = 2.0         # s to wait for the marker's acknowledgement
     retries: int = 2                 # extra fire attempts after the first
@@ -52,7 +56,7 @@ class MarkingConfig:
             raise ValueError(f'clutter_policy must be one of {CLUTTER_POLICIES}, '
                              f'got {self.clutter_policy!r}')
         for name in ('max_backup', 'max_forward', 'stop_tolerance', 'move_timeout', 'approach_speed',
-                     'ack_timeout', 'hazard_duration', 'clutter_duration'):
+                     'ack_timeout', 'hazard_duration', 'clutter_duration', 'guard_ahead'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'marking.{name} must be > 0, got {value!r}')
@@ -116,6 +120,20 @@ def _wheel_sweep(robot: RobotGeometry, start: np.ndarray, stop: np.ndarray, head
         b = patch @ rot.T + stop
         polys.append(Polygon(np.vstack([a, b])).convex_hull)
     return unary_union(polys)
+
+
+def in_wheel_path(robot: RobotGeometry, pose, target, clearance: float, ahead: float) -> bool:
+    """True when ``target`` lies where a wheel will roll if the robot drives on straight: laterally
+    within ``clearance`` of a wheel track, and between the rear wheels and ``ahead`` metres past the
+    front wheels."""
+    c, s = math.cos(pose[2]), math.sin(pose[2])
+    dx, dy = float(target[0]) - pose[0], float(target[1]) - pose[1]
+    along, lateral = dx * c + dy * s, -dx * s + dy * c
+    corners = robot.wheel_patches().reshape(-1, 2)
+    front, rear = float(corners[:, 0].max()), float(corners[:, 0].min())
+    inner, outer = float(np.abs(corners[:, 1]).min()), float(np.abs(corners[:, 1]).max())
+    return (rear - clearance <= along <= front + ahead
+            and inner - clearance <= abs(lateral) <= outer + clearance)
 
 
 def plan_mark(robot: RobotGeometry, pose, target, config: MarkingConfig, *,

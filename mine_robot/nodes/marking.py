@@ -37,6 +37,7 @@ from mine_robot.mission.marking import (
     Resume,
     Stop,
     along_lane_command,
+    in_wheel_path,
 )
 from mine_robot.nodes._driving import load_robot_param, odometry_to_pose, twist
 from mine_robot.ros import qos
@@ -73,6 +74,8 @@ class MarkingNode(Node):
         self.status: dict = {}
         self.pose = None
         self.done: set[str] = set()   # outcomes published, waiting for the mission to record them
+        self.candidates: dict[str, dict] = {}   # fusion's targets (targets/json), by id
+        self.guarded: set[str] = set()          # targets the wheel-path guard already handled
         self.diag = Diagnostics(self)
         self.cmd_pub = self.create_publisher(Twist, cmd_topic, qos.RELIABLE)
         self.marker_pub = self.create_publisher(String, 'marker/command', qos.RELIABLE)
@@ -81,6 +84,7 @@ class MarkingNode(Node):
         sub(String, 'mission/status', self._on_status, qos.LATCHED)
         sub(Odometry, 'odometry/filtered', self._on_odom, qos.RELIABLE)
         sub(String, 'marker/status', self._on_marker, qos.RELIABLE)
+        sub(String, 'targets/json', self._on_targets, qos.RELIABLE)
         self.create_timer(1.0 / rate, self._step, callback_group=self.group)
         self._moving: MoveAlong | None = None
 
@@ -95,6 +99,28 @@ class MarkingNode(Node):
             return
         pending = {str(p['id']) for p in self.status.get('pending_marks', [])}
         self.done &= pending  # recorded by the mission: forget
+
+    def _on_targets(self, msg: String) -> None:
+        try:
+            data = json.loads(msg.data)
+            targets = data['targets'] if isinstance(data, dict) else data
+            self.candidates = {str(t['id']): t for t in targets}
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            self.get_logger().error(f'targets/json ignored: {exc}', throttle_duration_sec=5.0)
+
+    def _guard_target(self) -> dict | None:
+        """A target in the wheels' path ahead that is not settled clutter and not handled yet."""
+        for tid, t in self.candidates.items():
+            if tid in self.guarded or tid in self.done:
+                continue
+            if t.get('settled', True) and t.get('classification') == 'clutter':
+                continue
+            if in_wheel_path(self.robot, self.pose, (float(t['x']), float(t['y'])),
+                             self.config.wheel_clearance + 0.05, self.config.guard_ahead):
+                return {'id': tid, 'x': float(t['x']), 'y': float(t['y']),
+                        'classification': t.get('classification', 'unknown')
+                        if t.get('settled', True) else 'unknown'}
+        return None
 
     def _on_odom(self, msg: Odometry) -> None:
         p = odometry_to_pose(msg)
@@ -132,16 +158,28 @@ class MarkingNode(Node):
             v, w = along_lane_command(self.pose, self._moving.stop_pose, self.seq.plan.heading,
                                       self._moving.speed)
             self.cmd_pub.publish(twist(v, w))
+        elif self.seq is not None:
+            # firing / waiting for the acknowledgement: keep holding the mux input (it times out
+            # after 0.5 s, and the lane follower underneath would drive off with the nozzle)
+            self.cmd_pub.publish(twist(0.0, 0.0))
 
     def _maybe_begin(self, now: float) -> None:
         if self.status.get('state') not in _MARK_STATES or self.pose is None:
             return
-        todo = [p for p in self.status.get('pending_marks', []) if str(p['id']) not in self.done]
-        if not todo:
-            self.diag.update(OK, 'idle', {'marks_sent': next(self.ids) - 1})
-            return
-        x, y = self.pose[0], self.pose[1]
-        target = min(todo, key=lambda p: (p['x'] - x) ** 2 + (p['y'] - y) ** 2)
+        target = self._guard_target()
+        if target is not None:
+            # stop before the wheels reach it; the mark is made now, as 'unknown' if unsettled
+            self.guarded.add(target['id'])
+            self.get_logger().info(f"target {target['id']} in the wheels' path: stopping to mark it "
+                                   f"({target['classification']})")
+        else:
+            todo = [p for p in self.status.get('pending_marks', [])
+                    if str(p['id']) not in self.done and str(p['id']) not in self.guarded]
+            if not todo:
+                self.diag.update(OK, 'idle', {'marks_sent': next(self.ids) - 1})
+                return
+            x, y = self.pose[0], self.pose[1]
+            target = min(todo, key=lambda p: (p['x'] - x) ** 2 + (p['y'] - y) ** 2)
         hazards = tuple(tuple(h) for h in self.status.get('hazards', []))
         self.seq = MarkingSequence(self.robot, self.config, str(target['id']),
                                    (float(target['x']), float(target['y'])),

@@ -47,7 +47,8 @@ _DESCRIPTIONS = {
     'mark_confidence': 'settled targets with at least this confidence are marked',
     'sweep_speed': 'lane speed used for the ETA (m/s)',
     'export_png': 'render report.png (matplotlib) at the end',
-    'time_base': 'unused by the node (it maps ROS time to UTC itself)',
+    'time_base': 'POSIX seconds of ROS time 0 for the exports; <= 0: the offset measured at start '
+                 '(right for a wall-clock robot; under sim time pass the simulator\'s time_base)',
     'safety_stall_timeout': 'fault the mission when the safety monitor holds the robot this long '
                             '(s; 0 = never)',
 }
@@ -73,13 +74,13 @@ class MissionManagerNode(Node):
         values = {}
         defaults = MissionConfig()
         for f in fields(MissionConfig):
-            if f.name == 'time_base':
-                continue
             default = getattr(defaults, f.name)
             values[f.name] = declare(self, f.name, default, _DESCRIPTIONS.get(f.name, f.name),
                                      range=_RANGES.get(f.name))
         try:
-            self.config = MissionConfig(**values, time_base=time.time() - self._now())
+            if values['time_base'] <= 0.0:
+                values['time_base'] = time.time() - self._now()
+            self.config = MissionConfig(**values)
             self.robot = load_robot_param(robot_config)
         except ValueError as exc:
             raise ConfigError(f'mission_manager: {exc}') from exc

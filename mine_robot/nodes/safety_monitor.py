@@ -105,6 +105,7 @@ class SafetyMonitorNode(Node):
         except (SafetyError, ValueError, OSError) as exc:
             raise ConfigError(f'safety_monitor: {exc}') from exc
         self.selector = TwistMux([MuxInput('teleop', 20, values['input_timeout']),
+                                  MuxInput('marking', 15, values['input_timeout']),
                                   MuxInput('autonomy', 10, values['input_timeout'])])
         self.status_pub = self.create_publisher(String, 'safety/status', qos.LATCHED)
         self.diag = Diagnostics(self)
@@ -116,7 +117,7 @@ class SafetyMonitorNode(Node):
                 n, self._now()), qos.SENSOR)
         self.create_subscription(Bool, 'estop', self._on_estop, qos.LATCHED)
         self.create_subscription(Odometry, 'odometry/filtered', self._on_pose, 10)
-        for name in ('teleop', 'autonomy'):
+        for name in ('teleop', 'marking', 'autonomy'):
             self.create_subscription(Twist, f'cmd_vel/{name}',
                                      lambda m, n=name: self._on_cmd(n, m), qos.RELIABLE)
         self.create_service(Trigger, '~/reset_estop', self._on_reset)

@@ -29,7 +29,7 @@ class TwistMuxNode(Node):
         rate = declare(self, 'rate', 20.0, 'output rate (Hz); 1/rate is the control period',
                        range=(1.0, 200.0))
         timeouts = {name: declare(self, f'{name}_timeout', 0.5, f'{name} input timeout (s)',
-                                  range=(0.01, 10.0)) for name in ('teleop', 'autonomy', 'safety')}
+                                  range=(0.01, 10.0)) for name in ('teleop', 'marking', 'autonomy', 'safety')}
         scale = declare(self, 'speed_scale', 1.0, 'fraction of the robot.yaml speed limits',
                         range=(0.05, 1.0))
         robot = load_robot_param(declare(self, 'robot_config', '', 'robot.yaml (empty: default)',
@@ -38,6 +38,9 @@ class TwistMuxNode(Node):
             self.mux = TwistMux([MuxInput('estop', 100, 0.0, lock=True),
                                  MuxInput('safety', 90, timeouts['safety'], lock=True),
                                  MuxInput('teleop', 20, timeouts['teleop']),
+                                 # the marking manoeuvre (stop, nozzle over the target) overrides
+                                 # the lane follower; the operator's joystick overrides both
+                                 MuxInput('marking', 15, timeouts['marking']),
                                  MuxInput('autonomy', 10, timeouts['autonomy'])])
             self.limiter = VelocityLimiter(Limits.from_robot(robot, scale))
         except MuxError as exc:
@@ -47,8 +50,9 @@ class TwistMuxNode(Node):
         self.diag = Diagnostics(self)
         self.decision = None
         self.create_subscription(Twist, 'cmd_vel/teleop', lambda m: self._on_cmd('teleop', m), qos.RELIABLE)
-        self.create_subscription(Twist, 'cmd_vel/autonomy', lambda m: self._on_cmd('autonomy', m),
-                                 qos.RELIABLE)
+        for name in ('marking', 'autonomy'):
+            self.create_subscription(Twist, f'cmd_vel/{name}', lambda m, n=name: self._on_cmd(n, m),
+                                     qos.RELIABLE)
         self.create_subscription(Bool, 'estop', self._on_estop, qos.LATCHED)
         self.create_subscription(String, 'safety/status', self._on_safety, qos.LATCHED)
         self.create_timer(1.0 / rate, self._publish)

@@ -74,11 +74,12 @@ def _domain_id(arg: int | None) -> int:
 def _graph_plan(args: argparse.Namespace, out: Path, work: Path) -> GraphPlan:
     overrides = work / 'sweep_overrides.yaml'
     device_dir = str(work / 'devices')
+    time_base = round(time.time(), 3)     # sim time 0 in UTC: the truth and the exports agree
     overrides.write_text(yaml.safe_dump({
         'sim_world': {'ros__parameters': {'truth_output_dir': str(out), 'device_dir': device_dir,
-                                          'time_base': round(time.time(), 3)}},
+                                          'time_base': time_base}},
         'sim_sensors': {'ros__parameters': {'device_dir': device_dir}},
-        'mission_manager': {'ros__parameters': {'autostart': False}},
+        'mission_manager': {'ros__parameters': {'autostart': False, 'time_base': time_base}},
     }))
     return GraphPlan.from_arguments({
         'simulator': 'builtin', 'scenario': args.sim, 'use_sim_time': 'true',

@@ -524,12 +524,9 @@ class _Emitter:
                 self._rotate(hp)
                 self._straight(a - self.backup * u, 'transit', None, 'reverse')
                 self._straight(a + d * u, 'transit', None)
-                ok = True
                 back_h = hp + math.pi
                 b2 = self._choose_backup(self.pos, back_h, d)
-                if b2 is None:
-                    ok = False
-                else:
+                if b2 is not None:
                     self._rotate(back_h)
                     if b2 > 0:
                         self._straight(self.pos + b2 * u, 'transit', None, 'reverse')

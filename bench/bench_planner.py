@@ -96,7 +96,8 @@ def main() -> int:
     print(f'keep_body_inside={cfg.keep_body_inside}; time_s = wall-clock median on this (shared) machine, '
           'cpu_s = process CPU time median')
     print(f'{"field":24s} {"time_s":>7s} {"cpu_s":>6s} {"build_s":>7s} {"cover%":>7s} {"length":>8s} '
-          f'{"ratio":>6s} {"no_go_m":>7s} {"out_m":>6s} {"gaps":>4s} {"unsafe_n":>8s} {"unsafe_m2":>9s} {"ohng_m2":>7s} '
+          f'{"ratio":>6s} {"no_go_m":>7s} {"out_m":>6s} {"gaps":>4s} {"unsafe_n":>8s} {"unsafe_m2":>9s} '
+          f'{"ohng_m2":>7s} '
           f'{"ohout_m":>7s} {"holes":>5s} {"rings":>5s} {"backups":>7s} {"probes":>6s} {"notes":>5s}')
     for name, area in fields().items():
         if args.fields and not any(f in name for f in args.fields.split(',')):

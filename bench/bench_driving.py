@@ -8,8 +8,10 @@
    and autonomy commands at 20 Hz, then (a) ``estop`` True, (b) a pose whose covariance exceeds
    the limit; time from publishing the trigger to receiving the first zero ``cmd_vel``.
 3. Faulted batch: random GNSS dropouts and float-fix degradations and an e-stop per run; counts
-   TRUE-pose geofence / no-go / swept-ground violations (swept = what the detector really swept)
-   and checks each fault produced a stop with the right reason.
+   TRUE-pose geofence / no-go / swept-ground violations (swept = what the detector really swept;
+   ``swept_ground`` counts unswept ground at least 2 cm wide under a wheel, the safety rule's
+   semantics, ``swept_ground_any`` any sliver over 10 cm^2) and checks each fault produced a stop
+   with the right reason.
 Lanes: a fixed set of east-west lanes over the no-go-free part of the default field, or with
 ``--planner`` the plan of ``mine_robot.planning.planner.plan_coverage``.
 """
@@ -79,7 +81,7 @@ def run_sweep(seed, faults=(), estop_at=None, max_time=400.0):
     truth_tracker = CoverageTracker(ROBOT, batch=10)
     allowed = scenario.area.search.union(SAFE_APPROACH)
     no_go = scenario.area.no_go_union
-    cte, stops, violations = [], [], {'geofence': 0, 'no_go': 0, 'swept_ground': 0}
+    cte, stops, violations = [], [], {'geofence': 0, 'no_go': 0, 'swept_ground': 0, 'swept_ground_any': 0}
     v = w = 0.0
     t = 0.0
     last_swept_t = -1.0
@@ -121,8 +123,16 @@ def run_sweep(seed, faults=(), estop_at=None, max_time=400.0):
             violations['geofence'] += 1
         if body.intersection(no_go).area > 1e-4:
             violations['no_go'] += 1
-        if wheels.difference(truth_ground).area > 1e-3:
-            violations['swept_ground'] += 1
+        unswept = wheels.difference(truth_ground)
+        if unswept.area > 1e-3:
+            violations['swept_ground_any'] += 1
+            # the rule's semantics: unswept ground narrower than 2 cm under a wheel is ignored
+            if not unswept.buffer(-0.01).is_empty:
+                violations['swept_ground'] += 1
+                if os.environ.get('BENCH_DEBUG'):
+                    print(f'  swept-ground violation t={t:.2f} true=({tx:.2f},{ty:.2f},'
+                          f'{math.degrees(tyaw):.0f}) {unswept.area * 1e4:.0f} cm^2 at '
+                          f'{[round(b, 2) for b in unswept.bounds]} leg {stack.follower.leg}')
         p = out.follower.progress
         if p.role == 'lane' and p.state == 'track' and v > 0.25:
             f = stack.follower
@@ -257,7 +267,7 @@ def main() -> int:
                   f'(target 50 ms)')
 
     rng = np.random.default_rng(args.seed)
-    totals = {'geofence': 0, 'no_go': 0, 'swept_ground': 0}
+    totals = {'geofence': 0, 'no_go': 0, 'swept_ground': 0, 'swept_ground_any': 0}
     detected, injected = 0, 0
     for k in range(args.runs):
         t_drop = float(rng.uniform(20, 80))

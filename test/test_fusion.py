@@ -128,3 +128,10 @@ def test_new_sensor_joins_with_one_config_entry():
     assert eng.targets[0].sensors == ['thermal']
     assert eng.targets[0].classification == 'mine'
     assert eng.config.sensor('thermal').topic == 'detections/thermal'
+
+
+def test_first_id_lets_a_restarted_engine_continue_numbering():
+    engine = FusionEngine(config(), first_id=4_230_010_001)
+    first = engine.update([md(1.0, 1.0, 2.0)])
+    second = engine.update([md(2.0, 4.0, 2.0)])
+    assert [t.id for t in first + second] == [4_230_010_001, 4_230_010_002]

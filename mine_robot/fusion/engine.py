@@ -183,10 +183,10 @@ class FusionEngine:
     """Holds the target list. ``update(detections)`` and ``add_pose(t, x, y, yaw)`` return the
     targets that changed; ``targets`` is the full list (never shrinks)."""
 
-    def __init__(self, config: FusionConfig):
+    def __init__(self, config: FusionConfig, first_id: int = 1):
         self.config = config
         self.targets: list[Target] = []
-        self._next_id = 1
+        self._next_id = int(first_id)
         self._path = 0.0
         self._last_pose: np.ndarray | None = None
         self._t = 0.0

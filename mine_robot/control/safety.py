@@ -495,12 +495,9 @@ class SafetyMonitor:
                 if nogo0 > AREA_EPS and worst_nogo > AREA_EPS:
                     # already inside (a teleop slip, a late zone): a move that reduces the overlap
                     # at every step (backing out) is allowed although it touches new cells
-                    pairs = np.stack([body[0][1:], body[1][1:]], axis=1).reshape(-1, *body[0].shape[1:]) \
-                        if body[0].shape[1] == body[1].shape[1] else None
-                    worst_nogo = _worst_increase(g.no_go_grid, pairs, 2, nogo0, a, outside=False) \
-                        if pairs is not None else max(
-                            _worst_increase(g.no_go_grid, body[0][1:], 1, nogo0, a, outside=False),
-                            _worst_increase(g.no_go_grid, body[1][1:], 1, nogo0, a, outside=False))
+                    worst_nogo = max(
+                        _worst_increase(g.no_go_grid, body[0][1:], 1, nogo0, a, outside=False),
+                        _worst_increase(g.no_go_grid, body[1][1:], 1, nogo0, a, outside=False))
             values.update(wheels_outside_m2=round(out0, 4), body_in_no_go_m2=round(nogo0, 4))
             if worst_out > AREA_EPS:
                 reasons.append(Reason('geofence', f'command would take {worst_out:.4f} m^2 of wheel '

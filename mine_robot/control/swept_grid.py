@@ -131,19 +131,5 @@ class SweptGrid:
 
     def not_ok(self, polys: Iterable[np.ndarray]) -> np.ndarray:
         """Boolean window: cells inside any of ``polys`` (convex, map coords) that are not ok."""
-        polys = [np.asarray(p, dtype=float) for p in polys]
-        allpts = np.vstack(polys)
-        lo = np.floor((allpts.min(axis=0) - (self.x0, self.y0)) / self.cell).astype(int) - 1
-        hi = np.ceil((allpts.max(axis=0) - (self.x0, self.y0)) / self.cell).astype(int) + 2
-        win = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.uint8)
-        for p in polys:
-            px = self._pixels(p) - (lo * _ONE)
-            cv2.fillConvexPoly(win, px, 1, cv2.LINE_8, SHIFT)
-        h, w = self.ok.shape
-        # the part of the window inside the grid; cells outside the grid were never swept
-        r0, r1 = max(lo[1], 0), min(hi[1], h)
-        c0, c1 = max(lo[0], 0), min(hi[0], w)
-        covered = np.zeros_like(win)
-        if r0 < r1 and c0 < c1:
-            covered[r0 - lo[1]:r1 - lo[1], c0 - lo[0]:c1 - lo[0]] = self.ok[r0:r1, c0:c1]
-        return (win > 0) & (covered == 0)
+        (inside,), ok = self.window([list(polys)])
+        return inside & ~ok

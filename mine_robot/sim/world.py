@@ -185,7 +185,10 @@ class SensorSuite:
         """(k, n, 2) world positions of base_link ``points`` (n, 2) at ``poses`` (k, 3)."""
         c, s = np.cos(poses[:, 2])[:, None], np.sin(poses[:, 2])[:, None]
         px, py = points[None, :, 0], points[None, :, 1]
-        return np.stack((poses[:, 0:1] + c * px - s * py, poses[:, 1:2] + s * px + c * py), axis=-1)
+        out = np.empty((poses.shape[0], points.shape[0], 2))
+        out[..., 0] = poses[:, 0:1] + c * px - s * py
+        out[..., 1] = poses[:, 1:2] + s * px + c * py
+        return out
 
     def md_batch(self, ts: list[float], poses: list[tuple[float, float, float]]) -> list[MdSample]:
         """Metal-detector samples at k times/poses in one vectorised call."""

@@ -76,6 +76,9 @@ class PlannerConfig:
     zone_overlap: float = 0.02        # m the ring band reaches over a no-go zone's edge
     ring_overlap: float = 0.05        # m shared by the ring band and the lane-end connector band
     max_outer_overhang: float = 0.55  # m the detector head may reach past the outer boundary
+    # mitre limit (× the ring distance) of the straight edge passes around a zone: sharper zone
+    # corners are bevelled (two turns) instead of sending the passes far past the corner
+    ring_mitre_limit: float = 2.0
     backup_angle_deg: float = 15.0    # turns sharper than this are followed by the backup
     # The safety monitor's geofence holds the WHEELS inside the area (the body may overhang the
     # outer boundary: it is in the air), so lanes run out to the edge by default; True keeps the
@@ -437,7 +440,7 @@ class _Emitter:
     counted (``unsafe``), never hidden: the final replay reports it and the planner adds a note.
     """
 
-    BACKUPS = (0.12, 0.20, 0.08, 0.24, 0.0, 0.30)
+    BACKUPS = (0.12, 0.20, 0.08, 0.24, 0.0, 0.30, 0.04, 0.27, 0.34)
     PROBES = (0.6, 1.0, 1.5)
 
     def __init__(self, backup: float, backup_angle: float, start: np.ndarray, sweeper=None, room=None):
@@ -671,9 +674,13 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     for zi, z in enumerate(_polys(zone_u)):
         if not z.buffer(d_lane + h).intersects(q):
             continue
-        rp = z.buffer(d_ring, quad_segs=6)
+        # mitred offset: straight edge passes, one turn per zone corner (a rounded ring turns in many
+        # small steps whose inner wheels cut the corner over ground no detector has swept)
+        rp = z.buffer(d_ring, join_style='mitre', mitre_limit=cfg.ring_mitre_limit)
         for p in _polys(rp)[:1]:
-            c = np.asarray(shapely.geometry.polygon.orient(p, 1.0).exterior.coords)
+            c = _simplify(np.asarray(shapely.geometry.polygon.orient(p, 1.0).exterior.coords), 1e-3)
+            if len(c) < 4 or np.hypot(*(c[0] - c[-1])) > 1e-6:
+                continue
             ring_line = LineString(c)
             others = zone_u.difference(z) if len(_polys(zone_u)) > 1 else Polygon()
             if not ring_keepout.covers(ring_line) or (not others.is_empty
@@ -754,6 +761,18 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     def world(p):
         return np.asarray(p) @ rot.T
 
+    # a zone's edge passes come after the cells around it: their lane ends and connectors sweep the
+    # band just outside the passes' band, which the wheels need at oblique corners (a turn that is not
+    # square cannot keep all four wheels inside the one band the arriving pass swept)
+    near: dict[int, set] = {}
+    if rings and cells:
+        zone_polys = _polys(zone_u)
+        cell_lines = [shapely.MultiLineString([world(ln.path) for ln in c]) for c in cells]
+        for ri, ring in enumerate(rings):
+            z = zone_polys[ring.zone]
+            d = shapely.distance(z, np.asarray(cell_lines, dtype=object))
+            near[ri] = {ci for ci in range(len(cells)) if d[ci] < d_lane + spacing + 0.1}
+
     while todo_cells or todo_rings:
         best = None
         for ci in todo_cells:
@@ -766,6 +785,8 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                     if best is None or d < best[0]:
                         best = (d, 'cell', ci, rev, flip)
         for ri in todo_rings:
+            if near.get(ri, set()) & set(todo_cells):
+                continue
             for app, i, ex in rings[ri].entries:
                 d = float(np.hypot(*(app - em.pos)))
                 if best is None or d < best[0]:

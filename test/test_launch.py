@@ -335,6 +335,10 @@ def test_hardware_datum_comes_from_the_area_file(tmp_path):
     lat, lon = plan.datum()
     assert lat == pytest.approx(44.0005, abs=1e-3) and lon == pytest.approx(17.0005, abs=1e-3)
     assert plan.node_parameters('safety_monitor')['datum_lat'] == lat
+    # every node that needs the area gets the file (the safety monitor's geofence refuses to start
+    # without one)
+    for node in ('coverage_planner', 'mission_manager', 'safety_monitor'):
+        assert plan.node_parameters(node)['area_file'] == str(area), node
     assert ls.GraphPlan.from_arguments(_args(config_dir=cfg, drivers='true')).datum() is None
 
 

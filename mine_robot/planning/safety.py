@@ -265,6 +265,99 @@ class Grid:
         return self.x0 + (j + 0.5) * self.cell, self.y0 + (i + 0.5) * self.cell
 
 
+class WheelTest:
+    """Which unswept raster cells the wheel contact patches would cover in a point turn or a short
+    straight move, tested per cell centre (no polygon filling): cells are only tested where the ground
+    is unswept, so a move over swept ground costs one window scan.
+
+    A point turn is tested exactly in polar coordinates about the turn centre: a wheel rectangle that
+    lies in one quadrant of base_link covers, at radius ``r``, one interval of bearings
+    ``[lo(r), hi(r)]``; turning from ``yaw0`` to ``yaw1`` it covers bearings
+    ``[min(yaw) + lo, max(yaw) + hi]``. ``grow`` enlarges every rectangle (margin, pixel size).
+    """
+
+    def __init__(self, robot: RobotGeometry, grid: Grid, grow: float):
+        w = robot.wheel_patches()
+        self.grid = grid
+        self.rects = np.column_stack([w[:, :, 0].min(axis=1) - grow, w[:, :, 0].max(axis=1) + grow,
+                                      w[:, :, 1].min(axis=1) - grow, w[:, :, 1].max(axis=1) + grow])
+        x0, x1, y0, y1 = self.rects.T
+        self.polar = bool(np.all((x0 > 0) | (x1 < 0)) and np.all((y0 > 0) | (y1 < 0)))
+        self.sx = np.where(x0 > 0, 1.0, -1.0)
+        self.sy = np.where(y0 > 0, 1.0, -1.0)
+        ax = np.sort(np.abs(self.rects[:, :2]), axis=1)
+        ay = np.sort(np.abs(self.rects[:, 2:]), axis=1)
+        self.ax0, self.ax1, self.ay0, self.ay1 = ax[:, 0:1], ax[:, 1:2], ay[:, 0:1], ay[:, 1:2]
+        corners = np.array([[a, b] for a in (x0, x1) for b in (y0, y1)])     # (4, 2, n)
+        self.reach = float(np.hypot(corners[:, 0], corners[:, 1]).max())
+
+    def _unswept_cells(self, swept, xmin, ymin, xmax, ymax):
+        """Centres (m, 2) of the unswept cells in a box, or None when the box leaves the raster."""
+        g = self.grid
+        j0 = int(math.floor((xmin - g.x0) / g.cell))
+        i0 = int(math.floor((ymin - g.y0) / g.cell))
+        j1 = int(math.ceil((xmax - g.x0) / g.cell)) + 1
+        i1 = int(math.ceil((ymax - g.y0) / g.cell)) + 1
+        if i0 < 0 or j0 < 0 or i1 > g.ny or j1 > g.nx:
+            return None
+        ii, jj = np.nonzero(swept[i0:i1, j0:j1] == 0)
+        return np.column_stack([g.x0 + (jj + j0 + 0.5) * g.cell, g.y0 + (ii + i0 + 0.5) * g.cell])
+
+    def turn(self, swept, x, y, yaw0, yaw1) -> int:
+        """Unswept cells under the wheels in a point turn at (x, y) from yaw0 to yaw1 (|dyaw| <= pi)."""
+        r_max = self.reach
+        pts = self._unswept_cells(swept, x - r_max, y - r_max, x + r_max, y + r_max)
+        if pts is None:
+            return 1 << 30
+        if not len(pts):
+            return 0
+        d = pts - (x, y)
+        r = np.hypot(d[:, 0], d[:, 1])
+        keep = r <= r_max
+        if not keep.any():
+            return 0
+        r, phi = r[keep][None, :], np.arctan2(d[keep, 1], d[keep, 0])[None, :]
+        with np.errstate(invalid='ignore', divide='ignore'):
+            lo = np.maximum(np.arccos(np.clip(self.ax1 / r, -1, 1)), np.arcsin(np.clip(self.ay0 / r, -1, 1)))
+            hi = np.minimum(np.arccos(np.clip(self.ax0 / r, -1, 1)), np.arcsin(np.clip(self.ay1 / r, -1, 1)))
+        valid = lo <= hi
+        sx, sy = self.sx[:, None], self.sy[:, None]
+        # map the first-quadrant interval to the wheel's quadrant
+        # (x, y) = (sx |x|, sy |y|): bearing t' in the first quadrant is sx>0,sy>0: t'; sx<0,sy>0:
+        # pi - t'; sx<0,sy<0: pi + t'; sx>0,sy<0: -t' (mirrors reverse the interval)
+        mirror = (sx * sy) < 0
+        lo_q = np.where(mirror, np.where(sx > 0, -hi, math.pi - hi), np.where(sx > 0, lo, math.pi + lo))
+        span_q = hi - lo
+        a0, span = min(yaw0, yaw1), abs(yaw1 - yaw0)
+        off = np.mod(phi - a0 - lo_q, 2 * math.pi)
+        hit = valid & (off <= span + span_q)
+        return int(np.count_nonzero(hit.any(axis=0)))
+
+    def straight(self, swept, x, y, yaw, lo_x, hi_x) -> int:
+        """Unswept cells under the wheel rectangles stretched along x to [lo_x[k], hi_x[k]] (base_link
+        of the pose (x, y, yaw))."""
+        c, s = math.cos(yaw), math.sin(yaw)
+        y0, y1 = self.rects[:, 2], self.rects[:, 3]
+        ok = hi_x > lo_x
+        if not ok.any():
+            return 0
+        corners = np.concatenate([np.column_stack([lo_x[ok], y0[ok]]), np.column_stack([hi_x[ok], y1[ok]]),
+                                  np.column_stack([lo_x[ok], y1[ok]]), np.column_stack([hi_x[ok], y0[ok]])])
+        wx = x + c * corners[:, 0] - s * corners[:, 1]
+        wy = y + s * corners[:, 0] + c * corners[:, 1]
+        pts = self._unswept_cells(swept, wx.min(), wy.min(), wx.max(), wy.max())
+        if pts is None:
+            return 1 << 30
+        if not len(pts):
+            return 0
+        d = pts - (x, y)
+        lx = (c * d[:, 0] + s * d[:, 1])[None, :]
+        ly = (-s * d[:, 0] + c * d[:, 1])[None, :]
+        inside = ((lx >= lo_x[ok, None]) & (lx <= hi_x[ok, None]) & (ly >= y0[ok, None])
+                  & (ly <= y1[ok, None]))
+        return int(np.count_nonzero(inside.any(axis=0)))
+
+
 @dataclass
 class RasterCheck:
     """Outcome of :func:`raster_check` (areas in m², lengths in m)."""
@@ -274,6 +367,7 @@ class RasterCheck:
     overhang_outside_max_m: float
     grid: Grid
     swept: np.ndarray
+    coverage_fraction_min: float = 0.0     # eroded by one cell: never credits a partly swept cell
 
     def summary(self, limit: int = 20) -> dict:
         return {'count': len(self.violations), 'metres': round(sum(v.metres for v in self.violations), 3),
@@ -324,8 +418,8 @@ def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=No
     xs = np.r_[path[:, 0], area.search.bounds[0], area.search.bounds[2]]
     ys = np.r_[path[:, 1], area.search.bounds[1], area.search.bounds[3]]
     grid = Grid((xs.min(), ys.min(), xs.max(), ys.max()), cell)
+    # 1 = declared safe ground, 3 = swept by the detector (bit 2: detected)
     swept = grid.fill(grid.zeros(), area.safe_ground) if not area.safe_ground.is_empty else grid.zeros()
-    detected = grid.zeros()
     outline = detector_outline(robot)
     det_min = float(outline[:, 0].min())
     shrink = cell / 2
@@ -346,59 +440,75 @@ def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=No
         return np.stack([x + c * pts[None, :, 0] - s * pts[None, :, 1],
                          y + s * pts[None, :, 0] + c * pts[None, :, 1]], axis=-1)
 
-    def fill_all(mask, polys_pix, offset=(0, 0)):
+    def fill_all(mask, polys_pix, value=1, offset=(0, 0)):
         for poly in polys_pix:
             shifted = (poly - [offset[1] * 16, offset[0] * 16]).astype(np.int32)
             hull = cv2.convexHull(shifted.reshape(-1, 1, 2))
-            cv2.fillConvexPoly(mask, hull, 1, cv2.LINE_8, 4)
+            cv2.fillConvexPoly(mask, hull, value, cv2.LINE_8, 4)
 
-    def check(polys_pix, kind, seg, role, x, y, metres, reason):
-        flat = polys_pix.reshape(-1, 2) / 16.0
-        j0, i0 = np.maximum(np.floor(flat.min(axis=0)).astype(int) - 1, 0)
-        j1, i1 = np.ceil(flat.max(axis=0)).astype(int) + 2
-        sub = scratch[i0:i1, j0:j1]
-        sub[:] = 0
-        fill_all(sub, polys_pix, (i0, j0))
-        bad = np.count_nonzero(sub & (swept[i0:i1, j0:j1] ^ 1))
+    def check(polys_pix, kind, seg, role, x, y, metres, reason, bad=None):
+        if bad is None:
+            flat = polys_pix.reshape(-1, 2) / 16.0
+            j0, i0 = np.maximum(np.floor(flat.min(axis=0)).astype(int) - 1, 0)
+            j1, i1 = np.ceil(flat.max(axis=0)).astype(int) + 2
+            sub = scratch[i0:i1, j0:j1]
+            sub[:] = 0
+            fill_all(sub, polys_pix, 1, (i0, j0))
+            bad = np.count_nonzero(sub & (swept[i0:i1, j0:j1] == 0))
         if bad:
             violations.append(Violation(seg, role, kind, metres, bad * cell * cell, x, y, reason))
 
+    # cell-centre tests of the (unshrunk) wheel rectangles where the robot allows them (the same
+    # tolerance as the shrunk polygons filled with their edge cells)
+    test = WheelTest(robot, grid, 0.0)
+    test = test if test.polar else None
+    raw_x0, raw_x1 = wx0 - shrink, wx1 + shrink
     for kind, seg, role, x, y, y0, y1, dist, rev in _moves(plan):
         if kind == 'turn':
             n = max(1, math.ceil(abs(y1 - y0) / yaw_step))
             yaws = y0 + (y1 - y0) * np.arange(n + 1) / n
-            wp = grid.pix(place(shrunk.reshape(-1, 2), x, y, yaws).reshape(n + 1, 4, 4, 2))
-            polys = np.concatenate([wp[:-1], wp[1:]], axis=2).reshape(-1, 8, 2)   # (n*4, 8, 2)
-            check(polys, 'turn', seg, role, x, y, abs(y1 - y0) * robot.wheel_turn_radius,
-                  f'point turn of {math.degrees(y1 - y0):.0f}° with wheels on unswept ground')
+            reason = f'point turn of {math.degrees(y1 - y0):.0f}° with wheels on unswept ground'
+            metres = abs(y1 - y0) * robot.wheel_turn_radius
+            if test is not None and abs(y1 - y0) <= math.pi + 1e-9:
+                check(None, 'turn', seg, role, x, y, metres, reason, test.turn(swept, x, y, y0, y1))
+            else:
+                wp = grid.pix(place(shrunk.reshape(-1, 2), x, y, yaws).reshape(n + 1, 4, 4, 2))
+                polys = np.concatenate([wp[:-1], wp[1:]], axis=2).reshape(-1, 8, 2)   # (n*4, 8, 2)
+                check(polys, 'turn', seg, role, x, y, metres, reason)
             det = place(outline, x, y, yaws)
             extremes.append(det.reshape(-1, 2))
             dp = grid.pix(det)
-            hulls = np.concatenate([dp[:-1], dp[1:]], axis=1)
-            fill_all(swept, hulls)
-            fill_all(detected, hulls)
+            fill_all(swept, np.concatenate([dp[:-1], dp[1:]], axis=1), 3)
             continue
-        rects = []
-        for k in range(4):
-            lo, hi = (wx0[k] - dist, wx1[k]) if rev else (wx0[k], min(wx1[k] + dist, det_min))
-            if hi > lo:
-                rects.append([[lo, wy0[k]], [hi, wy0[k]], [hi, wy1[k]], [lo, wy1[k]]])
-        if rects:
-            pts = place(np.asarray(rects).reshape(-1, 2), x, y, np.array([y0]))[0]
-            check(grid.pix(pts).reshape(-1, 4, 2), 'straight', seg, role, x, y,
-                  dist if rev else min(dist, det_min),
-                  'wheels back onto ground the detector has not swept' if rev else
+        metres = dist if rev else min(dist, det_min)
+        reason = ('wheels back onto ground the detector has not swept' if rev else
                   'wheels roll onto ground the detector has not swept (move starts without '
                   f'{det_min:.2f} m of swept ground ahead)')
+        if test is not None:
+            lo = raw_x0 - dist if rev else raw_x0
+            hi = raw_x1 if rev else np.minimum(raw_x1 + dist, det_min)
+            check(None, 'straight', seg, role, x, y, metres, reason, test.straight(swept, x, y, y0, lo, hi))
+        else:
+            rects = []
+            for k in range(4):
+                lo, hi = (wx0[k] - dist, wx1[k]) if rev else (wx0[k], min(wx1[k] + dist, det_min))
+                if hi > lo:
+                    rects.append([[lo, wy0[k]], [hi, wy0[k]], [hi, wy1[k]], [lo, wy1[k]]])
+            if rects:
+                pts = place(np.asarray(rects).reshape(-1, 2), x, y, np.array([y0]))[0]
+                check(grid.pix(pts).reshape(-1, 4, 2), 'straight', seg, role, x, y, metres, reason)
         sign = -1.0 if rev else 1.0
         det = place(np.vstack([outline, outline + [sign * dist, 0.0]]), x, y, np.array([y0]))[0]
         extremes.append(det)
-        hull = grid.pix(det)[None]
-        fill_all(swept, hull)
-        fill_all(detected, hull)
+        fill_all(swept, grid.pix(det)[None], 3)
+    detected = (swept >> 1) & 1
     want = grid.fill(grid.zeros(), region)
     n_want = np.count_nonzero(want)
     cover = float(np.count_nonzero(want & detected) / n_want) if n_want else 0.0
+    # conservative: a cell counts only when its 8 neighbours were swept too or lie outside the region
+    # (no credit for the edge cells of an unswept patch)
+    eroded = cv2.erode(detected | (want ^ 1), np.ones((3, 3), np.uint8))
+    cover_min = float(np.count_nonzero(want & eroded) / n_want) if n_want else 0.0
     overhang_no_go = 0.0
     obstacles = [*_parts(area.no_go_union), *[Polygon(r) for r in area.search.interiors]]
     for zone in obstacles:
@@ -419,7 +529,7 @@ def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=No
         out = pts[~shapely.covers(free, pts)]
         if len(out):
             over_out = float(shapely.distance(free, out).max())
-    return RasterCheck(violations, cover, overhang_no_go, over_out, grid, detected)
+    return RasterCheck(violations, cover, overhang_no_go, over_out, grid, detected, cover_min)
 
 
 # ------------------------------------------------------------------ incremental raster (planners)
@@ -451,6 +561,10 @@ class SweptRaster:
             axis=1)                                                        # (4, 4, 2)
         self.yaw_step = yaw_step
         self.scratch = self.grid.zeros()
+        # cell-centre tests, grown by half a cell (a filled polygon also takes the cells it touches)
+        self.wheel_test = WheelTest(robot, self.grid, margin + cell / 2)
+        if not self.wheel_test.polar:
+            self.wheel_test = None
 
     @staticmethod
     def _place(pts, x, y, yaws):
@@ -482,12 +596,19 @@ class SweptRaster:
         return yaw0 + (yaw1 - yaw0) * np.arange(n + 1) / n
 
     def turn_ok(self, x, y, yaw0, yaw1) -> bool:
+        if self.wheel_test is not None and abs(yaw1 - yaw0) <= math.pi + 1e-9:
+            return self.wheel_test.turn(self.swept, x, y, yaw0, yaw1) == 0
         yaws = self._turn_yaws(yaw0, yaw1)
         wp = self.grid.pix(self._place(self.grown.reshape(-1, 2), x, y, yaws).reshape(len(yaws), 4, 4, 2))
         polys = np.concatenate([wp[:-1], wp[1:]], axis=2).reshape(-1, 8, 2)
         return self._unswept(polys) == 0
 
     def straight_ok(self, x, y, yaw, dist, reverse=False) -> bool:
+        if self.wheel_test is not None:
+            half = self.grid.cell / 2
+            lo = (self.wx0 - dist if reverse else self.wx0) - half
+            hi = (self.wx1 if reverse else np.minimum(self.wx1 + dist, self.det_min)) + half
+            return self.wheel_test.straight(self.swept, x, y, yaw, lo, hi) == 0
         rects = []
         for k in range(4):
             lo, hi = (self.wx0[k] - dist, self.wx1[k]) if reverse else \
@@ -512,11 +633,6 @@ class SweptRaster:
     def snapshot(self, x, y, radius):
         i0, j0 = self._index(x - radius, y - radius)
         i1, j1 = self._index(x + radius, y + radius)
-        return (i0, i1 + 1, j0, j1 + 1, self.swept[i0:i1 + 1, j0:j1 + 1].copy())
-
-    def snapshot_box(self, bounds):
-        i0, j0 = self._index(bounds[0], bounds[1])
-        i1, j1 = self._index(bounds[2], bounds[3])
         return (i0, i1 + 1, j0, j1 + 1, self.swept[i0:i1 + 1, j0:j1 + 1].copy())
 
     def restore(self, snap) -> None:

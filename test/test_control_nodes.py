@@ -283,3 +283,55 @@ def test_lane_follower_keeps_its_progress_when_the_same_plan_arrives_again(ros_c
             driver.destroy_timer(timer)
     finally:
         follower.destroy_node()
+
+
+def test_safety_monitor_keeps_wheels_off_known_hazards_from_fusion_and_mission(ros_context, ros_node_factory):
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import String
+
+    from mine_robot.nodes._driving import twist
+    from mine_robot.nodes.safety_monitor import SafetyMonitorNode
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector
+
+    off = [Parameter(f'{r}_enabled', value=False) for r in ('geofence', 'swept_ground', 'sensor_watchdog')]
+    safety = SafetyMonitorNode(context=ros_context, parameter_overrides=off)
+    driver = ros_node_factory('driver')
+    cmd_pub = driver.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
+    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
+    targets_pub = driver.create_publisher(String, 'targets/json', qos.RELIABLE)
+    mission_pub = driver.create_publisher(String, 'mission/status', qos.LATCHED)
+    status = MessageCollector(driver, String, 'safety/status', qos.LATCHED)
+    x = [10.0]
+
+    def tick():
+        pose_pub.publish(_odom(0.01, x=x[0], y=5.0, stamp=driver.get_clock().now().to_msg()))
+        cmd_pub.publish(twist(0.3, 0.0))
+
+    def last():
+        return json.loads(status.messages[-1].data) if status.messages else {}
+
+    try:
+        with BackgroundSpinner(ros_context, safety, driver):
+            timer = driver.create_timer(0.05, tick)
+            status.wait_for(lambda m: m and not last()['stop'], timeout=15.0)
+            # clutter right in front of the left wheel is not a hazard; a mine there is
+            targets_pub.publish(String(data=json.dumps({'targets': [
+                {'id': 3, 'x': 10.55, 'y': 5.28, 'classification': 'clutter'}]})))
+            time.sleep(0.5)
+            assert not last()['stop'], last()
+            targets_pub.publish(String(data=json.dumps({'targets': [
+                {'id': 4, 'x': 10.55, 'y': 5.28, 'classification': 'mine'}]})))
+            status.wait_for(lambda m: 'hazard' in last().get('rules', ()), timeout=5.0)
+            assert any('known hazard target 4' in r for r in last()['reasons'])
+            # a hazard the mission recorded (fusion restarted and forgot it) holds the robot too
+            x[0] = 20.0
+            status.wait_for(lambda m: not last()['stop'], timeout=5.0)
+            mission_pub.publish(String(data=json.dumps({'state': 'sweeping', 'hazards': [[20.55, 4.72]]})))
+            status.wait_for(lambda m: 'hazard' in last().get('rules', ()), timeout=5.0)
+            assert any('recorded at 20.55,4.72' in r for r in last()['reasons'])
+            driver.destroy_timer(timer)
+    finally:
+        safety.destroy_node()

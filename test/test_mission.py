@@ -249,3 +249,53 @@ def test_a_robot_held_by_the_safety_monitor_faults_the_mission_with_the_reason(t
     m.close()
     db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
     assert any('swept_ground' in r[0] for r in db.execute('SELECT message FROM faults'))
+
+
+def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path, area_file):
+    from mine_robot.control.safety import HazardRule
+    from mine_robot.planning.coverage import CoverageTracker, transform
+    from mine_robot.planning.plan import CoveragePlan
+
+    m = make(tmp_path, hazard_detour_after=3.0, hazard_zone_radius=0.3)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = 0.0
+    for i in range(73):                                     # half of lane 0, heading east
+        t += 0.1
+        m.on_pose(t, -1.2 + 0.1 * i, 0.5, 0.0)
+    # a mine right in the left wheel track ahead; clutter is never a hazard zone
+    m.on_targets(t, [{'id': 'T1', 'x': 7.0, 'y': 0.78, 'classification': 'mine', 'confidence': 0.9},
+                     {'id': 'C1', 'x': 9.0, 'y': 2.0, 'classification': 'clutter', 'confidence': 0.9}])
+    assert [z.centroid.coords[0] for z in m.hazard_zones()] == [pytest.approx((7.0, 0.78))]
+    why = ['hazard: a wheel would come within 0.10 m of known hazard target T1']
+    m.marking = 'T1'                                        # held while marking: no detour yet
+    assert m.on_safety(t, True, why) is None and m.on_safety(t + 5, True, why) is None
+    m.marking = None
+    assert m.on_safety(t + 6, False, []) is None
+    for k in range(3):                                      # held 2 s: still waiting
+        assert m.on_safety(t + 7 + k, True, why) is None and m.sm.state == State.SWEEPING
+    tr = m.on_safety(t + 10, True, why)                     # 3 s: re-plan
+    assert tr is not None and tr.target == State.RESWEEP and 'known hazard' in tr.reason
+    assert m.detours == 1 and m.resweeps == 0 and m.pending_resweep is not None
+    text = m.make_resweep_plan()
+    m.on_resweep_plan(t + 10, text)
+    plan = CoveragePlan.from_json(text)
+    poses = plan.poses(0.05)
+    assert np.hypot(*(poses[0, :2] - (6.0, 0.5))) < 1e-6    # it starts where the robot stands
+    hazards = HazardRule(near=100.0)
+    hazards.set('T1', 7.0, 0.78)
+    patches = ROBOT.wheel_patches()
+    wheels = transform(patches.reshape(-1, 2), poses[:, :3]).reshape(-1, patches.shape[1], 2)
+    assert hazards.nearest(wheels, (7.0, 0.78))[0] >= 0.3   # no wheel near the mine on the new path
+    tracker = CoverageTracker(ROBOT)
+    tracker.add_poses(poses[:, :3])
+    assert tracker.fraction(m.missed_strips()) > 0.9         # it sweeps what is left
+    m.close()
+    db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
+    kinds = [r[0] for r in db.execute('SELECT kind FROM plans ORDER BY id')]
+    assert kinds == ['main', 'detour']
+    # a restart counts the detour as a detour, not as one of the max_resweeps re-sweeps
+    m2 = make(tmp_path)
+    m2.start(100.0, str(area_file))
+    assert (m2.detours, m2.resweeps) == (1, 0)
+    m2.close()

@@ -21,7 +21,7 @@ from mine_robot.robot import load_robot
 
 ROBOT = load_robot()
 ONLY = dict(estop_enabled=False, geofence_enabled=False, swept_ground_enabled=False,
-            pose_watchdog_enabled=False, input_watchdog_enabled=False, sensor_watchdog_enabled=False)
+            hazard_enabled=False, pose_watchdog_enabled=False, input_watchdog_enabled=False, sensor_watchdog_enabled=False)
 
 
 def monitor(geofence=None, swept=None, **enable):
@@ -230,3 +230,44 @@ def test_swept_ground_includes_the_most_recent_poses_at_once():
     assert not status.stop, status.message
     m.set_pose(PoseSample(0.0, 3.1, 0.0, 0.0))    # wheels would pass the detector's reach
     assert rules(m.evaluate(0.0)) == ['swept_ground']
+
+
+def test_known_hazard_keeps_the_wheels_away_but_the_robot_may_straddle_or_leave_it():
+    m = monitor(hazard_enabled=True)
+    assert m.hazards.set('T7', 10.55, 5.28) and not m.hazards.set('T7', 10.55, 5.28)
+    assert not m.hazards.set('nan', math.nan, 5.0) and len(m.hazards) == 1
+    # front-left wheel patch ends at x 10.33, y 5.23..5.33: the hazard is 0.22 m ahead of it and
+    # braking from 0.3 m/s covers 0.13 m -> closer than the 0.20 m clearance
+    m.set_pose(PoseSample(0.0, 10.0, 5.0, 0.0))
+    m.set_command(0.3, 0.0)
+    status = m.evaluate(0.0)
+    assert rules(status) == ['hazard'] and 'known hazard T7' in status.message
+    assert status.values['hazard_wheel_distance_m'] == pytest.approx(0.22, abs=1e-6)
+    m.set_command(0.05, 0.0)                     # creeping stops within 0.02 m: still clear
+    assert not m.evaluate(0.0).stop
+    m.set_command(-0.3, 0.0)                     # backing away is always allowed
+    assert not m.evaluate(0.0).stop
+    # a wheel already too close (a late report) may move away, not closer
+    m.set_pose(PoseSample(0.0, 10.15, 5.0, 0.0))   # 0.07 m from the wheel
+    assert not m.evaluate(0.0).stop and [r.rule for r in m.evaluate(0.0).warnings] == ['hazard']
+    m.set_command(0.1, 0.0)
+    assert rules(m.evaluate(0.0)) == ['hazard']
+    # straddling: a hazard on the centre line passes between the wheels (0.23 m from each)
+    m2 = monitor(hazard_enabled=True)
+    m2.hazards.set('T8', 10.8, 5.0)
+    m2.set_pose(PoseSample(0.0, 10.0, 5.0, 0.0))
+    m2.set_command(0.3, 0.0)
+    assert not m2.evaluate(0.0).stop
+    # a point turn next to a hazard swings the wheels toward it
+    m3 = monitor(hazard_enabled=True)
+    m3.hazards.set('T9', 10.25, 5.55)            # 0.22 m left of the front-left wheel
+    m3.set_pose(PoseSample(0.0, 10.0, 5.0, 0.0))
+    m3.set_command(0.0, 1.0)
+    assert rules(m3.evaluate(0.0)) == ['hazard']
+    # far hazards cost nothing and never stop
+    m4 = monitor(hazard_enabled=True)
+    m4.hazards.set('far', 30.0, 30.0)
+    m4.set_pose(PoseSample(0.0, 10.0, 5.0, 0.0))
+    m4.set_command(0.5, 0.0)
+    status = m4.evaluate(0.0)
+    assert not status.stop and 'hazard_wheel_distance_m' not in status.values

@@ -12,6 +12,10 @@ Rules (every stop carries a ``Reason(rule, message)``):
   that is neither swept by the detector nor declared safe. The swept ground is the coverage
   tracker's polygon (refreshed periodically) plus an exact swath of the most recent poses
   (``SweptGroundRule.add_pose``), so the rule never lags behind the detector.
+- ``hazard``: no wheel contact patch on the same predicted poses may come closer than
+  ``hazard_clearance`` to a known hazard (a confirmed target not classified as clutter). Swept
+  ground is not safe ground where the detector found something: the robot stops short of a mine it
+  has just found instead of rolling over it (the mission then re-plans around it).
 - ``pose_stale`` / ``pose_covariance``: no pose for ``pose_timeout`` s, or its 1-sigma position
   uncertainty above ``max_pose_sigma`` (RTK lost).
 - ``input_stale``: a command input that was moving the robot went silent.
@@ -76,13 +80,16 @@ class SafetyConfig:
     estop_enabled: bool = True
     geofence_enabled: bool = True
     swept_ground_enabled: bool = True
+    hazard_enabled: bool = True
+    hazard_clearance: float = 0.20    # m from a wheel contact patch to a known hazard (judge: 0.15)
     pose_watchdog_enabled: bool = True
     input_watchdog_enabled: bool = True
     sensor_watchdog_enabled: bool = True
 
     def __post_init__(self):
         for name in ('decel', 'angular_decel', 'latency', 'max_horizon', 'horizon_step', 'min_lookahead',
-                     'pose_timeout', 'max_pose_sigma', 'input_timeout', 'moving_epsilon'):
+                     'pose_timeout', 'max_pose_sigma', 'input_timeout', 'moving_epsilon',
+                     'hazard_clearance'):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise SafetyError(f'SafetyConfig.{name} must be > 0, got {value!r}')
@@ -335,6 +342,42 @@ class SweptGroundRule:
         return float(bad.sum()) * self.grid.cell ** 2
 
 
+class HazardRule:
+    """Known hazards as points; distances from wheel contact patches to the nearest of them."""
+
+    def __init__(self, near: float = 3.0):
+        self.near = near                  # m; hazards farther than this from the robot are skipped
+        self._points: dict[str, tuple[float, float]] = {}
+        self._xy = np.zeros((0, 2))
+        self._ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def set(self, key: str, x: float, y: float) -> bool:
+        """Add or move hazard ``key``; non-finite positions are ignored. True when it changed."""
+        x, y = float(x), float(y)
+        if not (math.isfinite(x) and math.isfinite(y)) or self._points.get(key) == (x, y):
+            return False
+        self._points[key] = (x, y)
+        self._ids = list(self._points)
+        self._xy = np.array([self._points[k] for k in self._ids], dtype=float)
+        return True
+
+    def nearest(self, polys: np.ndarray, centre) -> tuple[float, str | None]:
+        """Smallest distance from any of the (m, k, 2) polygons to a hazard near ``centre``, and
+        that hazard's key; (inf, None) without one."""
+        if not len(self._xy) or not len(polys):
+            return math.inf, None
+        near = np.hypot(self._xy[:, 0] - centre[0], self._xy[:, 1] - centre[1]) <= self.near
+        if not near.any():
+            return math.inf, None
+        idx = np.flatnonzero(near)
+        d = shapely.distance(shapely.polygons(polys)[None, :], shapely.points(self._xy[idx])[:, None])
+        i, _ = np.unravel_index(int(np.argmin(d)), d.shape)
+        return float(d.min()), self._ids[int(idx[i])]
+
+
 class Watchdog:
     """Named channels with timeouts; ``stale(t)`` lists the silent ones."""
 
@@ -423,6 +466,7 @@ class SafetyMonitor:
         self.patches = robot.wheel_patches()
         self.geofence = geofence
         self.swept = swept
+        self.hazards = HazardRule()
         self.estop = EstopLatch()
         self.pose: PoseSample | None = None
         self.sensors = Watchdog()
@@ -519,6 +563,18 @@ class SafetyMonitor:
                                       f'unswept ground {within}'))
             if un0 > AREA_EPS:
                 warnings.append(Reason('swept_ground', f'wheels are on {un0:.4f} m^2 of unswept ground'))
+
+        if c.hazard_enabled and len(self.hazards):
+            d_now, _ = self.hazards.nearest(wheels_now, now)
+            d_path, key = self.hazards.nearest(wheels_path, now)
+            if math.isfinite(d_now):
+                values['hazard_wheel_distance_m'] = round(d_now, 3)
+            # closer than the clearance AND closer than now: a wheel may back away from a hazard
+            if d_path < c.hazard_clearance and d_path < d_now - 1e-3:
+                reasons.append(Reason('hazard', f'a wheel would come within {d_path:.2f} m of known '
+                                      f'hazard {key} (clearance {c.hazard_clearance:g} m) {within}'))
+            if d_now < c.hazard_clearance:
+                warnings.append(Reason('hazard', f'a wheel is {d_now:.2f} m from a known hazard'))
 
     def body_geometry(self, pose):
         """Body footprint and detector head at ``pose`` (what must stay out of no-go zones)."""

@@ -41,6 +41,12 @@ class MissionConfig:
     # The safety monitor holding the robot this long (mission time) while it should be driving
     # lanes is a mission fault naming the rule, instead of a sweep that waits forever; 0 = never.
     safety_stall_timeout: float = 90.0
+    # A known hazard in the path (the safety monitor's 'hazard' stop, held this long while driving
+    # lanes and not marking) ends the current plan: the ground still unswept is re-planned from
+    # where the robot stands with every known hazard a no-go disc of hazard_zone_radius (m).
+    hazard_detour_after: float = 3.0
+    hazard_zone_radius: float = 0.30
+    max_detours: int = 20
 
     def __post_init__(self):
         if not 0.0 < self.coverage_goal <= 1.0:
@@ -49,6 +55,8 @@ class MissionConfig:
             raise ValueError(f'lane_done_fraction must be in (0, 1], got {self.lane_done_fraction}')
         if self.safety_stall_timeout < 0:
             raise ValueError(f'safety_stall_timeout must be >= 0, got {self.safety_stall_timeout}')
+        if self.hazard_detour_after < 0 or self.hazard_zone_radius <= 0 or self.max_detours < 0:
+            raise ValueError('hazard_detour_after and max_detours must be >= 0, hazard_zone_radius > 0')
         if self.sweep_speed <= 0 or self.max_resweeps < 0 or self.cleared_depth_m <= 0:
             raise ValueError('sweep_speed and cleared_depth_m must be > 0, max_resweeps >= 0')
 
@@ -98,6 +106,9 @@ class Mission:
         self.last_pose: tuple[float, float, float, float] | None = None
         self.faults: list[str] = []
         self._stall_since: float | None = None
+        self._hazard_since: float | None = None
+        self.detours = 0
+        self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
         self.message = 'idle: load an area and start'
         self.report: dict | None = None
         self.pending_resweep = None            # missed strips waiting for a re-sweep plan
@@ -128,7 +139,7 @@ class Mission:
         self.records, self.area = records, area
         self.tracker = CoverageTracker(self.robot)
         self.targets, self.handled, self.lanes, self.plan_id, self.marking = {}, {}, [], None, None
-        self.resweeps, self.report = 0, None
+        self.resweeps, self.detours, self.report = 0, 0, None
         reason = 'operator start'
         if records.resumed:
             track = records.track()
@@ -141,6 +152,7 @@ class Mission:
                 if tg.status in ('marked', 'failed', 'not_marked'):
                     self.handled[tg.id] = tg.status
             self.resweeps = sum(1 for _, kind, _ in records.plans() if kind == 'resweep')
+            self.detours = sum(1 for _, kind, _ in records.plans() if kind == 'detour')
             prev, _ = records.last_state()
             reason = (f'resumed from {out / "mission.db"} (was {prev}; {len(track)} poses, '
                       f'{len(self.targets)} targets, {len(self.handled)} handled)')
@@ -221,10 +233,18 @@ class Mission:
         look (the robot is held, e.g. by unswept ground ahead of a wheel), not wait for ever."""
         driving = self.sm.state in DRIVING
         if not (stop and driving):
-            self._stall_since = None
+            self._stall_since = self._hazard_since = None
             return None
         if self._stall_since is None:
             self._stall_since = t
+        if any(r.startswith('hazard') for r in reasons) and self.marking is None:
+            if self._hazard_since is None:
+                self._hazard_since = t
+            if t - self._hazard_since >= self.config.hazard_detour_after:
+                self._stall_since = self._hazard_since = None
+                return self.detour(t, '; '.join(r for r in reasons if r.startswith('hazard')))
+        else:
+            self._hazard_since = None
         limit = self.config.safety_stall_timeout
         if limit > 0 and t - self._stall_since >= limit:
             self._stall_since = None
@@ -256,6 +276,33 @@ class Mission:
             return self.finish_lanes(t)
         return []
 
+    def detour(self, t: float, why: str) -> Transition | None:
+        """A known hazard blocks the path: drop the rest of the current plan and re-plan the
+        unswept ground around every known hazard (see ``hazard_detour_after``)."""
+        if self.detours >= self.config.max_detours:
+            return self.fault(t, 'safety', f'held by a known hazard after {self.detours} detours: {why}')
+        self.detours += 1
+        reason = f'known hazard in the path ({why}): re-planning the unswept ground around it'
+        if self.sm.state == State.SWEEPING:
+            tr = self._go('lanes_done', t, reason)
+        else:   # already re-sweeping: the state stays, the event is recorded
+            tr = None
+            self.message = f'{self.sm.state}: {reason}'
+            self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'detour', reason), t)
+        missed = self.missed_strips()
+        if missed.is_empty:
+            return self._complete(t, 'nothing left unswept after the hazard stop')
+        self.pending_resweep, self._pending_kind = missed, 'detour'
+        return tr
+
+    def hazard_zones(self) -> list:
+        """No-go discs (``hazard_zone_radius``) around the known hazards inside the search area."""
+        from shapely.geometry import Point
+        r = self.config.hazard_zone_radius
+        discs = [Point(tg['x'], tg['y']).buffer(r, quad_segs=4) for tg in self.targets.values()
+                 if tg['classification'] != 'clutter']
+        return [d for d in discs if d.intersection(self.area.search).area >= 0.05 * d.area]
+
     def finish_lanes(self, t: float) -> list[Transition]:
         """The follower has driven the whole plan: go to re-sweep (or complete)."""
         out = []
@@ -277,19 +324,22 @@ class Mission:
             return [self._complete(t, f'coverage {100 * fraction:.2f} % after {self.resweeps} '
                                       're-sweeps (goal not reached; missed strips in coverage.geojson)')]
         self.resweeps += 1
-        self.pending_resweep = missed
+        self.pending_resweep, self._pending_kind = missed, 'resweep'
         return []
 
     def on_resweep_plan(self, t: float, plan_json: str) -> None:
         """The plan that drives the missed strips (see :meth:`make_resweep_plan`)."""
         if self.sm.state != State.RESWEEP:
             raise MissionError(f'a re-sweep plan is only accepted in resweep (state {self.sm.state})')
-        self._set_lanes(t, plan_json, lanes_from_plan_json(plan_json), 'resweep')
+        self._set_lanes(t, plan_json, lanes_from_plan_json(plan_json), self._pending_kind)
         self.pending_resweep = None
 
     def make_resweep_plan(self, planner_config=None, start=None) -> str | None:
         """Plan lanes over the pending missed strips with the planning layer
-        (``plan_coverage(..., region=missed)``); None when nothing could be planned."""
+        (``plan_coverage(..., region=missed)``), around every known hazard (:meth:`hazard_zones`);
+        None when nothing could be planned."""
+        from dataclasses import replace
+
         from mine_robot.planning.planner import PlannerConfig, plan_coverage
         missed = self.pending_resweep
         if missed is None or missed.is_empty:
@@ -297,7 +347,8 @@ class Mission:
         if start is None and self.last_pose is not None:
             start = self.last_pose[1:3]
         try:
-            plan = plan_coverage(self.area, self.robot, planner_config or PlannerConfig(),
+            area = replace(self.area, no_go=[*self.area.no_go, *self.hazard_zones()])
+            plan = plan_coverage(area, self.robot, planner_config or PlannerConfig(),
                                  start=start, region=missed)
         except ValueError as exc:  # PlannerError / AreaError derive from ValueError
             self.faults.append(f'resweep: missed strips ({missed.area:.2f} m²) not planned: {exc}')
@@ -385,6 +436,7 @@ class Mission:
             'percent_covered': round(100.0 * covered, 2),
             'lanes_done': self.lanes_done, 'lanes_total': len(self.lanes),
             'resweeps': self.resweeps,
+            'detours': self.detours,
             'detections': self.detections,
             'targets_found': len(self.targets), 'hazards_found': len(hazards),
             'targets_marked': marked,

@@ -1,5 +1,7 @@
 """``safety_monitor``: every safety rule of ``mine_robot.control.safety``, one status out.
 
+Known hazards (no wheel may come within ``hazard_clearance``) come from ``targets/json`` (fusion;
+every target not classified clutter) and the ``hazards`` list of the latched ``mission/status``.
 Publishes ``safety/status`` (std_msgs/String JSON ``{stop, estop, reset_count, reasons, warnings}``,
 transient local) at ``rate`` as the mux's heartbeat, and *immediately* when the stop state changes
 (evaluation runs in the e-stop, pose and command callbacks). Owns the e-stop latch: reset only via
@@ -78,9 +80,11 @@ class SafetyMonitorNode(Node):
             'pose_timeout': (0.5, 'pose older than this stops the robot (s)', (0.05, 10.0)),
             'max_pose_sigma': (0.05, '1-sigma position limit (m)', (0.001, 10.0)),
             'input_timeout': (0.5, 'moving command input silent this long stops (s)', (0.05, 10.0)),
+            'hazard_clearance': (0.20, 'closest a wheel contact patch may come to a known hazard (m)',
+                                 (0.01, 2.0)),
         }
         values = {k: declare(self, k, d, desc, range=r) for k, (d, desc, r) in floats.items()}
-        for rule in ('estop', 'geofence', 'swept_ground', 'pose_watchdog', 'input_watchdog',
+        for rule in ('estop', 'geofence', 'swept_ground', 'hazard', 'pose_watchdog', 'input_watchdog',
                      'sensor_watchdog'):
             values[f'{rule}_enabled'] = declare(self, f'{rule}_enabled', True, f'enable the {rule} rule')
         tolerance = declare(self, 'swept_tolerance', 0.01, 'unswept ground under a wheel narrower '
@@ -120,6 +124,10 @@ class SafetyMonitorNode(Node):
         for name in ('teleop', 'marking', 'autonomy'):
             self.create_subscription(Twist, f'cmd_vel/{name}',
                                      lambda m, n=name: self._on_cmd(n, m), qos.RELIABLE)
+        # known hazards: fusion's targets and the mission's record of them (after a restart of
+        # fusion or of this node the mission's latched status still lists every hazard found)
+        self.create_subscription(String, 'targets/json', self._on_targets, qos.RELIABLE)
+        self.create_subscription(String, 'mission/status', self._on_mission_status, qos.LATCHED)
         self.create_service(Trigger, '~/reset_estop', self._on_reset)
         self.create_timer(1.0 / rate, lambda: self._evaluate(heartbeat=True))
 
@@ -137,6 +145,37 @@ class SafetyMonitorNode(Node):
         if self.monitor.swept is not None and math.isfinite(pose.x):
             self.monitor.swept.add_pose(pose.x, pose.y, pose.yaw)
         self._evaluate()
+
+    def _on_targets(self, msg: String) -> None:
+        try:
+            data = json.loads(msg.data)
+            targets = data['targets'] if isinstance(data, dict) else data
+            hazards = [(f"target {t['id']}", t['x'], t['y']) for t in targets
+                       if str(t.get('classification', 'unknown')) != 'clutter']
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            self.get_logger().error(f'targets/json ignored: {exc}', throttle_duration_sec=5.0)
+            return
+        self._add_hazards(hazards)
+
+    def _on_mission_status(self, msg: String) -> None:
+        try:
+            hazards = [(f'recorded at {float(x):.2f},{float(y):.2f}', x, y)
+                       for x, y in json.loads(msg.data).get('hazards', [])]
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+            self.get_logger().error(f'mission/status hazards ignored: {exc}', throttle_duration_sec=5.0)
+            return
+        self._add_hazards(hazards)
+
+    def _add_hazards(self, hazards) -> None:
+        try:
+            new = [key for key, x, y in hazards if self.monitor.hazards.set(key, float(x), float(y))]
+        except (TypeError, ValueError) as exc:
+            self.get_logger().error(f'hazard position ignored: {exc}', throttle_duration_sec=5.0)
+            return
+        if new:
+            self.get_logger().info(f'{len(self.monitor.hazards)} known hazards; new: {", ".join(new)}',
+                                   throttle_duration_sec=2.0)
+            self._evaluate()
 
     def _on_cmd(self, name: str, msg: Twist) -> None:
         now = self._now()

@@ -69,10 +69,15 @@ def test_wheel_passes_count_only_before_detection(scenario, robot):
     late = judge_run(scenario, RunRecord([Report(2.0, 2.0, 9.0)], track=track), robot)
     h1 = next(h for h in late['per_hazard'] if h['id'] == 'H1')
     assert h1['wheel_passes_before_detection'] == 2            # front-left then rear-left wheel
+    assert late['wheel_passes_over_known_hazards'] == 0
     early = judge_run(scenario, RunRecord([Report(2.0, 2.0, 1.0)], track=track), robot)
     assert early['wheel_passes_over_undetected_hazards'] == 0
+    # found first and then driven over anyway: counted separately
+    assert early['wheel_passes_over_known_hazards'] == 2
+    assert next(h for h in early['per_hazard'] if h['id'] == 'H1')['wheel_passes_after_detection'] == 2
     never = judge_run(scenario, RunRecord([], track=track), robot)
     assert never['wheel_passes_over_undetected_hazards'] == 2
+    assert never['wheel_passes_over_known_hazards'] == 0
     # a lane 0.5 m further away keeps every wheel more than 0.15 m from H1
     clear = judge_run(scenario, RunRecord([], track=straight_track(y=1.2)), robot)
     assert clear['wheel_passes_over_undetected_hazards'] == 0

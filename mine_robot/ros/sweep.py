@@ -340,7 +340,8 @@ def _summary(out: Path, final: dict | None, judge: dict | None, wall: float, gra
               f"false alarms {judge.get('false_alarms')} ({judge.get('false_alarms_per_m2')}/m²), "
               f"coverage {pct(judge.get('coverage_fraction'))}, marks {me.get('count')} "
               f"(error max {me.get('max')} m), wheel passes over undetected hazards "
-              f"{judge.get('wheel_passes_over_undetected_hazards')}")
+              f"{judge.get('wheel_passes_over_undetected_hazards')}, over known hazards "
+              f"{judge.get('wheel_passes_over_known_hazards')}")
     files = sorted(p.name for p in out.iterdir() if p.is_file())
     print(f"  files: {', '.join(files)}")
     if code != 0:

@@ -14,7 +14,8 @@
   (``matched`` false when no hazard is within 0.5 m);
 - **wheel passes over undetected hazards**: each time a wheel contact patch comes within 0.15 m
   of a hazard before that hazard was first reported (or at all, if it never was), counted once per
-  entry into that 0.15 m zone.
+  entry into that 0.15 m zone; **wheel passes over known hazards** count the same entries after
+  the first report (the robot rolling over a hazard it has already found).
 
 ``load_run(output_dir)`` reads a sweep output folder (DESIGN.md §6). Reports are the targets in
 ``marks.geojson`` not classified as clutter (falling back to ``detections.geojson``); the driven
@@ -156,7 +157,7 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
 
     # wheel passes over hazards before their first report
     per_hazard = []
-    total_passes = 0
+    total_passes = total_known = 0
     detection_time_source = ('report time' if run.times_aligned
                              else 'first coil pass (report times not aligned)')
     for i, obj in enumerate(hazards):
@@ -164,17 +165,20 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
         t_det = first_report.get(i)
         if detected and (t_det is None or not run.times_aligned):
             t_det = _first_coil_pass(robot, track, obj.x, obj.y) if len(track) else None
-        passes = 0
+        passes = passes_known = 0
         if len(track):
             dist = _wheel_distances(robot, track, obj.x, obj.y)
             before = track[:, 0] < t_det if (detected and t_det is not None) else np.ones(len(track), bool)
             passes = _entries((dist <= WHEEL_CLEARANCE) & before)
+            passes_known = _entries((dist <= WHEEL_CLEARANCE) & ~before)
         total_passes += passes
+        total_known += passes_known
         per_hazard.append({'id': obj.id, 'kind': obj.kind, 'model': obj.model, 'x': obj.x, 'y': obj.y,
                            'depth_m': obj.depth_m, 'metal_g': obj.metal_g, 'detected': detected,
                            'detected_025': i in detected_tight,
                            'first_report_t': None if t_det is None else round(t_det, 2),
-                           'wheel_passes_before_detection': passes})
+                           'wheel_passes_before_detection': passes,
+                           'wheel_passes_after_detection': passes_known})
 
     # marking error
     marks = []
@@ -209,6 +213,7 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
                             'p95': round(float(np.percentile(errors, 95)), 4) if errors else None,
                             'max': round(float(np.max(errors)), 4) if errors else None},
         'wheel_passes_over_undetected_hazards': total_passes,
+        'wheel_passes_over_known_hazards': total_known,
         'per_hazard': per_hazard,
         'false_alarm_reports': false_alarms,
         'track_source': run.track_source,

@@ -43,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  coverage    {pct(result['coverage_fraction'])} of {result['searchable_area_m2']} m²")
     print(f"  marking     {me['count']} marks, error mean {me['mean']} m, max {me['max']} m")
     print(f"  wheel passes over undetected hazards: {result['wheel_passes_over_undetected_hazards']}")
+    print(f"  wheel passes over known hazards: {result['wheel_passes_over_known_hazards']}")
     print(f"wrote {args.output_dir}/judge.json")
     return 0

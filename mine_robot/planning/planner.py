@@ -90,6 +90,8 @@ class PlannerConfig:
     # so far (room for the final replay's pixels, the monitor's braking prediction, tracking error)
     wheel_margin: float = 0.03
     verify: bool = True
+    # m²: unswept patches at least this big left by the lanes and edge passes get a spur pass (0 = off)
+    spur_min_area: float = 0.02
     # coverage_fraction from the exact CoverageTracker (shapely union of the swept footprints, about
     # 0.5 s per 1000 m of plan) instead of the verification raster (eroded by a cell: conservative)
     exact_coverage: bool = False
@@ -331,7 +333,11 @@ def _estimate(region, theta: float, spacing: float, turn_cost: float) -> float:
     ys = _lane_lines(inner, spacing)
     ivs = _intervals(inner, ys)
     length = sum(b - a for iv in ivs for a, b in iv)
-    return length + sum(len(iv) for iv in ivs) * (spacing + turn_cost)
+    # lane ends on a boundary slanted to the lanes: the connector runs along it (and the ends between
+    # connectors leave triangles for spur passes), so count the stagger of consecutive lane ends
+    stagger = sum(abs(p[0][0] - n[0][0]) + abs(p[-1][1] - n[-1][1]) for p, n in zip(ivs[:-1], ivs[1:])
+                  if p and n)
+    return length + sum(len(iv) for iv in ivs) * (spacing + turn_cost) + 0.5 * stagger
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,7 +452,9 @@ class _Emitter:
     BACKUPS = (0.12, 0.20, 0.08, 0.24, 0.0, 0.30, 0.04, 0.27, 0.34)
     PROBES = (0.6, 1.0, 1.5)
 
-    def __init__(self, backup: float, backup_angle: float, start: np.ndarray, sweeper=None, room=None):
+    def __init__(self, backup: float, backup_angle: float, start: np.ndarray, sweeper=None, room=None,
+                 check: bool = True):
+        self.check = check                # False: sweep only, standard backups (a trial emission)
         self.backup = backup
         self.backup_angle = backup_angle
         self.pos = np.asarray(start, dtype=float)
@@ -559,7 +567,7 @@ class _Emitter:
         dyaw = _wrap(h - self.heading)
         if abs(dyaw) < 1e-9:
             return
-        if self.sweeper is None:
+        if self.sweeper is None or not self.check:
             b = self.backup if abs(dyaw) > self.backup_angle else 0.0
         else:
             b = self._choose_backup(a, h, ahead)
@@ -588,6 +596,93 @@ class _Emitter:
             self._corner(self.pos.copy(), math.atan2(d[1], d[0]), dist)
             self._straight(b, role, lane)
             self.pos = b.copy()
+
+def _spur_lines(sweeper: SweptRaster, q, region, spacing: float, min_area: float) -> list:
+    """Straight passes over the unswept patches of ``q`` (the sweeper's raster): per pass the two ways
+    to drive it, ``[(a, b), (a', b')]`` (base_link start and end, in ``region``).
+
+    Patches less than ~1 m apart (the triangles a slanted boundary leaves between lane ends) share a
+    pass. A pass runs along the patch's long axis (moved sideways into ``region`` if needed), from
+    where the detector's near edge (0.67 m ahead) starts before the patch to where its front edge
+    (0.89 m) has passed its end; a patch wider than ``spacing`` gets parallel passes.
+    """
+    grid = sweeper.grid
+    want = grid.fill(grid.zeros(), q)
+    unswept = want & (sweeper.swept == 0).astype(np.uint8)
+    unswept = cv2.morphologyEx(unswept, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    near = cv2.dilate(unswept, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (25, 25)))
+    n, labels, cstats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
+    min_cells = min_area / grid.cell ** 2
+    inside = prep(region)
+    out = []
+    for k in range(1, n):
+        x0, y0, w, h = (cstats[k, cv2.CC_STAT_LEFT], cstats[k, cv2.CC_STAT_TOP], cstats[k, cv2.CC_STAT_WIDTH],
+                        cstats[k, cv2.CC_STAT_HEIGHT])
+        ii, jj = np.nonzero((labels[y0:y0 + h, x0:x0 + w] == k) & (unswept[y0:y0 + h, x0:x0 + w] > 0))
+        if len(ii) < min_cells:
+            continue
+        pts = np.column_stack([grid.x0 + (jj + x0 + 0.5) * grid.cell, grid.y0 + (ii + y0 + 0.5) * grid.cell])
+        mean = pts.mean(axis=0)
+        _, vecs = np.linalg.eigh(np.cov((pts - mean).T)) if len(pts) > 2 else (None, np.eye(2))
+        u = vecs[:, 1]
+        nrm = np.array([-u[1], u[0]])
+        s = (pts - mean) @ u
+        t = (pts - mean) @ nrm
+        lines = max(1, int(math.ceil((t.max() - t.min()) / spacing - 1e-9)))
+        for off in t.min() + (np.arange(lines) + 0.5) * (t.max() - t.min()) / lines:
+            ways = []
+            for d, lo, hi in ((u, s.min(), s.max()), (-u, -s.max(), -s.min())):
+                a = mean + off * nrm + (lo - 0.75) * d
+                b = a + max(float(hi - lo) - 0.05, 0.1) * d
+                seg = _into_region(a, b, region, inside)
+                if seg is not None:
+                    ways.append(seg)
+            if ways:
+                out.append(ways)
+    return out
+
+
+def _drive_spur(em: _Emitter, router: _Router, region, a, b, lane: int) -> None:
+    """Drive a spur pass a-b as a lane, led in backwards along its line to a point whose turn circle
+    is already swept (so the turn onto it happens on swept ground) where there is one within 4 m."""
+    d = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
+    start = a
+    if em.sweeper is not None:
+        for back in np.arange(0.0, 4.01, 0.2):
+            c = a - back * d
+            if not router.ok(c, a):
+                break
+            sw = em.sweeper
+            if sw.turn_ok(c[0], c[1], 0.0, math.pi) and sw.turn_ok(c[0], c[1], math.pi, 2 * math.pi):
+                start = c
+                break
+    em.drive(router.route(em.pos, start), 'transit')
+    em.drive(np.array([start, b]), 'lane', lane)
+
+
+def _into_region(a, b, region, inside):
+    """The segment a-b moved sideways into ``region`` (if needed) and clipped to it, or None."""
+    line = LineString([a, b])
+    if not inside.covers(line):
+        mid = (a + b) / 2
+        near = mid if inside.covers(Point(mid)) else \
+            np.asarray(shapely.shortest_line(Point(mid), region).coords[-1])
+        u = (b - a) / max(np.hypot(*(b - a)), 1e-9)
+        nrm = np.array([-u[1], u[0]])
+        shift = ((near - mid) @ nrm) * 1.02
+        a, b = a + shift * nrm, b + shift * nrm
+        piece = LineString([a, b]).intersection(region)
+        parts = [g for g in getattr(piece, 'geoms', [piece])
+                 if g.geom_type == 'LineString' and g.length > 0.05]
+        if not parts:
+            return None
+        g = max(parts, key=lambda g: g.length)
+        c = np.asarray(g.coords)
+        if (c[-1] - c[0]) @ u < 0:
+            c = c[::-1]
+        a, b = c[0], c[-1]
+    return np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+
 
 # ---------------------------------------------------------------------------------------------
 # the planner
@@ -756,10 +851,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     room = shapely.union_all([outer.buffer(-e_out), t_safe]) if not t_safe.is_empty else outer.buffer(-e_out)
     if not zone_u.is_empty:
         room = room.difference(zone_u.buffer(coil_swing + 0.03, quad_segs=4))
-    em = _Emitter(backup, math.radians(cfg.backup_angle_deg), start, sweeper, prep(room.buffer(1e-6)))
-    lane_no = 0
-    todo_cells = list(range(len(cells)))
-    todo_rings = list(range(len(rings)))
+    room = prep(room.buffer(1e-6))
 
     def world(p):
         return np.asarray(p) @ rot.T
@@ -768,63 +860,107 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     # band just outside the passes' band, which the wheels need at oblique corners (a turn that is not
     # square cannot keep all four wheels inside the one band the arriving pass swept)
     near: dict[int, set] = {}
+    cell_lines = [shapely.MultiLineString([world(ln.path) for ln in c]) for c in cells]
+    zone_polys = _polys(zone_u)
     if rings and cells:
-        zone_polys = _polys(zone_u)
-        cell_lines = [shapely.MultiLineString([world(ln.path) for ln in c]) for c in cells]
         for ri, ring in enumerate(rings):
             z = zone_polys[ring.zone]
             d = shapely.distance(z, np.asarray(cell_lines, dtype=object))
             near[ri] = {ci for ci in range(len(cells)) if d[ci] < d_lane + spacing + 0.1}
 
-    while todo_cells or todo_rings:
-        best = None
-        for ci in todo_cells:
-            cell = cells[ci]
-            for rev in (False, True):
-                first = cell[-1] if rev else cell[0]
-                for flip in (False, True):
-                    entry = world(first.path[-1] if flip else first.path[0])
-                    d = float(np.hypot(*(entry - em.pos)))
+    def emit(em: _Emitter, spurs: list) -> int:
+        """The tour: cells, zone edge passes and spur passes, greedily nearest entry first."""
+        lane_no = 0
+        todo_cells = list(range(len(cells)))
+        todo_rings = list(range(len(rings)))
+        todo_spurs = list(range(len(spurs)))
+        while todo_cells or todo_rings or todo_spurs:
+            best = None
+            for ci in todo_cells:
+                cell = cells[ci]
+                for rev in (False, True):
+                    first = cell[-1] if rev else cell[0]
+                    for flip in (False, True):
+                        entry = world(first.path[-1] if flip else first.path[0])
+                        d = float(np.hypot(*(entry - em.pos)))
+                        if best is None or d < best[0]:
+                            best = (d, 'cell', ci, rev, flip)
+            cells_left = set(todo_cells)
+            for ri in todo_rings:
+                if near.get(ri, set()) & cells_left:
+                    continue
+                for app, i, ex in rings[ri].entries:
+                    d = float(np.hypot(*(app - em.pos)))
                     if best is None or d < best[0]:
-                        best = (d, 'cell', ci, rev, flip)
-        for ri in todo_rings:
-            if near.get(ri, set()) & set(todo_cells):
+                        best = (d, 'ring', ri, (app, i, ex), None)
+            for si in todo_spurs:
+                spur = spurs[si]
+                if spur['cells'] & cells_left or spur['rings'] & set(todo_rings):
+                    continue
+                for a, b in spur['ways']:
+                    d = float(np.hypot(*(a - em.pos)))
+                    if best is None or d < best[0]:
+                        best = (d, 'spur', si, (a, b), None)
+            if best is None:            # only spurs whose neighbours never come: take them as they are
+                for si in todo_spurs:
+                    spurs[si]['cells'], spurs[si]['rings'] = set(), set()
                 continue
-            for app, i, ex in rings[ri].entries:
-                d = float(np.hypot(*(app - em.pos)))
-                if best is None or d < best[0]:
-                    best = (d, 'ring', ri, (app, i, ex), None)
-        _, kind, idx, a1, a2 = best
-        if kind == 'ring':
-            todo_rings.remove(idx)
-            app, i, ex = a1
-            c = rings[idx].coords
-            lap = np.vstack([c[i:-1], c[:i + 1]])
-            em.drive(router.route(em.pos, app), 'transit')
-            em.drive(np.array([app, c[i]]), 'transit')
-            em.drive(lap, 'lane', lane_no)
-            lane_no += 1
-            em.drive(np.array([c[i], ex]), 'transit')
-            continue
-        todo_cells.remove(idx)
-        rev, flip = a1, a2
-        order = cells[idx][::-1] if rev else cells[idx]
-        prev, flip_prev = None, False
-        for ln in order:
-            path = ln.path[::-1] if flip else ln.path
-            if prev is None:
-                em.drive(router.route(em.pos, world(path[0])), 'transit')
-            else:
-                key = (id(prev), id(ln)) if (id(prev), id(ln)) in links else (id(ln), id(prev))
-                left, right = links[key]
-                conn = right if not flip_prev else left
-                if key[0] != id(prev):
-                    conn = conn[::-1]
-                em.drive(world(conn), 'transit')
-            em.drive(world(path), 'lane', lane_no)
-            lane_no += 1
-            prev, flip_prev = ln, flip
-            flip = not flip
+            _, kind, idx, a1, a2 = best
+            if kind == 'spur':
+                todo_spurs.remove(idx)
+                a, b = a1
+                _drive_spur(em, router, transit_region, a, b, lane_no)
+                lane_no += 1
+                continue
+            if kind == 'ring':
+                todo_rings.remove(idx)
+                app, i, ex = a1
+                c = rings[idx].coords
+                lap = np.vstack([c[i:-1], c[:i + 1]])
+                em.drive(router.route(em.pos, app), 'transit')
+                em.drive(np.array([app, c[i]]), 'transit')
+                em.drive(lap, 'lane', lane_no)
+                lane_no += 1
+                em.drive(np.array([c[i], ex]), 'transit')
+                continue
+            todo_cells.remove(idx)
+            rev, flip = a1, a2
+            order = cells[idx][::-1] if rev else cells[idx]
+            prev, flip_prev = None, False
+            for ln in order:
+                path = ln.path[::-1] if flip else ln.path
+                if prev is None:
+                    em.drive(router.route(em.pos, world(path[0])), 'transit')
+                else:
+                    key = (id(prev), id(ln)) if (id(prev), id(ln)) in links else (id(ln), id(prev))
+                    left, right = links[key]
+                    conn = right if not flip_prev else left
+                    if key[0] != id(prev):
+                        conn = conn[::-1]
+                    em.drive(world(conn), 'transit')
+                em.drive(world(path), 'lane', lane_no)
+                lane_no += 1
+                prev, flip_prev = ln, flip
+                flip = not flip
+        return lane_no
+
+    # leftovers: unswept patches the lanes and edge passes miss (acute corners of the lane region,
+    # boundaries at a small angle to the lanes, lane ends beside zones) get a straight spur pass each.
+    # A first, unchecked emission finds them; the spurs then join the tour next to their neighbours.
+    spurs: list = []
+    if cfg.spur_min_area > 0:
+        trial = _Emitter(backup, math.radians(cfg.backup_angle_deg), start,
+                         SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin), room,
+                         check=False)
+        emit(trial, [])
+        for ways in _spur_lines(trial.sweeper, q, transit_region, spacing, cfg.spur_min_area):
+            seg = LineString(ways[0])
+            dc = shapely.distance(seg, np.asarray(cell_lines, dtype=object)) if cells else np.zeros(0)
+            dz = {ri for ri, r in enumerate(rings) if seg.distance(zone_polys[r.zone]) < d_lane + 1.0}
+            spurs.append({'ways': ways, 'cells': {ci for ci in range(len(cells)) if dc[ci] < spacing + 1.0},
+                          'rings': dz})
+    em = _Emitter(backup, math.radians(cfg.backup_angle_deg), start, sweeper, room)
+    emit(em, spurs)
 
     if em.unsafe:
         where = ', '.join(f'({x:.1f}, {y:.1f})' for x, y in em.unsafe[:8])
@@ -839,7 +975,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                   'planning_time_s': round(time.perf_counter() - t0, 4),
                   'build_time_s': round(build, 4),
                   'cells': len(cells), 'rings': len(rings), 'backups': em.backups,
-                  'probes': em.probes, 'unsafe_corners': len(em.unsafe),
+                  'probes': em.probes, 'spur_passes': len(spurs), 'unsafe_corners': len(em.unsafe),
                   'start': [round(float(start[0]), 3), round(float(start[1]), 3)],
                   'start_on_safe_ground': start_safe, 'route_failures': router.failures,
                   'distances_m': {'lane_to_boundary': round(e_out, 3), 'ring_to_zone': round(d_ring, 3),

@@ -307,6 +307,29 @@ def _cells(lanes: list[_Lane], rings: _Rings) -> tuple[list[list[_Lane]], dict]:
     return cells, links
 
 
+def _staircase(conn: np.ndarray, arriving: np.ndarray, leaving: np.ndarray, inside) -> np.ndarray:
+    """A lane-to-lane connector made of square turns (rotated frame, lanes along x).
+
+    The boundary connector ``conn`` (from the arriving lane's end P to the next lane's start Q) runs
+    along the lane region's boundary, obliquely where the boundary is slanted, and an oblique turn
+    cannot keep all four wheels on the one band the arriving lane swept. The staircase instead steps
+    across at the shorter lane's end: ``P -> (P.x, Q.y) -> Q`` when Q lies further along the arriving
+    direction (the robot drives out along the next lane's line and turns 180 deg at Q), else
+    ``P -> (Q.x, P.y) -> Q`` (180 deg at P, back along the arriving lane, then across). Every turn is
+    90 or 180 deg on swept ground. Falls back to ``conn`` if the staircase leaves the lane region."""
+    p, q = conn[0], conn[-1]
+    if len(conn) == 2 and abs(p[0] - q[0]) < 1e-6:
+        return conn
+    heading = np.sign(arriving[-1, 0] - arriving[-2, 0]) if len(arriving) > 1 else 0.0
+    if heading == 0.0 or abs(leaving[1, 0] - leaving[0, 0]) < 1e-9:
+        return conn
+    corner = np.array([p[0], q[1]]) if heading * (q[0] - p[0]) >= 0 else np.array([q[0], p[1]])
+    stairs = np.array([p, corner, q])
+    if not inside.covers(LineString(stairs)):
+        return conn
+    return stairs
+
+
 def _angle_candidates(q) -> list[float]:
     cands = []
     for p in _polys(q)[:1]:
@@ -818,6 +841,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     links: dict = {}
     if not lane_region.is_empty:
         region_r = _rotate(lane_region, -theta)
+        inside_r = prep(region_r.buffer(1e-6))
         rings_r = _Rings(region_r)
         lanes = _make_lanes(region_r, rings_r, spacing)
         cells, links = _cells(lanes, rings_r)
@@ -926,7 +950,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             todo_cells.remove(idx)
             rev, flip = a1, a2
             order = cells[idx][::-1] if rev else cells[idx]
-            prev, flip_prev = None, False
+            prev, flip_prev, prev_path = None, False, None
             for ln in order:
                 path = ln.path[::-1] if flip else ln.path
                 if prev is None:
@@ -937,10 +961,10 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                     conn = right if not flip_prev else left
                     if key[0] != id(prev):
                         conn = conn[::-1]
-                    em.drive(world(conn), 'transit')
+                    em.drive(world(_staircase(conn, prev_path, path, inside_r)), 'transit')
                 em.drive(world(path), 'lane', lane_no)
                 lane_no += 1
-                prev, flip_prev = ln, flip
+                prev, flip_prev, prev_path = ln, flip, path
                 flip = not flip
         return lane_no
 

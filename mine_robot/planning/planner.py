@@ -245,6 +245,7 @@ def _intervals(region, ys: np.ndarray) -> list[list[tuple[float, float]]]:
 
 
 def _make_lanes(region, rings: _Rings, spacing: float) -> list[_Lane]:
+    inside = prep(region.buffer(1e-6))
     ys = _lane_lines(region, spacing)
     ivs = _intervals(region, ys)
 
@@ -268,6 +269,13 @@ def _make_lanes(region, rings: _Rings, spacing: float) -> list[_Lane]:
                 arc = rings.arc((g0, y), (g1, y), max_ratio=4.0, slack=2.0)
                 if arc is None:
                     break
+                # square detour (three legs, 90 deg turns) where the region allows: the rounded
+                # boundary makes oblique turns, which put a wheel on unswept ground
+                dy = arc[:, 1] - y
+                ext = y + (dy.max() if dy.max() > -dy.min() else dy.min())
+                square = np.array([(g0, y), (g0, ext), (g1, ext), (g1, y)])
+                if inside.covers(LineString(square)):
+                    arc = square
                 path = path[:-1] + list(arc) + [np.array([pieces[i + 1][1], y])]
                 x1 = pieces[i + 1][1]
                 i += 1
@@ -305,6 +313,23 @@ def _cells(lanes: list[_Lane], rings: _Rings) -> tuple[list[list[_Lane]], dict]:
             ln.cell = len(cells)
             cells.append([ln])
     return cells, links
+
+
+def _approaches(router: _Router, pos, path: np.ndarray, lane: int) -> list:
+    """Ways to reach the start of a lane ``path`` (map frame) from ``pos`` and drive it: along the
+    route, or with a last leg square to the lane (a 90 deg turn into the lane is safe on the one band
+    that leg swept, an oblique turn is not) or in line with it."""
+    a = path[0]
+    u = (path[1] - path[0]) / max(float(np.hypot(*(path[1] - path[0]))), 1e-9)
+    n = np.array([-u[1], u[0]])
+    out = [lambda: [(router.route(pos, a), 'transit', None), (path, 'lane', lane)]]
+    for d in (n, -n, -u):
+        for length in (1.2, 2.0):
+            c = a + length * d
+            if router.ok(c, a):
+                out.append(lambda c=c: [(router.route(pos, c), 'transit', None),
+                                        (np.array([c, a]), 'transit', None), (path, 'lane', lane)])
+    return out
 
 
 def _staircase(conn: np.ndarray, arriving: np.ndarray, leaving: np.ndarray, inside) -> np.ndarray:
@@ -604,6 +629,45 @@ class _Emitter:
             u = np.array([math.cos(h), math.sin(h)])
             self._straight(a - b * u, 'transit', None, 'reverse')
             self.backups += 1
+
+    # -- trial emission ------------------------------------------------------------------------
+    def _save(self, bounds):
+        snap = self.sweeper.snapshot_box(bounds)
+        return (len(self.segments), self.segments[-1].points.copy() if self.segments else None,
+                self.pos.copy(), self.heading, self.backups, self.probes, len(self.unsafe), snap)
+
+    def _load(self, state) -> None:
+        n, last, pos, heading, backups, probes, unsafe, snap = state
+        del self.segments[n:]
+        if last is not None:
+            self.segments[-1].points = last
+        self.pos, self.heading, self.backups, self.probes = pos, heading, backups, probes
+        del self.unsafe[unsafe:]
+        self.sweeper.restore(snap)
+
+    def choose(self, options) -> None:
+        """Emit the first of ``options`` (callables returning [(points, role, lane), ...]) that adds no
+        unsafe corner, else the one that adds the fewest."""
+        if self.sweeper is None or not self.check or len(options) == 1:
+            for pts, role, lane in options[0]():
+                self.drive(pts, role, lane)
+            return
+        best, made = None, {}
+        for k, make in enumerate(options):
+            made[k] = option = make()
+            pts = np.vstack([self.pos[None]] + [np.asarray(p) for p, _, _ in option])
+            lo, hi = pts.min(axis=0) - 2.6, pts.max(axis=0) + 2.6     # detector reach, probes
+            state = self._save((lo[0], lo[1], hi[0], hi[1]))
+            for p, role, lane in option:
+                self.drive(p, role, lane)
+            added = len(self.unsafe) - state[6]
+            if added == 0:
+                return
+            if best is None or added < best[0]:
+                best = (added, k)
+            self._load(state)
+        for p, role, lane in made[best[1]]:
+            self.drive(p, role, lane)
 
     def drive(self, points, role: str, lane: int | None = None) -> None:
         """Drive forward along ``points`` from the current position (joined if apart)."""
@@ -954,7 +1018,12 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             for ln in order:
                 path = ln.path[::-1] if flip else ln.path
                 if prev is None:
-                    em.drive(router.route(em.pos, world(path[0])), 'transit')
+                    # the first lane of a cell, with the ways to reach its start (see _approaches)
+                    em.choose(_approaches(router, em.pos, world(path), lane_no))
+                    lane_no += 1
+                    prev, flip_prev, prev_path = ln, flip, path
+                    flip = not flip
+                    continue
                 else:
                     key = (id(prev), id(ln)) if (id(prev), id(ln)) in links else (id(ln), id(prev))
                     left, right = links[key]

@@ -635,6 +635,11 @@ class SweptRaster:
         i1, j1 = self._index(x + radius, y + radius)
         return (i0, i1 + 1, j0, j1 + 1, self.swept[i0:i1 + 1, j0:j1 + 1].copy())
 
+    def snapshot_box(self, bounds):
+        i0, j0 = self._index(bounds[0], bounds[1])
+        i1, j1 = self._index(bounds[2], bounds[3])
+        return (i0, i1 + 1, j0, j1 + 1, self.swept[i0:i1 + 1, j0:j1 + 1].copy())
+
     def restore(self, snap) -> None:
         i0, i1, j0, j1, data = snap
         self.swept[i0:i1, j0:j1] = data

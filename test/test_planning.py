@@ -289,8 +289,8 @@ def test_zone_fields_report_unsafe_corners_and_never_cross_zones(small_plan):
     area, plan = small_plan
     s = plan.stats
     assert s['no_go_m'] == 0.0 and s['gaps'] == 0
-    # known gap (README): rings around zones still have corners that cannot be made safe; they
-    # must be named in the notes, not silently emitted
+    # known gap (README): on crowded zone fields some corners still cannot be made safe; they must
+    # be named in the notes, not silently emitted
     if s['safety']['count']:
         assert s['unsafe_corners'] > 0 and any('wheel-safe' in n for n in s['notes'])
 

@@ -13,17 +13,20 @@ Plan structure (map frame; lanes computed in a frame rotated so they run along x
 1. **Distances** from the robot and config: lanes and lane-end connectors keep base_link
    ``e_out = swath/2 - edge_overlap`` from the outer boundary (the connector's band reaches the
    boundary; the detector head overhangs it by up to ``coil reach - e_out``, a documented limit);
-   around every no-go zone (and hole of the search polygon) a **ring** is swept with base_link
-   ``swath/2 - zone_overlap`` from the zone, and lanes end ``ring + swath - ring_overlap`` from it
-   (the connector band meets the ring band, the detector never overhangs the zone).
+   around every no-go zone (and hole of the search polygon) **straight edge passes** run on the
+   zone's mitred offset, base_link ``swath/2 - zone_overlap`` from each edge (one point turn per zone
+   corner), after the cells around the zone; lanes end ``ring + swath - ring_overlap`` from it (the
+   connector band meets the edge-pass band, the detector never overhangs the zone along an edge).
 2. **Lanes**: lines at ``spacing = swath × (1 − overlap)`` across the lane region (area eroded as
    above), angle chosen by a path-length estimate over candidate directions (or given). A line cut
    by a zone is split, except the outermost cut lane on each side of a zone, which detours along the
-   lane region's boundary around the zone so its band covers the zone's cap.
+   lane region's boundary around the zone (on three square legs where the region allows) so its band
+   covers the zone's cap.
 3. **Cells**: lanes on consecutive lines that overlap one to one and whose ends can be joined along
-   the lane region's boundary form a boustrophedon cell; lane-to-lane connectors follow that
-   boundary.
-4. **Order**: from the start (on declared safe ground), greedily the nearest cell entry or ring
+   the lane region's boundary form a boustrophedon cell; lane-to-lane connectors are staircases of
+   square turns (``_staircase``), else follow that boundary. **Spur passes** cover what a first,
+   unchecked emission leaves unswept (``_spur_lines``).
+4. **Order**: from the start (on declared safe ground), greedily the nearest cell, zone or spur
    entry; transits run through the transit region (area eroded by ``e_out``, plus safe ground,
    minus zones dilated by the detector's point-turn reach) by a grid search and string pulling.
 5. **Emission, checked as it goes** (``_Emitter``): moves are emitted in driving order while a
@@ -32,12 +35,12 @@ Plan structure (map frame; lanes computed in a frame rotated so they run along x
    checked with wheel patches grown by ``wheel_margin``; the standard backup is tried first, then
    other lengths, then a **probe** (90 deg to the side, out and back, which sweeps a band across the
    arriving one so that any turn at the corner is on swept ground). Corners that stay unsafe (no
-   room for a probe, e.g. on the rings around zones) are listed in ``stats['notes']`` and counted
+   room for a probe, e.g. between zones) are listed in ``stats['notes']`` and counted
    in ``stats['unsafe_corners']``. Reflex corners of the lane region are mitred, not rounded, so
    connectors turn once there instead of in many short oblique pieces.
 6. **Verification** (``verify``): the plan is replayed on a raster (mine_robot.planning.safety.
-   raster_check) for swept-ground violations and detector overhang; coverage is then computed
-   exactly with ``CoverageTracker`` over the plan's vertex poses.
+   raster_check) for swept-ground violations and detector overhang; coverage is the replay raster's
+   conservative figure (or exact, ``CoverageTracker``, with ``exact_coverage``).
 """
 
 from __future__ import annotations

@@ -8,10 +8,9 @@ and latencies:
                     subscriber's receive time - parsing, message building, publish, DDS delivery;
   write->receive:   device write to receive (adds the pty hop).
 Targets (issue 5): metal detector 1 kHz x 5 coils, GNSS 20 Hz, GPR 100 traces/s x 512 samples,
-camera 640x480 at 30 fps. ``gpr_array``: a 5-antenna array sending version-2 frames (one per
-antenna) that the driver assembles into one samples x 5 Image per scan.
+camera 640x480 at 30 fps.
 
-    .venv/bin/python bench/bench_drivers.py [--duration 10] [--only md,gnss,gpr,gpr_array,camera] [--capacity]
+    .venv/bin/python bench/bench_drivers.py [--duration 10] [--only md,gnss,gpr,camera] [--capacity]
 
 ``--capacity`` also runs each serial driver node in this process and pushes messages through it as
 fast as the pty delivers them (no subscriber): CPU microseconds per message and the peak rate,
@@ -255,13 +254,6 @@ def main() -> int:
                          lambda m: int(struct.unpack_from('<f', m.data, 0)[0]),
                          lambda i: gpr.encode_trace(i, i * 10000, np.r_[i, traces[i % 16][1:]], 16.0),
                          100.0, args.duration, '100 traces/s x 512')
-        if 'gpr_array' in which:         # version-2 frames, one per antenna, assembled into scans
-            def scan(i):
-                return b''.join(gpr.encode_trace(i, i * 10000, np.r_[i, traces[(i + c) % 16][1:]], 16.0,
-                                                 channel=c, channel_count=5) for c in range(5))
-            bench_serial(node, executor, 'gpr_array', 'gpr_driver', 'gpr/trace', Image,
-                         lambda m: int(struct.unpack_from('<f', m.data, 0)[0]), scan,
-                         100.0, args.duration, '100 scans/s x 5 x 512')
         if 'camera' in which:
             bench_camera(node, args.duration)
         if args.capacity:
@@ -273,9 +265,6 @@ def main() -> int:
             capacity('gnss', GnssDriverNode, [gnss_epoch(i) for i in range(2000)], per_chunk=5)
             capacity('gpr', GprDriverNode,
                      [gpr.encode_trace(i, i, traces[i % 16], 16.0) for i in range(3000)])
-            capacity('gpr_array', GprDriverNode,
-                     [gpr.encode_trace(i // 5, i // 5, traces[i % 16], 16.0, channel=i % 5, channel_count=5)
-                      for i in range(3000)])
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -29,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
         robot = load_robot(args.robot)
         scenario = load_scenario(args.scenario)
         soil = scenario.soil
-        settings = load_detection_settings(args.detection_config, robot=robot,
-                                           permittivity=soil.gpr_permittivity,
+        settings = load_detection_settings(args.detection_config, permittivity=soil.gpr_permittivity,
                                            attenuation_per_m=soil.gpr_attenuation)
         pipe = SweepPipeline(scenario, robot, seed=args.seed, settings=settings)
     except (RobotConfigError, ScenarioError, DetectionError, FusionError, OSError) as exc:

@@ -67,7 +67,7 @@ class SweepPipeline:
         if settings is None:
             soil = scenario.soil
             # the GPR depth scale and loss correction need the soil's permittivity/attenuation
-            settings = load_detection_settings(robot=robot, permittivity=soil.gpr_permittivity,
+            settings = load_detection_settings(permittivity=soil.gpr_permittivity,
                                                attenuation_per_m=soil.gpr_attenuation)
         self.chain = DetectionChain(robot, settings)
         self.max_time = max_time if max_time is not None else 4.0 * self.plan.length / 0.2 + 120.0
@@ -95,7 +95,7 @@ class SweepPipeline:
         for s in out.md:
             self.chain.add_md(s.t, s.signal)
         for g in out.gpr:
-            self.chain.add_gpr(g.t, g.trace, g.channel)
+            self.chain.add_gpr(g.t, g.trace)
         for c in out.camera:
             self.chain.add_image(c.t, c.image)
         for tg in self.chain.poll():

@@ -97,13 +97,10 @@ def test_signals_in_targets_out(ros_context, ros_node_factory):
                                                 'z': np.zeros(len(coils)), 'signal': sig,
                                                 'coil': np.arange(len(coils))}, 'md_array', now))
                 if k % 2 == 0:
-                    antennas = robot.gpr.channel_positions()      # one scan of the array
-                    n = len(antennas)
-                    img = Image(height=gpr_model.config.samples, width=n, encoding='32FC1', step=4 * n)
+                    img = Image(height=gpr_model.config.samples, width=1, encoding='32FC1', step=4)
                     img.header.stamp = sec_to_stamp(now)
                     img.header.frame_id = 'gpr_antenna'
-                    scan = gpr_model.traces(x + antennas[:, 0], antennas[:, 1])       # (n, samples)
-                    img.data = np.ascontiguousarray(scan.T).astype('<f4').tobytes()
+                    img.data = gpr_model.trace(x + robot.gpr.xyz[0], 0.0).astype('<f4').tobytes()
                     gpr_pub.publish(img)
                 k += 1
                 time.sleep(max(0.0, 0.02 - (time.time() - now)))

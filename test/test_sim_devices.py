@@ -92,21 +92,13 @@ def test_virtual_gpr_sends_binary_traces(tmp_path, world):
     try:
         with serial.Serial(dev.path, timeout=0.2) as port:
             traces = world.step(0.2, 0.2, 0.0).gpr
-            n = world.robot.gpr.channels
-            framer, frames = gpr_proto.make_framer(), []
-            for i in range(0, len(traces), n):        # a scan at a time (the pty buffer is small)
-                for tr in traces[i:i + n]:
-                    dev.trace(tr.t, tr.trace, tr.channel, n)
-                frames += _read_frames(port, framer, n)
+            for tr in traces:
+                dev.trace(tr.t, tr.trace)
+            frames = _read_frames(port, gpr_proto.make_framer(), len(traces))
             parsed = [gpr_proto.parse(f) for f in frames]
-            assert len(parsed) == len(traces) == 5 * n           # 5 scans of every antenna
+            assert len(parsed) == len(traces) == 5
             assert np.array_equal(parsed[-1].samples, traces[-1].trace)
             assert parsed[-1].time_window_ns == world.config.gpr.time_window_ns
-            # version-2 frames: antenna index and count; one seq (and time) per scan
-            assert [p.channel for p in parsed[:n]] == list(range(n))
-            assert {p.channel_count for p in parsed} == {n}
-            assert [p.seq for p in parsed[::n]] == list(range(5))
-            assert len({p.device_time_us for p in parsed[:n]}) == 1
     finally:
         dev.close()
 

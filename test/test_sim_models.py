@@ -231,14 +231,7 @@ def test_world_lockstep_rates_and_determinism(robot):
     assert w1.true_pose == w2.true_pose and w1.time == pytest.approx(2.0)
     kinds = ('md', 'gpr', 'camera', 'gnss', 'imu', 'odom')
     counts = {k: sum(len(getattr(st, k)) for st in s1) for k in kinds}
-    n_gpr = robot.gpr.channels          # every antenna of the array fires at each GPR time
-    assert counts == {'md': 100, 'gpr': 50 * n_gpr, 'camera': 2, 'gnss': 20, 'imu': 100, 'odom': 100}
-    gpr = [g for st in s1 for g in st.gpr]
-    assert [g.channel for g in gpr[:n_gpr]] == list(range(n_gpr)) and len({g.t for g in gpr[:n_gpr]}) == 1
-    # each antenna's trace is taken at its own ground point across the head
-    lateral = [(-(g.x - gpr[0].x) * math.sin(st_yaw) + (g.y - gpr[0].y) * math.cos(st_yaw))
-               for g, st_yaw in ((g, s1[0].true_pose[2]) for g in gpr[:n_gpr])]
-    assert np.allclose(lateral, np.array(robot.gpr.channel_y) - robot.gpr.channel_y[0], atol=0.01)
+    assert counts == {'md': 100, 'gpr': 50, 'camera': 2, 'gnss': 20, 'imu': 100, 'odom': 100}
     stamps = [s.t for st in s1 for s in st.md]
     assert np.allclose(np.diff(stamps), 0.02)
     # a different seed changes the noise; switching the camera off does not change the detector

@@ -32,11 +32,8 @@ class DetectionSettings:
     fusion: FusionConfig | None = None
 
 
-def load_detection_settings(path: str | Path | None = None, *, robot: RobotGeometry | None = None,
-                            **gpr_overrides) -> DetectionSettings:
-    """Read ``config/detection.yaml`` (the node parameter file) into the pure-layer configs;
-    ``robot`` gives the GPR antenna positions fusion's coverage model uses (default: the
-    package's config/robot.yaml)."""
+def load_detection_settings(path: str | Path | None = None, **gpr_overrides) -> DetectionSettings:
+    """Read ``config/detection.yaml`` (the node parameter file) into the pure-layer configs."""
     path = Path(path) if path else resource('config', 'detection.yaml')
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -59,7 +56,7 @@ def load_detection_settings(path: str | Path | None = None, *, robot: RobotGeome
         md=MetalDetectorConfig(**_dataclass_kwargs(MetalDetectorConfig, params('md_detector'))),
         gpr=GprConfig(**gpr),
         camera=CameraConfig(**_dataclass_kwargs(CameraConfig, params('camera_detector'))),
-        fusion=fusion_config_from_dict(fusion_params, robot))
+        fusion=fusion_config_from_dict(fusion_params))
 
 
 class DetectionChain:
@@ -82,8 +79,8 @@ class DetectionChain:
     def add_md(self, t: float, signals) -> None:
         self.md.add_sample(t, signals)
 
-    def add_gpr(self, t: float, trace, channel: int = 0) -> None:
-        self.gpr.add_trace(t, trace, channel)
+    def add_gpr(self, t: float, trace) -> None:
+        self.gpr.add_trace(t, trace)
 
     def add_image(self, t: float, image) -> None:
         self.camera.add_image(t, image)

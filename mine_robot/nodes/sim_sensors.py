@@ -10,8 +10,7 @@ real-time factor. Publishes
 
 - ``metal_detector/signal`` PointCloud2, one point per coil, fields ``x y z`` (coil centre in
   ``md_array``), ``signal`` (detector units, see ``mine_robot.sim.sensors``) and ``coil`` (uint32);
-- ``gpr/trace`` Image ``32FC1``, ``samples`` × antennas (column i = antenna i of
-  ``gpr.channel_y``), one per scan, frame ``gpr_antenna`` (time window
+- ``gpr/trace`` Image ``32FC1``, ``samples`` × 1, frame ``gpr_antenna`` (time window
   ``gpr.time_window_ns``);
 - ``camera/image_raw`` Image ``bgr8`` and ``camera/camera_info``, frame ``camera_optical``.
 
@@ -180,17 +179,13 @@ class SimSensorsNode(Node):
                 cloud.header.stamp = sec_to_stamp(sample.t)
                 self.md_pub.publish(cloud)
         elif name == 'gpr':
-            traces = self.suite.gpr_batch(times, poses)
-            n = self.robot.gpr.channels
-            for i in range(0, len(traces), n):          # one scan: every antenna at one time
-                scan = traces[i:i + n]
+            for trace in self.suite.gpr_batch(times, poses):
                 if self.devices is not None:
-                    for trace in scan:
-                        self.devices.gpr(trace.t, trace.trace, trace.channel, n)
+                    self.devices.gpr(trace.t, trace.trace)
                 if not self.settings.publish_direct:
                     continue
-                image = np.stack([trace.trace for trace in scan], axis=1)     # samples x channels
-                self.gpr_pub.publish(conv.image(scan[0].t, self.robot.gpr.frame, image, '32FC1'))
+                self.gpr_pub.publish(conv.image(trace.t, self.robot.gpr.frame, trace.trace.reshape(-1, 1),
+                                                '32FC1'))
         else:
             t, pose = times[-1], poses[-1]     # a late camera frame is dropped, not queued
             frame = self.suite.camera_frame(t, pose)

@@ -117,7 +117,6 @@ class GprTrace:
     x: float              # true antenna ground point
     y: float
     trace: np.ndarray     # float32 (samples,)
-    channel: int = 0      # antenna of the array (robot.yaml gpr.channel_y index)
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ class SensorSuite:
         self.gpr = GprModel(scenario, robot, rngs[1], config.gpr) if config.gpr_rate > 0 else None
         self.camera = CameraModel(scenario, robot, rngs[2]) if config.camera_rate > 0 else None
         self._coils = robot.metal_detector.coil_positions()
-        self._gpr_offset = robot.gpr.channel_positions()
+        self._gpr_offset = np.array([robot.gpr.xyz[:2]])
 
     @classmethod
     def seeded(cls, scenario: Scenario, robot: RobotGeometry, seed: int, config: SimConfig) -> SensorSuite:
@@ -198,22 +197,18 @@ class SensorSuite:
         return [MdSample(t, xy[i], signals[i]) for i, t in enumerate(ts)]
 
     def gpr_batch(self, ts: list[float], poses: list[tuple[float, float, float]]) -> list[GprTrace]:
-        """GPR traces at k times/poses in one vectorised call: every antenna of the array fires at
-        each time, so k x n traces, time-major (channel 0..n-1 for the first time, then the next)."""
-        xy = self._place(np.asarray(poses, dtype=float), self._gpr_offset)
-        n = xy.shape[1]
-        flat = xy.reshape(-1, 2)
-        traces = self.gpr.traces(flat[:, 0], flat[:, 1])
-        return [GprTrace(ts[i // n], float(flat[i, 0]), float(flat[i, 1]), traces[i], i % n)
-                for i in range(len(flat))]
+        """GPR traces at k times/poses in one vectorised call."""
+        xy = self._place(np.asarray(poses, dtype=float), self._gpr_offset)[:, 0, :]
+        traces = self.gpr.traces(xy[:, 0], xy[:, 1])
+        return [GprTrace(t, float(xy[i, 0]), float(xy[i, 1]), traces[i]) for i, t in enumerate(ts)]
 
     def md_sample(self, t: float, pose: tuple[float, float, float]) -> MdSample:
         xy = body_to_world(pose, self._coils)
         return MdSample(t, xy, self.md.sample(t, xy))
 
-    def gpr_trace(self, t: float, pose: tuple[float, float, float], channel: int = 0) -> GprTrace:
-        gx, gy = body_to_world(pose, self._gpr_offset[channel:channel + 1])[0]
-        return GprTrace(t, float(gx), float(gy), self.gpr.trace(gx, gy), channel)
+    def gpr_trace(self, t: float, pose: tuple[float, float, float]) -> GprTrace:
+        gx, gy = body_to_world(pose, self._gpr_offset)[0]
+        return GprTrace(t, float(gx), float(gy), self.gpr.trace(gx, gy))
 
     def camera_frame(self, t: float, pose: tuple[float, float, float]) -> CameraFrame:
         return CameraFrame(t, pose, self.camera.render(pose))

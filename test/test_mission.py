@@ -281,7 +281,13 @@ def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path,
     m.on_resweep_plan(t + 10, text)
     plan = CoveragePlan.from_json(text)
     poses = plan.poses(0.05)
-    assert np.hypot(*(poses[0, :2] - (6.0, 0.5))) < 1e-6    # it starts where the robot stands
+    # it starts where the robot stands, backing straight out along its own track until the body
+    # and the detector head are clear of the hazard zone, then goes on from there
+    first = plan.segments[0]
+    assert first.role == 'transit' and first.direction == 'reverse'
+    assert np.allclose(first.points[0], (6.0, 0.5)) and first.points[1][0] < 6.0
+    assert first.points[1][1] == pytest.approx(0.5)
+    assert np.hypot(*(poses[0, :2] - (6.0, 0.5))) < 1e-6
     hazards = HazardRule(near=100.0)
     hazards.set('T1', 7.0, 0.78)
     patches = ROBOT.wheel_patches()

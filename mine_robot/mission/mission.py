@@ -346,14 +346,43 @@ class Mission:
             return None
         if start is None and self.last_pose is not None:
             start = self.last_pose[1:3]
+        zones = self.hazard_zones()
+        escape = self._escape(zones) if self._pending_kind == 'detour' and self.last_pose else None
+        if escape is not None:
+            start = escape[1]
         try:
-            area = replace(self.area, no_go=[*self.area.no_go, *self.hazard_zones()])
+            area = replace(self.area, no_go=[*self.area.no_go, *zones])
             plan = plan_coverage(area, self.robot, planner_config or PlannerConfig(),
                                  start=start, region=missed)
         except ValueError as exc:  # PlannerError / AreaError derive from ValueError
             self.faults.append(f'resweep: missed strips ({missed.area:.2f} m²) not planned: {exc}')
             return None
+        if escape is not None:
+            from mine_robot.planning.plan import Segment
+            for seg in plan.segments:
+                seg.seq += 1
+            plan.segments.insert(0, Segment('transit', np.array(escape), 0, direction='reverse'))
         return plan.to_json()
+
+    def _escape(self, zones) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """The straight reverse move (back along the ground just driven) after which the body and
+        the detector head are clear of every hazard zone, so the detour plan can start there;
+        None when already clear or when 1.5 m of backing is not enough."""
+        import shapely
+
+        from mine_robot.planning.coverage import detector_outline, transform
+        if not zones:
+            return None
+        _, x, y, yaw = self.last_pose
+        outlines = [self.robot.footprint(), detector_outline(self.robot)]
+        keep_out = shapely.union_all(zones).buffer(0.05)
+        for k in range(31):
+            d = 0.05 * k
+            pose = np.array([[x - d * math.cos(yaw), y - d * math.sin(yaw), yaw]])
+            body = shapely.union_all([shapely.Polygon(transform(o, pose)[0]) for o in outlines])
+            if not body.intersects(keep_out):
+                return None if k == 0 else ((x, y), (float(pose[0, 0]), float(pose[0, 1])))
+        return None
 
     def resweep_unplannable(self, t: float, reason: str) -> Transition:
         """No plan could be made for the missed strips: complete, reporting them as not searched."""

@@ -326,6 +326,10 @@ def test_safety_monitor_keeps_wheels_off_known_hazards_from_fusion_and_mission(r
                 {'id': 4, 'x': 10.55, 'y': 5.28, 'classification': 'mine'}]})))
             status.wait_for(lambda m: 'hazard' in last().get('rules', ()), timeout=5.0)
             assert any('known hazard target 4' in r for r in last()['reasons'])
+            # fusion re-classifies it as clutter: the wheels may pass
+            targets_pub.publish(String(data=json.dumps({'targets': [
+                {'id': 4, 'x': 10.55, 'y': 5.28, 'classification': 'clutter'}]})))
+            status.wait_for(lambda m: not last()['stop'], timeout=5.0)
             # a hazard the mission recorded (fusion restarted and forgot it) holds the robot too
             x[0] = 20.0
             status.wait_for(lambda m: not last()['stop'], timeout=5.0)

@@ -21,7 +21,8 @@ from mine_robot.robot import load_robot
 
 ROBOT = load_robot()
 ONLY = dict(estop_enabled=False, geofence_enabled=False, swept_ground_enabled=False,
-            hazard_enabled=False, pose_watchdog_enabled=False, input_watchdog_enabled=False, sensor_watchdog_enabled=False)
+            hazard_enabled=False, pose_watchdog_enabled=False, input_watchdog_enabled=False,
+            sensor_watchdog_enabled=False)
 
 
 def monitor(geofence=None, swept=None, **enable):
@@ -243,6 +244,8 @@ def test_known_hazard_keeps_the_wheels_away_but_the_robot_may_straddle_or_leave_
     status = m.evaluate(0.0)
     assert rules(status) == ['hazard'] and 'known hazard T7' in status.message
     assert status.values['hazard_wheel_distance_m'] == pytest.approx(0.22, abs=1e-6)
+    assert m.hazards.remove('T7') and not m.evaluate(0.0).stop and not m.hazards.remove('T7')
+    m.hazards.set('T7', 10.55, 5.28)
     m.set_command(0.05, 0.0)                     # creeping stops within 0.02 m: still clear
     assert not m.evaluate(0.0).stop
     m.set_command(-0.3, 0.0)                     # backing away is always allowed

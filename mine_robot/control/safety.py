@@ -364,6 +364,14 @@ class HazardRule:
         self._xy = np.array([self._points[k] for k in self._ids], dtype=float)
         return True
 
+    def remove(self, key: str) -> bool:
+        """Forget hazard ``key`` (e.g. fusion now calls it clutter). True when it was known."""
+        if self._points.pop(key, None) is None:
+            return False
+        self._ids = list(self._points)
+        self._xy = np.array([self._points[k] for k in self._ids], dtype=float).reshape(-1, 2)
+        return True
+
     def nearest(self, polys: np.ndarray, centre) -> tuple[float, str | None]:
         """Smallest distance from any of the (m, k, 2) polygons to a hazard near ``centre``, and
         that hazard's key; (inf, None) without one."""

@@ -126,6 +126,7 @@ class SafetyMonitorNode(Node):
                                      lambda m, n=name: self._on_cmd(n, m), qos.RELIABLE)
         # known hazards: fusion's targets and the mission's record of them (after a restart of
         # fusion or of this node the mission's latched status still lists every hazard found)
+        self._recorded: set[str] = set()
         self.create_subscription(String, 'targets/json', self._on_targets, qos.RELIABLE)
         self.create_subscription(String, 'mission/status', self._on_mission_status, qos.LATCHED)
         self.create_service(Trigger, '~/reset_estop', self._on_reset)
@@ -152,9 +153,12 @@ class SafetyMonitorNode(Node):
             targets = data['targets'] if isinstance(data, dict) else data
             hazards = [(f"target {t['id']}", t['x'], t['y']) for t in targets
                        if str(t.get('classification', 'unknown')) != 'clutter']
+            cleared = [f"target {t['id']}" for t in targets if t.get('classification') == 'clutter']
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             self.get_logger().error(f'targets/json ignored: {exc}', throttle_duration_sec=5.0)
             return
+        for key in cleared:        # fusion follows the evidence: a target it now calls clutter
+            self.monitor.hazards.remove(key)
         self._add_hazards(hazards)
 
     def _on_mission_status(self, msg: String) -> None:
@@ -164,6 +168,10 @@ class SafetyMonitorNode(Node):
         except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
             self.get_logger().error(f'mission/status hazards ignored: {exc}', throttle_duration_sec=5.0)
             return
+        keys = {key for key, _, _ in hazards}
+        for key in self._recorded - keys:   # the mission's list is the current one (no clutter)
+            self.monitor.hazards.remove(key)
+        self._recorded = keys
         self._add_hazards(hazards)
 
     def _add_hazards(self, hazards) -> None:

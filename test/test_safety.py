@@ -255,22 +255,17 @@ def test_known_hazard_keeps_the_wheels_away_but_the_robot_may_straddle_or_leave_
     assert not m.evaluate(0.0).stop and [r.rule for r in m.evaluate(0.0).warnings] == ['hazard']
     m.set_command(0.1, 0.0)
     assert rules(m.evaluate(0.0)) == ['hazard']
+    def at_10_5(hazard, v, w):
+        """Status of a robot at (10, 5) heading east commanded (v, w) with one known hazard."""
+        one = monitor(hazard_enabled=True)
+        one.hazards.set('H', *hazard)
+        one.set_pose(PoseSample(0.0, 10.0, 5.0, 0.0))
+        one.set_command(v, w)
+        return one.evaluate(0.0)
     # straddling: a hazard on the centre line passes between the wheels (0.23 m from each)
-    m2 = monitor(hazard_enabled=True)
-    m2.hazards.set('T8', 10.8, 5.0)
-    m2.set_pose(PoseSample(0.0, 10.0, 5.0, 0.0))
-    m2.set_command(0.3, 0.0)
-    assert not m2.evaluate(0.0).stop
-    # a point turn next to a hazard swings the wheels toward it
-    m3 = monitor(hazard_enabled=True)
-    m3.hazards.set('T9', 10.25, 5.55)            # 0.22 m left of the front-left wheel
-    m3.set_pose(PoseSample(0.0, 10.0, 5.0, 0.0))
-    m3.set_command(0.0, 1.0)
-    assert rules(m3.evaluate(0.0)) == ['hazard']
+    assert not at_10_5((10.8, 5.0), 0.3, 0.0).stop
+    # a point turn next to a hazard swings the wheels toward it (0.22 m left of the front-left wheel)
+    assert rules(at_10_5((10.25, 5.55), 0.0, 1.0)) == ['hazard']
     # far hazards cost nothing and never stop
-    m4 = monitor(hazard_enabled=True)
-    m4.hazards.set('far', 30.0, 30.0)
-    m4.set_pose(PoseSample(0.0, 10.0, 5.0, 0.0))
-    m4.set_command(0.5, 0.0)
-    status = m4.evaluate(0.0)
+    status = at_10_5((30.0, 30.0), 0.5, 0.0)
     assert not status.stop and 'hazard_wheel_distance_m' not in status.values

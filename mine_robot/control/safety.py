@@ -360,16 +360,18 @@ class HazardRule:
         if not (math.isfinite(x) and math.isfinite(y)) or self._points.get(key) == (x, y):
             return False
         self._points[key] = (x, y)
-        self._ids = list(self._points)
-        self._xy = np.array([self._points[k] for k in self._ids], dtype=float)
+        self._reindex()
         return True
+
+    def _reindex(self) -> None:
+        self._ids = list(self._points)
+        self._xy = np.array([self._points[k] for k in self._ids], dtype=float).reshape(-1, 2)
 
     def remove(self, key: str) -> bool:
         """Forget hazard ``key`` (e.g. fusion now calls it clutter). True when it was known."""
         if self._points.pop(key, None) is None:
             return False
-        self._ids = list(self._points)
-        self._xy = np.array([self._points[k] for k in self._ids], dtype=float).reshape(-1, 2)
+        self._reindex()
         return True
 
     def nearest(self, polys: np.ndarray, centre) -> tuple[float, str | None]:

@@ -14,7 +14,7 @@ import time
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
 
 @contextlib.contextmanager
@@ -29,10 +29,16 @@ def isolated_context() -> Iterator[Context]:
 
 
 class BackgroundSpinner:
-    """Spin nodes in a MultiThreadedExecutor on a (joined) background thread."""
+    """Spin nodes on a (joined) background thread: a SingleThreadedExecutor, as the nodes run in
+    production (``mine_robot.ros.runner``), or a MultiThreadedExecutor with ``num_threads`` > 1.
 
-    def __init__(self, context: Context, *nodes, num_threads: int = 4):
-        self._executor = MultiThreadedExecutor(num_threads=num_threads, context=context)
+    The multi-threaded executor busy-polls a subscription whose message a pool thread has not taken
+    yet; with a latched status subscription on a test node it burned a whole core and a 20 Hz test
+    timer fired 1-5 times a second (the safety monitor then stopped on stale pose, a flaky test)."""
+
+    def __init__(self, context: Context, *nodes, num_threads: int = 1):
+        self._executor = (MultiThreadedExecutor(num_threads=num_threads, context=context)
+                          if num_threads > 1 else SingleThreadedExecutor(context=context))
         for node in nodes:
             self._executor.add_node(node)
         self._thread = threading.Thread(target=self._spin, name='test-spinner')

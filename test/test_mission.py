@@ -256,7 +256,7 @@ def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path,
     from mine_robot.planning.coverage import CoverageTracker, transform
     from mine_robot.planning.plan import CoveragePlan
 
-    m = make(tmp_path, hazard_detour_after=3.0, hazard_zone_radius=0.3)
+    m = make(tmp_path, hazard_detour_after=3.0, hazard_zone_radius=0.3, sidestep=False)
     m.start(0.0, str(area_file))
     m.on_plan(0.0, plan_json(YS))
     t = 0.0
@@ -305,3 +305,68 @@ def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path,
     m2.start(100.0, str(area_file))
     assert (m2.detours, m2.resweeps) == (1, 0)
     m2.close()
+
+
+def test_a_hazard_in_a_wheel_track_is_passed_by_a_sidestep_and_the_plan_goes_on(tmp_path, area_file):
+    """The detour first tries a sidestep: off the lane on swept ground, past the mine with every
+    wheel clear of it, back onto the lane; the rest of the lane and the later lanes stay."""
+    import shapely
+
+    from mine_robot.planning.coverage import wheel_polygons
+    from mine_robot.planning.plan import CoveragePlan
+
+    m = make(tmp_path, hazard_detour_after=3.0)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = 0.0
+    for i in range(73):                                     # half of lane 0 (y = 0.5), heading east
+        t += 0.1
+        m.on_pose(t, -1.2 + 0.1 * i, 0.5, 0.0)
+    m.on_targets(t, [{'id': 'T1', 'x': 6.7, 'y': 0.22, 'classification': 'mine', 'confidence': 0.9}])
+    why = ['hazard: a wheel would come within 0.10 m of known hazard target T1']
+    for k in range(4):
+        tr = m.on_safety(t + k, True, why)
+    assert tr is not None and m.detours == 1
+    text = m.make_resweep_plan()
+    assert text is not None and m.sidestep_notes and m.sidestep_notes[-1].startswith('sidestep')
+    m.on_resweep_plan(t + 4, text)
+    plan = CoveragePlan.from_json(text)
+    assert plan.stats['kind'] == 'sidestep'
+    lanes = [(s.lane, s.points) for s in plan.segments if s.role == 'lane']
+    # the rest of lane 0 from the rejoin point on its line, then lanes 1-3 unchanged
+    assert [n for n, _ in lanes] == [0, 1, 2, 3]
+    assert lanes[0][1][0][1] == pytest.approx(0.5) and 6.7 + 0.33 < lanes[0][1][0][0] < lanes[0][1][-1][0]
+    assert np.allclose(lanes[0][1][-1], json.loads(plan_json(YS))['segments'][0]['points'][1])
+    first = plan.segments[0]
+    assert first.role == 'transit' and np.allclose(first.points[0], (6.0, 0.5))
+    # no wheel within clearance + margin/2 of the mine, once backed away from it
+    mine = shapely.Point(6.7, 0.22)
+    k = next(i for i, s in enumerate(plan.segments) if s.role == 'lane')
+    sub = CoveragePlan(plan.segments[:k])
+    d = [min(w.distance(mine) for w in wheel_polygons(ROBOT, *p[:3])) for p in sub.poses(0.05)]
+    start = d[0]
+    assert min(d) >= min(start, 0.24) - 1e-6
+    assert min(d[len(d) // 3:]) >= 0.24 - 1e-6
+    m.close()
+
+
+def test_no_sidestep_falls_back_to_the_replan(tmp_path, area_file):
+    """A robot that is not on a lane of the plan (here: off its line) cannot sidestep: the detour
+    re-plans the unswept ground around the hazard instead, and says why."""
+    m = make(tmp_path, hazard_detour_after=1.0)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = 0.0
+    for i in range(40):
+        t += 0.1
+        m.on_pose(t, -1.2 + 0.1 * i, 0.5, 0.0)
+    m.on_pose(t + 0.1, 2.8, 1.0, 1.2)                       # turned well off the lane heading
+    m.on_targets(t, [{'id': 'T1', 'x': 3.4, 'y': 1.7, 'classification': 'mine', 'confidence': 0.9}])
+    why = ['hazard: a wheel would come within 0.10 m of known hazard target T1']
+    for k in range(3):
+        m.on_safety(t + 1 + k, True, why)
+    assert m.detours == 1
+    text = m.make_resweep_plan()
+    assert m.sidestep_notes == ['not on a straight lane piece']
+    assert text is None or json.loads(text)['stats'].get('kind') != 'sidestep'
+    m.close()

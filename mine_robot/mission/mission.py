@@ -47,6 +47,13 @@ class MissionConfig:
     hazard_detour_after: float = 3.0
     hazard_zone_radius: float = 0.30
     max_detours: int = 20
+    # Before re-planning, a detour first tries a sidestep (mine_robot.planning.sidestep): leave
+    # the lane sideways on swept ground, pass the hazard with every wheel at least
+    # sidestep_clearance (>= the safety monitor's hazard_clearance) plus sidestep_margin away,
+    # and rejoin the lane; the rest of the plan is kept. false: always re-plan.
+    sidestep: bool = True
+    sidestep_clearance: float = 0.20
+    sidestep_margin: float = 0.08
 
     def __post_init__(self):
         if not 0.0 < self.coverage_goal <= 1.0:
@@ -57,6 +64,8 @@ class MissionConfig:
             raise ValueError(f'safety_stall_timeout must be >= 0, got {self.safety_stall_timeout}')
         if self.hazard_detour_after < 0 or self.hazard_zone_radius <= 0 or self.max_detours < 0:
             raise ValueError('hazard_detour_after and max_detours must be >= 0, hazard_zone_radius > 0')
+        if self.sidestep_clearance < 0 or self.sidestep_margin < 0:
+            raise ValueError('sidestep_clearance and sidestep_margin must be >= 0')
         if self.sweep_speed <= 0 or self.max_resweeps < 0 or self.cleared_depth_m <= 0:
             raise ValueError('sweep_speed and cleared_depth_m must be > 0, max_resweeps >= 0')
 
@@ -99,6 +108,7 @@ class Mission:
         self.tracker = None
         self.plan_id: int | None = None
         self.lanes: list[Lane] = []
+        self.plan_json: str | None = None      # the plan being driven
         self.resweeps = 0
         self.targets: dict[str, dict] = {}
         self.handled: dict[str, str] = {}      # target id -> final mark status
@@ -108,6 +118,7 @@ class Mission:
         self._stall_since: float | None = None
         self._hazard_since: float | None = None
         self.detours = 0
+        self.sidestep_notes: list[str] = []    # what each detour's sidestep attempt found
         self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
         self.message = 'idle: load an area and start'
         self.report: dict | None = None
@@ -217,6 +228,7 @@ class Mission:
         return strip.is_empty or self.tracker.fraction(strip) >= self.config.lane_done_fraction
 
     def _set_lanes(self, t, plan_json, lanes, kind):
+        self.plan_json = plan_json
         self.lanes = [Lane(n, LineString(pts)) for n, pts in lanes]
         for lane in self.lanes:  # on resume, lanes already swept count as done
             lane.done = self.tracker.pose_count > 0 and self._lane_swept(lane)
@@ -346,6 +358,10 @@ class Mission:
             return None
         if start is None and self.last_pose is not None:
             start = self.last_pose[1:3]
+        if self._pending_kind == 'detour' and self.config.sidestep:
+            plan = self.sidestep_plan()
+            if plan is not None:
+                return plan
         zones = self.hazard_zones()
         escape = self._escape(zones) if self._pending_kind == 'detour' and self.last_pose else None
         if escape is not None:
@@ -363,6 +379,70 @@ class Mission:
                 seg.seq += 1
             plan.segments.insert(0, Segment('transit', np.array(escape), 0, direction='reverse'))
         return plan.to_json()
+
+    def sidestep_plan(self) -> str | None:
+        """The plan being driven with a sidestep around the hazards blocking the lane the robot is
+        on (:func:`mine_robot.planning.sidestep.plan_sidestep`), spliced in where the robot stands:
+        the sidestep's moves, the rest of that lane from the rejoin point, the rest of the plan.
+        None when the robot is not on a straight lane piece or no sidestep is safe (the reason is
+        kept in ``sidestep_notes``)."""
+        import shapely
+
+        from mine_robot.planning.plan import CoveragePlan, PlanError, Segment
+        from mine_robot.planning.sidestep import plan_sidestep
+        if self.plan_json is None or self.last_pose is None:
+            return None
+        try:
+            plan = CoveragePlan.from_json(self.plan_json)
+        except PlanError:
+            return None
+        _, x, y, yaw = self.last_pose
+        best = None
+        for k, seg in enumerate(plan.segments):
+            if seg.role != 'lane':
+                continue
+            for i, (a, b) in enumerate(zip(seg.points[:-1], seg.points[1:])):
+                d = b - a
+                length = float(np.hypot(*d))
+                if length < 0.5:
+                    continue
+                u = d / length
+                along = (x - a[0]) * u[0] + (y - a[1]) * u[1]
+                off = abs((y - a[1]) * u[0] - (x - a[0]) * u[1])
+                dyaw = abs((math.atan2(u[1], u[0]) - yaw + math.pi) % (2 * math.pi) - math.pi)
+                if -0.3 <= along <= length and off <= 0.3 and dyaw <= math.radians(25.0) \
+                        and (best is None or off < best[0]):
+                    best = (off, k, i)
+        if best is None:
+            self.sidestep_notes.append('not on a straight lane piece')
+            return None
+        _, k, i = best
+        seg = plan.segments[k]
+        hazards = [(tg['x'], tg['y']) for tg in self.targets.values() if tg['classification'] != 'clutter']
+        safe = self.area.safe_ground
+        swept = shapely.union_all([self.tracker.swept(), safe]) if not safe.is_empty else self.tracker.swept()
+        inside = shapely.union_all([self.area.search, safe]) if not safe.is_empty else self.area.search
+        why: dict = {}
+        step = plan_sidestep(self.robot, (x, y, yaw), (seg.points[i], seg.points[i + 1]), hazards, swept,
+                             clearance=self.config.sidestep_clearance, margin=self.config.sidestep_margin,
+                             inside=inside, no_go=self.area.no_go_union, why_not=why)
+        if step is None:
+            self.sidestep_notes.append('no safe sidestep: ' + (', '.join(f'{n} x {r}' for r, n in
+                                                                          sorted(why.items())) or
+                                                               'no hazard blocks the lane ahead'))
+            return None
+        rest = Segment('lane', np.vstack([step.rejoin, seg.points[i + 1:]]), 0, lane=seg.lane)
+        segments = [*step.segments, rest, *plan.segments[k + 1:]]
+        for n, s in enumerate(segments):
+            s.seq = n
+        out = CoveragePlan(segments, {'kind': 'sidestep', 'offset_m': round(step.offset, 3),
+                                      'min_wheel_to_hazard_m': round(step.min_hazard_distance, 3),
+                                      'sidestep_length_m': round(step.length, 2)},
+                           swath_width=plan.swath_width, spacing=plan.spacing)
+        self.sidestep_notes.append(f'sidestep {step.offset:+.2f} m beside lane {seg.lane}, '
+                                   f'{step.length:.1f} m, wheels >= {step.min_hazard_distance:.2f} m '
+                                   'from every hazard')
+        return out.to_json()
 
     def _escape(self, zones) -> tuple[tuple[float, float], tuple[float, float]] | None:
         """The straight reverse move (back along the ground just driven) after which the body and

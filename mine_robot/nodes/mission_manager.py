@@ -36,7 +36,8 @@ from mine_robot.ros.runner import run_node
 _RANGES = {'cleared_depth_m': (0.01, 2.0), 'coverage_goal': (0.5, 1.0), 'resweep_min_width': (0.0, 2.0),
            'max_resweeps': (0, 10), 'lane_done_fraction': (0.5, 1.0), 'mark_confidence': (0.0, 1.0),
            'sweep_speed': (0.01, 5.0), 'safety_stall_timeout': (0.0, 3600.0),
-           'hazard_detour_after': (0.0, 600.0), 'hazard_zone_radius': (0.05, 5.0), 'max_detours': (0, 1000)}
+           'hazard_detour_after': (0.0, 600.0), 'hazard_zone_radius': (0.05, 5.0), 'max_detours': (0, 1000),
+           'sidestep_clearance': (0.0, 2.0), 'sidestep_margin': (0.0, 1.0)}
 _DESCRIPTIONS = {
     'output_dir': 'sweep output folder (mission.db, GeoJSON layers, report.json/png)',
     'organisation': 'organisation name written into the exports (MDR field)',
@@ -56,6 +57,11 @@ _DESCRIPTIONS = {
                            'the unswept ground around it',
     'hazard_zone_radius': 'no-go disc around each known hazard in re-plans (m)',
     'max_detours': 'how many hazard detours at most before the mission faults',
+    'sidestep': 'a hazard detour first tries a sidestep beside the lane (on swept ground) and keeps '
+                'the rest of the plan; false: always re-plan',
+    'sidestep_clearance': 'closest a wheel may pass a known hazard in a sidestep (m, >= the safety '
+                          "monitor's hazard_clearance)",
+    'sidestep_margin': 'extra lateral room for tracking error in a sidestep (m)',
 }
 
 

@@ -256,8 +256,11 @@ class MissionManagerNode(Node):
         """After any input: plan a pending re-sweep and keep the follower in step."""
         m = self.mission
         if m.sm.state == State.RESWEEP and m.pending_resweep is not None:
+            notes = len(m.sidestep_notes)
             try:
                 plan = m.make_resweep_plan()
+                for note in m.sidestep_notes[notes:]:
+                    self.get_logger().info(f'detour: {note}')
             except ImportError as exc:
                 plan = None
                 m.faults.append(f'resweep: planner not available: {exc}')

@@ -288,6 +288,8 @@ def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path,
     assert np.allclose(first.points[0], (6.0, 0.5)) and first.points[1][0] < 6.0
     assert first.points[1][1] == pytest.approx(0.5)
     assert np.hypot(*(poses[0, :2] - (6.0, 0.5))) < 1e-6
+    # the re-plan knows the ground swept so far is safe: it starts there, with room to turn
+    assert plan.stats['start_on_safe_ground'] is True
     hazards = HazardRule(near=100.0)
     hazards.set('T1', 7.0, 0.78)
     patches = ROBOT.wheel_patches()
@@ -367,6 +369,6 @@ def test_no_sidestep_falls_back_to_the_replan(tmp_path, area_file):
         m.on_safety(t + 1 + k, True, why)
     assert m.detours == 1
     text = m.make_resweep_plan()
-    assert m.sidestep_notes == ['not on a straight lane piece']
+    assert m.sidestep_notes == ['not on a straight forward piece of the plan']
     assert text is None or json.loads(text)['stats'].get('kind') != 'sidestep'
     m.close()

@@ -17,8 +17,9 @@ from mine_robot.sim.sensors import (
     GprModel,
     MetalDetectorModel,
     md_response,
+    ricker,
 )
-from mine_robot.sim.world import SimConfig, SimWorld
+from mine_robot.sim.world import SensorSuite, SimConfig, SimWorld
 
 
 @pytest.fixture(scope='module')
@@ -105,6 +106,54 @@ def test_ground_field_is_spatially_correlated(robot):
     assert near > 0.9 and abs(far) < 0.4
 
 
+def test_ground_lookup_is_bilinear_and_both_paths_agree(robot):
+    """The ground field read a few points at a time (plain floats, the per-sample path) equals the
+    numpy path for many points bit for bit, and both are bilinear between the grid nodes."""
+    soil = {'md_ground_amplitude': 0.01, 'md_ground_correlation_m': 0.5, 'md_noise': 0.0, 'md_drift': 0.0}
+    ground = MetalDetectorModel(make_scenario([], soil, size=8), robot, np.random.default_rng(4)).ground
+    pts = np.random.default_rng(1).uniform(-8.0, 16.0, (200, 2))    # many outside: clamped to the edge
+    many = ground.at(pts.copy())
+    few = np.concatenate([ground.at(pts[i:i + 5].copy()) for i in range(0, 200, 5)])
+    assert np.array_equal(many, few)
+    assert np.array_equal(ground(pts[:, 0], pts[:, 1]), many)
+    g, res = ground.grid, ground.res
+    for x, y in pts[:20]:
+        gx = min(max((x - ground.x0) / res, 0.0), g.shape[1] - 1.001)
+        gy = min(max((y - ground.y0) / res, 0.0), g.shape[0] - 1.001)
+        ix, iy, fx, fy = int(gx), int(gy), gx - int(gx), gy - int(gy)
+        expected = ((1 - fx) * (1 - fy) * g[iy, ix] + fx * (1 - fy) * g[iy, ix + 1]
+                    + (1 - fx) * fy * g[iy + 1, ix] + fx * fy * g[iy + 1, ix + 1])
+        assert ground.at(np.array([[x, y]]))[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_md_batch_is_the_formula_plus_ground_and_equals_single_samples(robot):
+    objs = [{'id': 'A', 'kind': 'mine', 'x': 2.0, 'y': 3.0, 'depth_m': 0.10, 'metal_g': 4.0},
+            {'id': 'B', 'kind': 'uxo', 'x': 2.3, 'y': 2.8, 'depth_m': 0.30, 'metal_g': 200.0}]
+    soil = {'md_ground_amplitude': 0.004, 'md_ground_correlation_m': 0.8, 'md_noise': 0.003,
+            'md_drift': 0.001, 'gpr_clutter_density': 0.0}
+    sc = make_scenario(objs, soil)
+    a, h = robot.metal_detector.coil_radius, robot.metal_detector.coil_height
+    coils = robot.metal_detector.coil_positions()
+    ts = [0.02 * i for i in range(1, 7)]
+    poses = [(1.5 + 0.05 * i, 2.9 + 0.01 * i, 0.3 - 0.2 * i) for i in range(6)]
+    batch = SensorSuite.seeded(sc, robot, 5, SimConfig()).md_batch(ts, poses)
+    single = SensorSuite.seeded(sc, robot, 5, SimConfig())
+    quiet = SensorSuite.seeded(make_scenario(objs, {**soil, 'md_noise': 0.0, 'md_drift': 0.0}), robot, 5,
+                               SimConfig())
+    for t, (x, y, yaw), sample in zip(ts, poses, batch):
+        c, s = math.cos(yaw), math.sin(yaw)
+        expected_xy = [(x + c * px - s * py, y + s * px + c * py) for px, py in coils]
+        assert np.allclose(sample.coil_xy, expected_xy, rtol=0, atol=1e-12)
+        one = single.md_batch([t], [(x, y, yaw)])[0]
+        assert np.array_equal(one.signal, sample.signal) and np.array_equal(one.coil_xy, sample.coil_xy)
+        # without noise and drift: the issue formula plus the ground field, coil by coil
+        got = quiet.md_batch([t], [(x, y, yaw)])[0].signal
+        for (cx, cy), value in zip(expected_xy, got):
+            metal = sum(m * (a * a / (a * a + (cx - ox) ** 2 + (cy - oy) ** 2 + (h + d) ** 2)) ** 3
+                        for ox, oy, d, m in ((2.0, 3.0, 0.10, 4.0), (2.3, 2.8, 0.30, 200.0)))
+            assert value == pytest.approx(metal + float(quiet.md.ground([cx], [cy])[0]), rel=1e-9, abs=1e-12)
+
+
 # ------------------------------------------------------------------------------------------ GPR
 
 def _bscan(model, xs, y):
@@ -147,6 +196,37 @@ def test_gpr_plastic_mine_strong_small_fragment_weak(robot):
     assert bg.shape == (512,) and bg.dtype == np.float32
     # the surface reflection is the strongest arrival, at t_surface
     assert gpr.times[np.abs(bg).argmax()] == pytest.approx(gpr.t_surface, abs=0.05)
+
+
+def test_gpr_traces_are_the_sum_of_ricker_echoes_and_batches_equal_single_traces(robot):
+    objs = [{'id': 'A', 'kind': 'mine', 'x': 2.0, 'y': 2.0, 'depth_m': 0.10, 'metal_g': 1.0,
+             'diameter_m': 0.08},
+            {'id': 'B', 'kind': 'mine', 'x': 2.3, 'y': 2.1, 'depth_m': 0.20, 'metal_g': 1.0,
+             'diameter_m': 0.2}]
+    soil = {'gpr_clutter_density': 2.0, 'gpr_noise': 0.002, 'gpr_attenuation': 2.0}
+    sc = make_scenario(objs, soil)
+    model = GprModel(sc, robot, np.random.default_rng(0))
+    x, y = 2.1, 2.05
+    cfg = model.config
+    expected = model.surface_reflectivity * ricker(model.times - model.t_surface, cfg.centre_frequency_ghz)
+    echoes = 0
+    for rx, ry, rd, ra in zip(model._rx, model._ry, model._rd, model._ra):
+        off = math.hypot(rx - x, ry - y)
+        if off >= cfg.max_offset_m:
+            continue
+        echoes += 1
+        dist = math.hypot(off, rd)
+        amp = (ra * min(1.0, 0.1 / dist) * math.exp(-2.0 * sc.soil.gpr_attenuation * dist)
+               * math.exp(-(math.degrees(math.atan2(off, rd)) / cfg.beam_half_angle_deg) ** 2))
+        arrival = model.two_way_time_ns(off, rd)
+        expected = expected + amp * ricker(model.times - arrival, cfg.centre_frequency_ghz)
+    assert echoes >= 2
+    assert np.allclose(model.trace(x, y, noise=False), expected, rtol=1e-5, atol=1e-7)
+    # k traces in one call are the k single traces (same random draws in the same order)
+    xs, ys = np.array([1.9, 2.0, 2.1, 2.2]), np.array([2.0, 2.05, 2.1, 2.0])
+    batch = GprModel(sc, robot, np.random.default_rng(3)).traces(xs, ys)
+    single = GprModel(sc, robot, np.random.default_rng(3))
+    assert np.array_equal(batch, np.array([single.trace(a, b) for a, b in zip(xs, ys)]))
 
 
 # --------------------------------------------------------------------------------------- camera

@@ -107,19 +107,51 @@ class GroundField:
                                  borderType=cv2.BORDER_REFLECT)
         std = float(field.std())
         self.grid = (field / std * amplitude if std > 0 else field * 0.0).astype(np.float64)
+        ny, nx = self.grid.shape
+        self._flat = self.grid.ravel()
+        self._origin = np.array([self.x0, self.y0])
+        self._top = np.array([nx - 1.001, ny - 1.001])          # last cell with a right/upper neighbour
+        self._corners = np.array([0, 1, nx, nx + 1], dtype=np.intp)
+        self._values: list[float] | None = None      # the grid as floats, made on first use
 
     def __call__(self, x, y) -> np.ndarray:
-        g = self.grid
-        ny, nx = g.shape
-        gx = np.minimum(np.maximum((np.asarray(x, dtype=float) - self.x0) / self.res, 0.0), nx - 1.001)
-        gy = np.minimum(np.maximum((np.asarray(y, dtype=float) - self.y0) / self.res, 0.0), ny - 1.001)
-        ix, iy = gx.astype(np.intp), gy.astype(np.intp)
-        fx, fy = gx - ix, gy - iy
-        flat = g.ravel()
-        i00 = iy * nx + ix
-        v00, v01, v10, v11 = flat[i00], flat[i00 + 1], flat[i00 + nx], flat[i00 + nx + 1]
+        x, y = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+        return self.at(np.stack((x.ravel(), y.ravel()), axis=1)).reshape(x.shape)
+
+    def at(self, xy: np.ndarray) -> np.ndarray:
+        """Field values (m,) at the points ``xy`` (m, 2): bilinear between the four grid nodes
+        around each point. A few points (the coils of one sample) are read with plain floats,
+        many with numpy; both do the same arithmetic, so give identical values."""
+        if xy.shape[0] <= 16:
+            return np.array(self._at_floats(xy.tolist()), dtype=float)
+        g = (xy - self._origin) / self.res
+        np.maximum(g, 0.0, out=g)
+        np.minimum(g, self._top, out=g)
+        i = g.astype(np.intp)
+        f = g - i
+        fx, fy = f[:, 0], f[:, 1]
+        v00, v01, v10, v11 = self._flat[(i[:, 1] * self.grid.shape[1] + i[:, 0])[:, None]
+                                        + self._corners].T
         top = v00 + (v01 - v00) * fx
         return top + (v10 + (v11 - v10) * fx - top) * fy
+
+    def _at_floats(self, points: list) -> list[float]:
+        if self._values is None:
+            self._values = self._flat.tolist()
+        values, nx, res, x0, y0 = self._values, self.grid.shape[1], self.res, self.x0, self.y0
+        top_x, top_y = self._top.tolist()
+        out = []
+        for x, y in points:
+            gx, gy = (x - x0) / res, (y - y0) / res     # clipped to the grid as np.maximum/minimum
+            gx = 0.0 if gx < 0.0 else (top_x if gx > top_x else gx)
+            gy = 0.0 if gy < 0.0 else (top_y if gy > top_y else gy)
+            ix, iy = int(gx), int(gy)
+            fx, fy = gx - ix, gy - iy
+            i = iy * nx + ix
+            v00, v01, v10, v11 = values[i], values[i + 1], values[i + nx], values[i + nx + 1]
+            top = v00 + (v01 - v00) * fx
+            out.append(top + (v10 + (v11 - v10) * fx - top) * fy)
+        return out
 
 
 # ------------------------------------------------------------------------------ metal detector
@@ -141,6 +173,7 @@ class MetalDetectorModel:
         self._oz = np.array([o.depth_m for o in metal], dtype=float) + self.coil_height
         self._om = np.array([o.metal_g for o in metal], dtype=float)
         self._oz2 = self._oz ** 2
+        self._oxy = np.stack((self._ox, self._oy))[None]    # (1, 2, objects)
         self._a2 = self.coil_radius ** 2
         self.rng = rng
         self.ground = GroundField(scenario.bounds(margin=5.0), soil.md_ground_amplitude,
@@ -151,14 +184,24 @@ class MetalDetectorModel:
 
     def metal_signal(self, x, y) -> np.ndarray:
         """Noise-free object response at coil centres ``x, y`` (arrays), signal units."""
-        x, y = np.atleast_1d(np.asarray(x, dtype=float)), np.atleast_1d(np.asarray(y, dtype=float))
+        x, y = np.broadcast_arrays(np.atleast_1d(np.asarray(x, dtype=float)),
+                                   np.atleast_1d(np.asarray(y, dtype=float)))
+        return self._metal_at(np.stack((x.ravel(), y.ravel()), axis=1)).reshape(x.shape)
+
+    def _metal_at(self, xy: np.ndarray) -> np.ndarray:
+        """:meth:`metal_signal` at the points ``xy`` (m, 2)."""
         if self._om.size == 0:
-            return np.zeros(x.shape)
-        dx = x[:, None] - self._ox[None, :]
-        dy = y[:, None] - self._oy[None, :]
+            return np.zeros(xy.shape[0])
+        d = xy[:, :, None] - self._oxy            # (m, 2, objects): dx, dy
+        d *= d
         # md_response with r² = dx² + dy² + dz² used directly (no square root), summed by a product
-        q = self._a2 / (self._a2 + (dx * dx + dy * dy + self._oz2[None, :]))
-        return (q * q * q) @ self._om
+        r2 = d[:, 0] + d[:, 1]
+        r2 += self._oz2
+        r2 += self._a2
+        q = np.divide(self._a2, r2, out=r2)
+        q3 = q * q
+        q3 *= q
+        return q3 @ self._om
 
     def sample(self, t: float, coil_xy: np.ndarray) -> np.ndarray:
         """One reading per coil at time ``t`` for coil centres ``coil_xy`` (n, 2)."""
@@ -171,7 +214,10 @@ class MetalDetectorModel:
         noise = self.rng.standard_normal((k, 2, n))
         if self.drift.shape[0] != n:
             self.drift = np.zeros(n)
-        drift = np.empty((k, n))
+        flat = coil_xy.reshape(-1, 2)
+        signal = self._metal_at(flat)
+        signal += self.ground.at(flat)
+        signal = signal.reshape(k, n)
         if self.soil.md_drift > 0.0:
             for i, t in enumerate(ts.tolist()):
                 dt = 0.0 if self.t_last is None else max(t - self.t_last, 0.0)
@@ -179,14 +225,12 @@ class MetalDetectorModel:
                 if dt > 0.0:
                     self.drift = (self.drift * math.exp(-dt / self.tau)
                                   + self.soil.md_drift * math.sqrt(dt) * noise[i, 0])
-                drift[i] = self.drift
+                signal[i] += self.drift
         else:
             self.t_last = float(ts[-1])
-            drift[:] = self.drift
-        flat = coil_xy.reshape(-1, 2)
-        signal = (self.metal_signal(flat[:, 0], flat[:, 1])
-                  + self.ground(flat[:, 0], flat[:, 1])).reshape(k, n)
-        return signal + drift + self.soil.md_noise * noise[:, 1, :]
+            signal += self.drift
+        signal += self.soil.md_noise * noise[:, 1, :]
+        return signal
 
 
 # ------------------------------------------------------------------------------------------ GPR
@@ -272,7 +316,8 @@ class GprModel:
                    * np.exp(-(theta / cfg.beam_half_angle_deg) ** 2))
             arrival = self.t_surface + 2.0 * dist / self.velocity
             echoes = amp[:, None] * ricker(self.times[None, :] - arrival[:, None], f)
-            np.add.at(out, rows, echoes)
+            for i, row in enumerate(rows.tolist()):   # in order, as np.add.at (cheaper for few)
+                out[row] += echoes[i]
         if noise and self.soil.gpr_noise > 0.0:
             out += self.soil.gpr_noise * draws[:, 1:]
         return out.astype(np.float32)

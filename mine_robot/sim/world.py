@@ -157,6 +157,7 @@ class Mark:
 
 
 _SENSORS = ('md', 'gpr', 'camera', 'gnss', 'imu', 'odom', 'track')
+_CAMERA, _GNSS, _IMU, _ODOM, _TRACK = range(2, 7)
 
 
 class SensorSuite:
@@ -174,6 +175,8 @@ class SensorSuite:
         self.camera = CameraModel(scenario, robot, rngs[2]) if config.camera_rate > 0 else None
         self._coils = robot.metal_detector.coil_positions()
         self._gpr_offset = np.array([robot.gpr.xyz[:2]])
+        self._coil_list = [(float(px), float(py)) for px, py in self._coils]
+        self._gpr_list = [(float(robot.gpr.xyz[0]), float(robot.gpr.xyz[1]))]
 
     @classmethod
     def seeded(cls, scenario: Scenario, robot: RobotGeometry, seed: int, config: SimConfig) -> SensorSuite:
@@ -181,26 +184,27 @@ class SensorSuite:
         return cls(scenario, robot, [np.random.default_rng(s) for s in streams[2:5]], config)
 
     @staticmethod
-    def _place(poses: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(k, n, 2) world positions of base_link ``points`` (n, 2) at ``poses`` (k, 3)."""
-        c, s = np.cos(poses[:, 2])[:, None], np.sin(poses[:, 2])[:, None]
-        px, py = points[None, :, 0], points[None, :, 1]
-        out = np.empty((poses.shape[0], points.shape[0], 2))
-        out[..., 0] = poses[:, 0:1] + c * px - s * py
-        out[..., 1] = poses[:, 1:2] + s * px + c * py
-        return out
+    def _place(poses, points: list[tuple[float, float]]) -> np.ndarray:
+        """(k, n, 2) world positions of base_link ``points`` (n pairs) at ``poses`` (k triples);
+        plain floats: for the one or few poses of a step this beats a dozen tiny numpy calls."""
+        out = []
+        for pose in poses:
+            x, y, yaw = float(pose[0]), float(pose[1]), float(pose[2])
+            c, s = math.cos(yaw), math.sin(yaw)
+            out.append([(x + c * px - s * py, y + s * px + c * py) for px, py in points])
+        return np.array(out, dtype=float).reshape(len(out), len(points), 2)
 
     def md_batch(self, ts: list[float], poses: list[tuple[float, float, float]]) -> list[MdSample]:
         """Metal-detector samples at k times/poses in one vectorised call."""
-        xy = self._place(np.asarray(poses, dtype=float), self._coils)
+        xy = self._place(poses, self._coil_list)
         signals = self.md.sample_batch(np.asarray(ts, dtype=float), xy)
         return [MdSample(t, xy[i], signals[i]) for i, t in enumerate(ts)]
 
     def gpr_batch(self, ts: list[float], poses: list[tuple[float, float, float]]) -> list[GprTrace]:
         """GPR traces at k times/poses in one vectorised call."""
-        xy = self._place(np.asarray(poses, dtype=float), self._gpr_offset)[:, 0, :]
+        xy = self._place(poses, self._gpr_list)[:, 0, :]
         traces = self.gpr.traces(xy[:, 0], xy[:, 1])
-        return [GprTrace(t, float(xy[i, 0]), float(xy[i, 1]), traces[i]) for i, t in enumerate(ts)]
+        return [GprTrace(t, gx, gy, traces[i]) for i, (t, (gx, gy)) in enumerate(zip(ts, xy.tolist()))]
 
     def md_sample(self, t: float, pose: tuple[float, float, float]) -> MdSample:
         xy = body_to_world(pose, self._coils)
@@ -240,8 +244,8 @@ class SimWorld:
                 'camera': self.config.camera_rate, 'gnss': self.config.gnss_rate,
                 'imu': self.config.imu_rate, 'odom': self.config.odom_rate,
                 'track': self.config.track_rate}
-        self._period = {k: (1.0 / r if r > 0 else math.inf) for k, r in rate.items()}
-        self._count = {k: 1 for k in _SENSORS}
+        self._period = [1.0 / rate[k] if rate[k] > 0 else math.inf for k in _SENSORS]
+        self._count = [1] * len(_SENSORS)     # per sensor: the number of the next sample
         self.track: list[tuple[float, float, float, float]] = [(0.0, *self.true_pose)]
         self.marks: list[Mark] = []
 
@@ -276,59 +280,62 @@ class SimWorld:
         return np.array(self.track, dtype=float).reshape(-1, 4)
 
     # ------------------------------------------------------------------ stepping
-    def _due(self, name: str) -> float:
-        return self._count[name] * self._period[name]
-
     def step(self, dt: float, v: float, w: float) -> SimStep:
         if not (math.isfinite(dt) and dt >= 0.0):
             raise ValueError(f'step dt must be finite and >= 0, got {dt}')
+        base, odometry = self.base, self.odometry
         t_end = self.time + dt
-        out = SimStep(t=t_end, true_pose=self.true_pose)
+        out = SimStep(t=t_end, true_pose=base.pose.as_tuple())
         eps = 1e-9
-        batch: dict[str, tuple[list, list]] = {'md': ([], []), 'gpr': ([], [])}
-        due = {k: self._due(k) for k in _SENSORS}
+        # per sensor (in _SENSORS order): sample k is due at k * period
+        count, period = self._count, self._period
+        due = [c * p for c, p in zip(count, period)]
+        batch = (([], []), ([], []))        # md, gpr: computed together after the loop (vectorised)
         max_sub = self.config.max_substep
         while True:
-            t_next = min(min(due.values()), t_end, self.time + max_sub)
+            first = min(due)
+            t_next = min(first, t_end, self.time + max_sub)
             if t_next > self.time:
                 h = t_next - self.time
-                self.base.step(h, v, w)
-                self.odometry.step(h, self.base.wheel_v, self.base.wheel_w)
+                base.step(h, v, w)
+                odometry.step(h, base.wheel_v, base.wheel_w)
                 self.time = t_next
-            for name in _SENSORS:
-                if due[name] <= self.time + eps:
-                    if name in batch:       # computed together after the loop (vectorised)
-                        batch[name][0].append(due[name])
-                        batch[name][1].append(self.true_pose)
-                    else:
-                        self._sample(name, due[name], out)
-                    self._count[name] += 1
-                    due[name] = self._due(name)
+            limit = self.time + eps
+            if first <= limit:
+                pose = base.pose.as_tuple()
+                for i in range(len(due)):
+                    if due[i] <= limit:
+                        if i < 2:
+                            batch[i][0].append(due[i])
+                            batch[i][1].append(pose)
+                        else:
+                            self._sample(i, due[i], pose, out)
+                        count[i] += 1
+                        due[i] = count[i] * period[i]
             if self.time >= t_end - eps:
                 break
         self.time = t_end
-        if batch['md'][0] and self.sensors.md is not None:
-            out.md = self.sensors.md_batch(*batch['md'])
-        if batch['gpr'][0] and self.sensors.gpr is not None:
-            out.gpr = self.sensors.gpr_batch(*batch['gpr'])
-        out.true_pose = self.true_pose
+        if batch[0][0] and self.sensors.md is not None:
+            out.md = self.sensors.md_batch(*batch[0])
+        if batch[1][0] and self.sensors.gpr is not None:
+            out.gpr = self.sensors.gpr_batch(*batch[1])
+        out.true_pose = base.pose.as_tuple()
         return out
 
-    def _sample(self, name: str, t: float, out: SimStep) -> None:
-        pose = self.true_pose
-        if name == 'camera' and self.sensors.camera is not None:
-            out.camera.append(self.sensors.camera_frame(t, pose))
-        elif name == 'gnss':
+    def _sample(self, i: int, t: float, pose: tuple[float, float, float], out: SimStep) -> None:
+        """Sample sensor ``_SENSORS[i]`` (camera, GNSS, IMU, odometry or the true track) now."""
+        if i == _IMU:
+            out.imu.append(self.imu.sample(t, pose[2], self.base.body_v, self.base.body_w))
+        elif i == _ODOM:
+            p, o = self.odometry.pose, self.odometry
+            out.odom.append(OdomSample(t, float(p.x), float(p.y), float(p.yaw), float(o.v), float(o.w)))
+        elif i == _TRACK:
+            self.track.append((t, *pose))
+        elif i == _GNSS:
             ax, ay = body_to_world(pose, self._gnss_offset)[0]
             out.gnss.append(self.gnss.sample(t, float(ax), float(ay)))
-        elif name == 'imu':
-            out.imu.append(self.imu.sample(t, pose[2], self.base.body_v, self.base.body_w))
-        elif name == 'odom':
-            p = self.odometry.pose
-            out.odom.append(OdomSample(t, float(p.x), float(p.y), float(p.yaw), float(self.odometry.v),
-                                       float(self.odometry.w)))
-        elif name == 'track':
-            self.track.append((t, *pose))
+        elif i == _CAMERA and self.sensors.camera is not None:
+            out.camera.append(self.sensors.camera_frame(t, pose))
 
     # ------------------------------------------------------------------ ground truth files
     def write_truth(self, output_dir: str | Path, time_base: float | None = None) -> Path:

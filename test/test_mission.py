@@ -297,7 +297,14 @@ def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path,
     assert hazards.nearest(wheels, (7.0, 0.78))[0] >= 0.3   # no wheel near the mine on the new path
     tracker = CoverageTracker(ROBOT)
     tracker.add_poses(poses[:, :3])
-    assert tracker.fraction(m.missed_strips()) > 0.9         # it sweeps what is left
+    # it sweeps what is left, up to the first move the planner could not make wheel-safe (cut
+    # there: the safety monitor would hold the robot at it; the next round re-plans the rest)
+    unsafe = [i['segment'] for i in plan.stats['safety']['items']]
+    if 'cut' in plan.stats:
+        assert plan.stats['cut']['segment'] == min(unsafe) == len(plan.segments)
+        assert tracker.fraction(m.missed_strips()) > 0.3
+    else:
+        assert not unsafe and tracker.fraction(m.missed_strips()) > 0.9
     m.close()
     db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
     kinds = [r[0] for r in db.execute('SELECT kind FROM plans ORDER BY id')]
@@ -371,4 +378,53 @@ def test_no_sidestep_falls_back_to_the_replan(tmp_path, area_file):
     text = m.make_resweep_plan()
     assert m.sidestep_notes == ['not on a straight forward piece of the plan']
     assert text is None or json.loads(text)['stats'].get('kind') != 'sidestep'
+    m.close()
+
+
+def _plan(*segments):
+    from mine_robot.planning.plan import CoveragePlan, Segment
+    segs = [Segment(role, np.array(pts, dtype=float), k, lane=k if role == 'lane' else None,
+                    direction=direction) for k, (role, pts, direction) in enumerate(segments)]
+    return CoveragePlan(segs, {'safety': {'count': 0, 'items': []}}, 1.1, 1.0)
+
+
+def test_a_replan_is_cut_before_a_wheel_would_leave_the_area(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    # lane along y = 1 inside the 12 x 4 m field, then a transit that ends 0.2 m from the top edge:
+    # the outer wheels (0.33 m + patch) would roll off the area there
+    plan = _plan(('lane', [(1.0, 1.0), (4.0, 1.0)], 'forward'),
+                 ('transit', [(4.0, 1.0), (4.0, H - 0.2)], 'forward'),
+                 ('lane', [(4.0, H - 0.2), (8.0, H - 0.2)], 'forward'))
+    out = m.drivable_prefix(plan)
+    assert [s.role for s in out.segments] == ['lane']
+    assert out.stats['cut']['segment'] == 1
+    assert 'wheel off the search area' in m.plan_notes[-1]
+    # nothing left to drive when the first move is already the bad one: None, reason kept
+    assert m.drivable_prefix(_plan(('lane', [(1.0, H - 0.2), (4.0, H - 0.2)], 'forward'))) is None
+    assert m.plan_notes[-1] == 'nothing drivable before the cut'
+    m.close()
+
+
+def test_a_replan_may_back_away_from_a_hazard_but_not_drive_at_one(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    hazard = [(3.0, 1.3)]     # 0.3 m left of the lane: the left wheels (0.28 m +- 0.05) pass over it
+    lane = ('lane', [(1.0, 1.0), (6.0, 1.0)], 'forward')
+    out = m.drivable_prefix(_plan(('lane', [(0.5, 2.5), (3.0, 2.5)], 'forward'),
+                                  ('transit', [(3.0, 2.5), (1.0, 1.0)], 'forward'), lane), hazard)
+    assert len(out.segments) == 2 and 'next to a known hazard' in m.plan_notes[-1]
+    # starting with a front wheel 0.12 m from a hazard and backing straight away is allowed;
+    # driving on past it is not
+    ahead = [(3.45, 1.28)]
+    away = _plan(('transit', [(3.0, 1.0), (1.5, 1.0)], 'reverse'),
+                 ('lane', [(1.5, 1.0), (1.5, 3.0)], 'forward'))
+    assert len(m.drivable_prefix(away, ahead).segments) == 2
+    assert m.drivable_prefix(_plan(('lane', [(3.0, 1.0), (6.0, 1.0)], 'forward')), ahead) is None
+    # the planner's own verdict counts too: a listed unsafe move cuts the plan before its segment
+    plan = _plan(lane, ('transit', [(6.0, 1.0), (6.0, 2.0)], 'forward'))
+    plan.stats['safety'] = {'count': 1, 'items': [{'segment': 1, 'reason': 'point turn with wheels on '
+                                                   'unswept ground', 'where': [6.0, 1.0]}]}
+    out = m.drivable_prefix(plan)
+    assert len(out.segments) == 1 and 'unswept ground at (6.00, 1.00)' in m.plan_notes[-1]
     m.close()

@@ -98,6 +98,17 @@ def lanes_from_plan_json(plan_json: str) -> list[tuple[int, list]]:
     return out
 
 
+def _not_escaping(badness: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``bad`` without the plan's opening run of poses whose ``badness`` strictly decreases (the
+    robot getting out of a bad place it starts in)."""
+    out = bad.copy()
+    k = 0
+    while k < len(out) and out[k] and (k == 0 or badness[k] < badness[k - 1] - 1e-9):
+        out[k] = False
+        k += 1
+    return out
+
+
 class Mission:
     def __init__(self, robot: RobotGeometry, config: MissionConfig):
         self.robot = robot
@@ -119,6 +130,7 @@ class Mission:
         self._hazard_since: float | None = None
         self.detours = 0
         self.sidestep_notes: list[str] = []    # what each detour's sidestep attempt found
+        self.plan_notes: list[str] = []        # re-plans cut short or dropped, and why
         self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
         self.message = 'idle: load an area and start'
         self.report: dict | None = None
@@ -383,7 +395,72 @@ class Mission:
             for seg in plan.segments:
                 seg.seq += 1
             plan.segments.insert(0, Segment('transit', np.array(escape), 0, direction='reverse'))
-        return plan.to_json()
+        plan = self.drivable_prefix(plan, [(tg['x'], tg['y']) for tg in self.targets.values()
+                                           if tg['classification'] != 'clutter'])
+        return None if plan is None else plan.to_json()
+
+    def drivable_prefix(self, plan, hazards=()):
+        """The part of a re-plan the robot may drive: the segments before the first move that the
+        planner itself reports unsafe (``stats.safety.items``: wheels on unswept ground) or that
+        would put a wheel contact patch off the search area + safe ground, a wheel within
+        ``sidestep_clearance`` of a known hazard, or the body or detector head into a no-go zone.
+        The safety monitor would hold the robot at such a move until the mission faults, so the
+        plan is cut there; what it leaves unswept is re-planned in the next round or reported.
+        None (with the reason in ``plan_notes``) when no lane is left before the cut."""
+        import shapely
+
+        from mine_robot.planning.coverage import detector_outline, transform
+        safety = plan.stats.get('safety') or {}
+        items = list(safety.get('items') or [])
+        bad = {int(i['segment']): f"{i.get('reason', 'unsafe')} at ({i['where'][0]:.2f}, "
+               f"{i['where'][1]:.2f})" if i.get('where') else i.get('reason', 'unsafe')
+               for i in items if 'segment' in i}
+        if int(safety.get('count', 0) or 0) > len(items) and items:
+            # the summary lists only the first violations: nothing after the last listed is known safe
+            last = max(int(i['segment']) for i in items if 'segment' in i)
+            bad.setdefault(last + 1, 'more unsafe moves than the plan summary lists')
+        cut = min(bad) if bad else len(plan.segments)
+        reason = bad.get(cut, '')
+        poses = plan.poses(step=0.05, yaw_step=0.05)
+        poses = poses[poses[:, 3] < cut]
+        if len(poses):
+            allowed = self.area.search if self.area.safe_ground.is_empty else shapely.union_all(
+                [self.area.search, self.area.safe_ground])
+            no_go = self.area.no_go_union
+            patches = self.robot.wheel_patches()
+            wheels = transform(patches.reshape(-1, 2), poses[:, :3]).reshape(len(poses), *patches.shape)
+            wheel_polys = shapely.polygons(wheels)                             # (P, 4)
+            # as the safety monitor does, the robot may leave a bad place it stands in (back away
+            # from a hazard, bring a wheel back onto the area): from the plan's first pose, poses
+            # getting strictly better are allowed; any other bad pose cuts the plan
+            outside = shapely.area(shapely.difference(wheel_polys, allowed)).sum(axis=1)
+            why = np.where(_not_escaping(outside, outside > 1e-4),
+                           'a wheel off the search area and safe ground', '')
+            if len(hazards):
+                pts = shapely.points(np.asarray(hazards, dtype=float))
+                near = np.min(shapely.distance(wheel_polys[:, :, None], pts[None, None, :]), axis=(1, 2))
+                close = _not_escaping(-near, near < self.config.sidestep_clearance)
+                why = np.where((why == '') & close, 'a wheel next to a known hazard', why)
+            if not no_go.is_empty:
+                into = np.zeros(len(poses), dtype=bool)
+                for outline in (self.robot.footprint(), detector_outline(self.robot)):
+                    into |= shapely.intersects(shapely.polygons(transform(outline, poses[:, :3])), no_go)
+                why = np.where((why == '') & into, 'body or detector in a no-go zone', why)
+            hit = np.flatnonzero(why != '')
+            if len(hit):
+                k = int(hit[0])
+                cut, reason = int(poses[k, 3]), f'{why[k]} at ({poses[k, 0]:.2f}, {poses[k, 1]:.2f})'
+        if cut >= len(plan.segments):
+            return plan
+        kept = plan.segments[:cut]
+        note = (f're-plan cut before segment {cut} of {len(plan.segments)}: {reason}')
+        self.plan_notes.append(note)
+        if not any(s.role == 'lane' for s in kept):
+            self.plan_notes.append('nothing drivable before the cut')
+            return None
+        plan.segments = kept
+        plan.stats = {**plan.stats, 'cut': {'segment': cut, 'reason': reason}}
+        return plan
 
     def sidestep_plan(self) -> str | None:
         """The plan being driven with a sidestep around the hazards blocking the lane the robot is
@@ -469,9 +546,12 @@ class Mission:
                 return None if k == 0 else ((x, y), (float(pose[0, 0]), float(pose[0, 1])))
         return None
 
-    def resweep_unplannable(self, t: float, reason: str) -> Transition:
-        """No plan could be made for the missed strips: complete, reporting them as not searched."""
+    def resweep_unplannable(self, t: float, reason: str | None = None) -> Transition:
+        """No plan could be made for the missed strips: complete, reporting them as not searched
+        (``reason``: default, the last of ``plan_notes`` or ``faults``)."""
         self.pending_resweep = None
+        if reason is None:
+            reason = (self.plan_notes or self.faults or ['no plannable strip'])[-1]
         return self._complete(t, f'missed strips left unsearched: {reason}')
 
     def _complete(self, t: float, reason: str) -> Transition:

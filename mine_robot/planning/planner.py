@@ -550,6 +550,7 @@ class _Emitter:
         self.sweeper = sweeper
         self.room = room                  # prepared region base_link may use for probes
         self.unsafe: list[tuple[float, float]] = []
+        self.unsafe_seg: list[int] = []   # segment count when each unsafe corner was emitted
         self.probes = 0
         self.barrier = False              # True: the next move starts a new segment (a new task)
         self.retreats = 0
@@ -677,6 +678,7 @@ class _Emitter:
                 return False
             if b is None:
                 self.unsafe.append((float(a[0]), float(a[1])))
+                self.unsafe_seg.append(len(self.segments))
                 b = self.backup if abs(dyaw) > self.backup_angle else 0.0
         self._rotate(h)
         if b > 0:
@@ -733,6 +735,7 @@ class _Emitter:
             self.segments[-1].points = last
         self.pos, self.heading, self.backups, self.probes = pos, heading, backups, probes
         del self.unsafe[unsafe:]
+        del self.unsafe_seg[unsafe:]
         self.sweeper.restore(snap)
 
     def choose(self, options) -> None:
@@ -1169,7 +1172,10 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
         todo_rings = list(range(len(rings)))
         todo_spurs = list(range(len(spurs)))
 
+        failed: dict = {}
+
         def attempt(key, where, run, geom) -> bool:
+            failed.clear()
             if banned and key in banned:
                 if log is not None:
                     log.append({'task': key, 'where': where, 'geom': geom, 'segments': None,
@@ -1187,6 +1193,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                 reason = f'unreachable: {exc}'
             if reason is None and checked:
                 if len(em.unsafe) > u0:
+                    failed['unsafe_seg'] = em.unsafe_seg[u0] - n0
                     x, y = em.unsafe[u0]
                     reason = (f'a corner at ({x:.2f}, {y:.2f}) cannot be made wheel-safe (no backup or probe '
                               'keeps the wheels on swept or safe ground)')
@@ -1263,9 +1270,11 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             rev, flip = a1, a2
             order = cells[idx][::-1] if rev else cells[idx]
 
-            def run_cell(order=order, flip=flip, n=lane_no):
+            def run_cell(order=order, flip=flip, n=lane_no, starts=None):
                 prev, flip_prev, prev_path = None, False, None
                 for ln in order:
+                    if starts is not None:
+                        starts.append(len(em.segments))
                     path = ln.path[::-1] if flip else ln.path
                     if prev is None:
                         # the first lane of a cell, with the ways to reach its start (see _approaches)
@@ -1288,11 +1297,21 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             n_before = lane_no
             result: dict = {}
 
-            def run_cell_once(run=run_cell, result=result):
-                result['n'] = run()
-            if attempt(('cell', idx), world(order[0].path).mean(axis=0), run_cell_once,
-                       shapely.MultiLineString([world(ln.path) for ln in order])):
+            def run_cell_once(run=run_cell, result=result, order=order):
+                result['starts'] = []
+                result['n'] = run(order=order, starts=result['starts'])
+            geom = shapely.MultiLineString([world(ln.path) for ln in order])
+            if attempt(('cell', idx), world(order[0].path).mean(axis=0), run_cell_once, geom):
                 lane_no = result['n']
+            elif 'unsafe_seg' in failed and drop:
+                # keep the lanes driven before the corner that could not be made safe
+                u = failed['unsafe_seg']                 # segments into the task
+                starts = [k - result['starts'][0] for k in result['starts']]
+                keep = sum(1 for k in starts[1:] if k <= u)
+                lane_no = n_before
+                if keep >= 1 and attempt(('cell', idx, keep), world(order[0].path).mean(axis=0),
+                                         lambda o=order[:keep]: run_cell_once(order=o), geom):
+                    lane_no = result['n']
             else:
                 lane_no = n_before
         return lane_no

@@ -42,6 +42,7 @@ class GprConfig:
     background_m: float = 1.0           # running-mean background length along the path
     aperture_m: float = 0.2             # half-aperture of the migration
     max_range_m: float = 0.7            # deepest slant range searched
+    max_loss_gain: float = 60.0         # ... and no deeper than where attenuation divides by this
     min_range_m: float = 0.02           # shallowest (the surface echo itself is excluded)
     threshold_sigma: float = 6.0
     peak_window_m: float = 0.12         # along-track half-window of the local-maximum test
@@ -200,7 +201,15 @@ class GprProcessor:
         if not hasattr(self, '_ranges'):
             v = cfg.velocity
             dr = v * self.dt_ns / 2.0
-            self._ranges = np.arange(max(cfg.min_range_m, dr), cfg.max_range_m, dr)
+            # deepest range whose whole aperture hyperbola fits in the trace (deeper, fewer traces
+            # are stacked and the end of the record rings), and where the loss correction of the
+            # reflectivity stays below max_loss_gain (deeper, the soil hides everything anyway)
+            t_room = (traces.shape[1] - 2 - self._k_surface) * self.dt_ns
+            r_fit = math.sqrt(max((t_room * v / 2.0) ** 2 - cfg.aperture_m ** 2, 0.0))
+            r_loss = (math.log(cfg.max_loss_gain) / (2.0 * cfg.attenuation_per_m)
+                      if cfg.attenuation_per_m > 0 else math.inf)
+            top = min(cfg.max_range_m, r_fit, max(r_loss, 0.1))
+            self._ranges = np.arange(max(cfg.min_range_m, dr), max(top, 2 * dr), dr)
         # migrate every trace whose aperture is complete
         last_mig = len(s) if flush else int(np.searchsorted(s, s[-1] - cfg.aperture_m, side='right'))
         for k in range(self._next_mig, last_mig):

@@ -1,25 +1,35 @@
 """Metal-detector array processing: coil samples + robot poses -> georeferenced detections.
 
-Per sample (one value per coil, timestamped) the processor
+Physics (issue 4): ``signal_i = m (a^2 / (a^2 + r^2))^3 + ground(x, y) + drift_i(t) + noise``, with
+``r`` the 3-D distance from coil ``i`` (radius ``a``, height ``h``) to an object at depth ``d``.
+The ground response is a smooth, spatially correlated field that is often stronger than a
+minimum-metal mine, so the processor treats it as correlated noise and detects with a
+**generalised-least-squares matched filter** (the optimal linear detector for a known response
+shape in Gaussian coloured noise):
 
-1. removes each coil's slow **drift** with an adaptive baseline (exponential average, frozen while
-   the coil sees an anomaly so a target never pulls its own baseline up);
-2. removes the **ground response**: soil mineralisation is spatially correlated over distances
-   longer than the coil spacing, so at any instant it is common to neighbouring coils, whereas a
-   buried object lights up one or two coils; the across-array median is that common part;
-3. tracks each coil's noise level (robust running RMS of the quiet residual), so thresholds adapt
-   to the soil and the electronics;
-4. smooths each coil's residual along the driven path (a moving average a few centimetres long,
-   matched to the width of a target's response) and finds **anomalies along and across the swath**
-   as local maxima of the (distance x coil) map above ``threshold_sigma`` noise levels;
-5. fits the physical response ``m * (a^2 / (a^2 + r^2))^3`` (coil radius ``a``, 3-D distance ``r``
-   from the coil centre at height ``h`` to an object at depth ``d``) to the samples around each
-   peak, georeferenced with the robot pose interpolated at every sample's own timestamp and the
-   coil offsets from ``config/robot.yaml``. The fit gives position, depth, equivalent metal mass
-   and a covariance.
+1. **Path grid.** Each sample is georeferenced with the robot pose interpolated at its own
+   timestamp. Samples are averaged into bins of ``bin_m`` of travelled path (the array centre's path
+   length), one value per coil and bin, so the processing no longer depends on the speed.
+2. **Noise model of a window** of bins (``window_back_m`` behind to ``window_ahead_m`` ahead of the
+   candidate, all coils): white noise (per-coil estimate from second differences of the raw
+   samples) + the ground field with a Gaussian correlation of length ``ground_corr_m`` and an
+   amplitude estimated online from the differences between neighbouring coils + per-coil offset
+   and slope along the window (drift and the coil baselines: nuisance parameters, projected out).
+3. **Matched filter bank.** For every lateral position across the array (``lateral_step_m``) and a
+   few depths, the response template ``g`` gives the GLS filter ``f = Q g`` (``Q`` the inverse
+   covariance with the nuisance projected out) and the statistic ``T = f.y / sqrt(f.g)``, which is
+   N(0, 1) on target-free ground when the model holds; ``f.y / f.g`` is the metal mass. ``T`` is
+   normalised by its own recent robust spread per lateral position (adaptive threshold: what the
+   model misses, e.g. rougher ground, raises the threshold there).
+4. **Peaks** of the normalised statistic over (path, lateral position) above ``threshold_sigma``
+   are refined on a fine grid of position and depth (same statistic, templates computed on the fly)
+   and reported with position, depth, equivalent metal mass, SNR and a position sigma.
 
-The processor is causal: a peak is reported once the array has moved ``peak_window_m`` past it,
-so latency is distance/speed (about 0.3 s at 0.3 m/s).
+Windows only span straight travel: bins where the heading turned more than ``max_turn_deg`` from
+the candidate's, or where the robot stood still longer than ``max_bin_s``, are left out (shorter
+filters, precomputed for a few back lengths, are used after a turn). The processor is causal: a
+peak is reported once the array is ``window_ahead_m + peak_ahead_m`` past it (about 0.4 s at the
+0.3 m/s sweep speed).
 """
 
 from __future__ import annotations
@@ -35,43 +45,100 @@ from mine_robot.robot import RobotGeometry
 
 @dataclass(frozen=True)
 class MetalDetectorConfig:
-    baseline_tau_s: float = 2.0         # drift/background time constant per coil
-    noise_tau_s: float = 4.0            # noise-level estimator time constant
-    quiet_sigma: float = 3.0            # |residual| below this many sigma updates baseline/noise
-    ground_compensation: str = 'median'  # 'median' (across-array common mode) or 'none'
-    threshold_sigma: float = 5.5        # detection threshold on the smoothed residual
-    min_amplitude: float = 0.003        # absolute floor on the smoothed residual (signal units)
-    initial_noise: float = 0.01         # noise level assumed until the estimate settles
+    bin_m: float = 0.01                 # path-grid step
+    window_back_m: float = 0.4          # filter window behind the candidate
+    min_back_m: float = 0.1             # shortest back window (just after a turn)
+    window_ahead_m: float = 0.10        # filter window ahead of the candidate (sets the latency)
+    ground_compensation: str = 'model'  # 'model' (correlated ground in the noise model) or 'none'
+    ground_corr_m: float = 0.6          # correlation length of the ground response
+    ground_sigma: float = 0.0           # ground response std (signal units); 0 = estimate online
+    drift_per_sqrt_m: float = 0.002     # per-coil drift random walk along the path (signal/sqrt(m))
+    template_offsets: tuple = (-0.12, -0.08, -0.04, 0.0)   # object positions behind the window centre
+    threshold_sigma: float = 5.0        # detection threshold on the normalised statistic
+    min_amplitude: float = 0.0          # absolute floor on the fitted peak response (signal units)
+    initial_noise: float = 0.003        # white noise per sample assumed until estimated
     warmup_s: float = 1.0               # no detections before the estimators have this much data
-    history_samples: int = 250          # samples of smoothed residual behind a peak for its noise
-    smoothing_m: float = 0.05           # along-path moving-average length
-    peak_window_m: float = 0.10         # a peak is the maximum within +-this along the path
-    fit_window_m: float = 0.22          # samples within +-this of a peak enter the model fit
-    fit_search_m: float = 0.16          # horizontal search radius of the fit around the peak coil
-    max_depth_m: float = 0.6            # deepest object the fit considers
+    lateral_step_m: float = 0.0275      # template grid across the array
+    lateral_margin_m: float = 0.06      # templates this far beyond the outer coils
+    template_depths: tuple = (0.0, 0.06, 0.12, 0.2, 0.32, 0.45)
+    max_depth_m: float = 0.6            # deepest object the refinement considers
+    refine_back_m: float = 0.16         # the refinement looks this far behind the window centre
+    max_ahead_m: float = 0.0            # an object fitted further ahead than this waits a bin
+    explain_max_depth_m: float = 0.2    # reports taken out of the data (no re-report, no phantom
+    explain_min_snr: float = 8.0        # from their tails) must be shallow, clear ...
+    explain_max_mass_g: float = 30.0    # ... and mine- or fragment-sized
+    duplicate_m: float = 0.12           # a fit this close to a report of this pass is that object
+    shadow_m: float = 0.4               # weaker fits this close to a report ...
+    shadow_ratio: float = 0.25          # ... with less than this share of its mass are dropped
+    min_explained: float = 0.2          # fit check: share of the window's excess energy explained
+    deep_m: float = 0.25                # fits deeper than this (broad, ground-like responses) ...
+    deep_threshold_sigma: float = 12.0  # ... need this SNR
+    max_turn_deg: float = 12.0          # heading change that ends a straight window
+    max_bin_s: float = 1.0              # a bin lasting longer (robot stopped) breaks the window
+    norm_bins: int = 400                # bins of statistic history for the robust normalisation
     signal_per_gram: float = 1.0        # signal units per gram of metal on the coil axis at r=0
-    position_floor_m: float = 0.02      # added (in quadrature) to the fit's position sigma
+    position_floor_m: float = 0.015     # added (in quadrature) to the position sigma
+    position_scale_m: float = 0.12      # position sigma ~ this / SNR
     sensor: str = 'metal'
 
     def __post_init__(self):
-        positive = ('baseline_tau_s', 'noise_tau_s', 'quiet_sigma', 'threshold_sigma', 'initial_noise',
-                    'smoothing_m', 'peak_window_m', 'fit_window_m', 'fit_search_m', 'max_depth_m',
-                    'signal_per_gram', 'position_floor_m')
+        positive = ('bin_m', 'window_back_m', 'min_back_m', 'window_ahead_m', 'ground_corr_m',
+                    'threshold_sigma', 'initial_noise', 'lateral_step_m', 'max_depth_m',
+                    'max_turn_deg', 'max_bin_s', 'signal_per_gram',
+                    'position_floor_m', 'position_scale_m')
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise DetectionError(f'metal detector config: {name} must be > 0, got {value!r}')
-        if self.ground_compensation not in ('median', 'none'):
-            raise DetectionError("metal detector config: ground_compensation must be 'median' or "
+        if self.ground_compensation not in ('model', 'none'):
+            raise DetectionError("metal detector config: ground_compensation must be 'model' or "
                                  f"'none', got {self.ground_compensation!r}")
-        if self.min_amplitude < 0 or self.warmup_s < 0:
-            raise DetectionError('metal detector config: min_amplitude and warmup_s must be >= 0')
+        if self.min_amplitude < 0 or self.warmup_s < 0 or self.ground_sigma < 0 or self.drift_per_sqrt_m < 0:
+            raise DetectionError('metal detector config: min_amplitude, warmup_s, ground_sigma and '
+                                 'drift_per_sqrt_m must be >= 0')
+        if self.min_back_m > self.window_back_m:
+            raise DetectionError('metal detector config: min_back_m must be <= window_back_m')
+        if not self.template_depths or min(self.template_depths) < 0:
+            raise DetectionError('metal detector config: template_depths must be a non-empty list of '
+                                 'depths >= 0')
+        if self.norm_bins < 20:
+            raise DetectionError('metal detector config: norm_bins must be >= 20')
 
 
 def md_kernel(a: float, horizontal: np.ndarray, vertical) -> np.ndarray:
     """Coil response per unit mass: ``(a^2 / (a^2 + r^2))^3`` with ``r^2 = horizontal^2 + vertical^2``."""
     a2 = a * a
     return (a2 / (a2 + np.square(horizontal) + np.square(vertical))) ** 3
+
+
+class _FilterBank:
+    """GLS filters of one window shape (``nb`` bins back, ``nf`` ahead, ``n`` coils)."""
+
+    def __init__(self, coil_y, bin_m, nb, nf, sigma_b, ground_sigma, corr_m, drift, templates):
+        self.nb, self.nf = nb, nf
+        s = np.arange(-nb, nf + 1) * bin_m
+        n = len(coil_y)
+        self.s = np.repeat(s, n)                       # bin-major, coil-minor
+        self.y = np.tile(np.asarray(coil_y, float), len(s))
+        m = len(self.s)
+        cov = np.eye(m) * sigma_b ** 2
+        if ground_sigma > 0:
+            d2 = (self.s[:, None] - self.s[None, :]) ** 2 + (self.y[:, None] - self.y[None, :]) ** 2
+            cov += ground_sigma ** 2 * np.exp(-d2 / corr_m ** 2)
+        # per-coil drift: a random walk along the path, and an unknown per-coil offset (nuisance,
+        # projected out: the coil baselines)
+        same = self.y[:, None] == self.y[None, :]
+        u = self.s - self.s[0]
+        cov += same * drift ** 2 * np.minimum(u[:, None], u[None, :])
+        b = np.array([(np.arange(m) % n == i).astype(float) for i in range(n)]).T
+        ci = np.linalg.inv(cov)
+        cib = ci @ b
+        self.q = ci - cib @ np.linalg.solve(b.T @ cib, cib.T)     # Q: GLS with nuisance projected out
+        self.q = 0.5 * (self.q + self.q.T)
+        g = templates(self.s, self.y)                             # (m, K) unit-mass templates
+        self.f = self.q @ g                                       # (m, K)
+        self.fg = np.maximum(np.einsum('mk,mk->k', self.f, g), 1e-30)
+        self.norm = np.sqrt(self.fg)
 
 
 class MetalDetectorProcessor:
@@ -84,27 +151,61 @@ class MetalDetectorProcessor:
 
     def __init__(self, robot: RobotGeometry, config: MetalDetectorConfig | None = None,
                  poses: PoseHistory | None = None):
-        self.config = config or MetalDetectorConfig()
+        self.config = cfg = config or MetalDetectorConfig()
         md = robot.metal_detector
         self.coil_radius = md.coil_radius
         self.coil_height = md.coil_height
         self.offsets = md.coil_positions()
+        self.coil_y = np.asarray(self.offsets[:, 1], dtype=float)
         self.n = len(self.offsets)
         self.poses = poses if poses is not None else PoseHistory()
         self._pending: list[tuple[float, np.ndarray]] = []
         self._next_id = 1
-        self._baseline: np.ndarray | None = None
-        self._noise = np.full(self.n, self.config.initial_noise)
-        self._t0: float | None = None
         self._last_t = -math.inf
+        self._t0: float | None = None
+        # white noise per coil, from second differences of consecutive samples
+        self._noise = np.full(self.n, cfg.initial_noise)
+        self._prev: list[np.ndarray] = []
+        self._prev_t = -math.inf
+        # ground amplitude estimate (neighbouring-coil differences about a slow per-coil baseline)
+        self._base: np.ndarray | None = None
+        self._dvar: float | None = None
+        # path grid
         self._s = 0.0
         self._last_centre: np.ndarray | None = None
-        # rolling buffer, one row per accepted sample: t, path length s, warm flag,
-        # coil x (n), coil y (n), residual z (n), noise sigma (n)
-        self._buf = GrowBuffer(3 + 4 * self.n)
-        self._last_buf_t: float | None = None
-        self._next_final = 0
+        self._acc = None                       # the bin being filled
+        self._bin_index: int | None = None
+        self._forward: bool | None = None      # travelling forwards (True) or backwards
+        self._explained: list[tuple] = []      # reported objects (x, y, depth, mass) still near the array
+        # finalized bins: t, duration, count, cx, cy, cos yaw, sin yaw, break flag, z (n), mean path s
+        self._bins = GrowBuffer(9 + self.n)
+        self._bin_base = 0                     # absolute index of the first row kept in _bins
+        # lateral template grid (body y) and depth grid
+        lo = float(self.coil_y.min()) - cfg.lateral_margin_m
+        hi = float(self.coil_y.max()) + cfg.lateral_margin_m
+        self.lateral = np.arange(lo, hi + 1e-9, cfg.lateral_step_m)
+        self.depths = np.asarray(sorted(cfg.template_depths), dtype=float)
+        self.offsets_s = np.asarray(sorted(cfg.template_offsets), dtype=float)
+        self._ref = (int(np.argmin(np.abs(self.offsets_s))), min(1, len(self.depths) - 1))
+        self._nf = max(1, int(round(cfg.window_ahead_m / cfg.bin_m)))
+        nb_max = max(1, int(round(cfg.window_back_m / cfg.bin_m)))
+        nb_min = max(1, int(round(cfg.min_back_m / cfg.bin_m)))
+        self._backs = sorted({nb_max, *[int(v) for v in np.linspace(nb_min, nb_max, 3)]})
+        self._banks: dict[int, _FilterBank] = {}
+        self._bank_params: tuple | None = None
+        # statistic per centre bin: best normalised-by-model T over depth per lateral position
+        self._stat = GrowBuffer(len(self.lateral))      # T (max over depth), NaN where not computed
+        self._mass = GrowBuffer(len(self.lateral))      # mass at that depth
+        self._didx = GrowBuffer(len(self.lateral))      # depth index
+        self._scale = np.ones(len(self.lateral))
+        self._scale_stale = True
+        self._quiet_until = 0
+        self._refine_result = ''
+        self._hist = GrowBuffer(len(self.lateral))      # reference-depth T, for the normalisation
+        self._next_centre = 0                  # absolute bin index of the next window centre
+        self._recent: list[tuple[float, float, float]] = []   # reported x, y, mass
         self.stats = {'samples': 0, 'dropped_no_pose': 0, 'rejected': 0, 'detections': 0}
+        self.rejected: list[tuple] = []        # the last candidates refused by the fit check (diagnostics)
 
     # -- input -------------------------------------------------------------------------------
     def add_pose(self, t: float, x: float, y: float, yaw: float) -> None:
@@ -127,8 +228,7 @@ class MetalDetectorProcessor:
 
     def poll(self) -> list[Detection]:
         """Process every pending sample the pose history covers; return new detections."""
-        ready = []
-        keep = []
+        ready, keep = [], []
         for t, values in self._pending:
             if self.poses.covers(t, tolerance=0.02):
                 ready.append((t, values))
@@ -140,192 +240,405 @@ class MetalDetectorProcessor:
         if ready:
             ts = np.array([r[0] for r in ready])
             poses = self.poses.at(ts, tolerance=0.02)
-            coil_xy = body_to_map(poses, self.offsets)
+            centres = body_to_map(poses, np.array([[float(self.offsets[:, 0].mean()), 0.0]]))[:, 0, :]
             for k, (t, values) in enumerate(ready):
-                self._ingest(t, values, coil_xy[k])
-        return self._finalize(flush=False)
+                self._ingest(t, values, centres[k], float(poses[k, 2]))
+        return self._process(flush=False)
 
     def flush(self) -> list[Detection]:
-        """End of a run: report peaks still inside the look-ahead window."""
-        return self._finalize(flush=True)
+        """End of a run: close the open bin and report what the data allow."""
+        if self._acc is not None:
+            self._close_bin()
+            self._acc = None
+        return self._process(flush=True)
 
     # -- per-sample conditioning --------------------------------------------------------------
-    def _ingest(self, t: float, values: np.ndarray, coil_xy: np.ndarray) -> None:
+    def _ingest(self, t: float, values: np.ndarray, centre: np.ndarray, yaw: float) -> None:
         cfg = self.config
         self.stats['samples'] += 1
-        centre = coil_xy.mean(axis=0)
-        if self._last_centre is not None:
-            self._s += float(np.hypot(*(centre - self._last_centre)))
-        self._last_centre = centre
-        if self._baseline is None:
-            self._baseline = values.copy()
+        if self._t0 is None:
             self._t0 = t
-            dt = 0.0
-        else:
-            dt = max(t - self._last_buf_t, 0.0)
-        resid = values - self._baseline
-        ground = float(np.median(resid)) if cfg.ground_compensation == 'median' else 0.0
-        z = resid - ground
-        quiet = np.abs(z) < cfg.quiet_sigma * self._noise
-        alpha = min(dt / cfg.baseline_tau_s, 1.0)
-        beta = min(dt / cfg.noise_tau_s, 1.0)
-        warm = (t - self._t0) >= cfg.warmup_s
-        if not warm:  # settle fast at start-up
-            alpha, beta = min(4 * alpha, 1.0), min(4 * beta, 1.0)
-            quiet = np.ones_like(quiet)
-        self._baseline[quiet] += alpha * (values - ground - self._baseline)[quiet]
-        clipped = np.minimum(np.abs(z), cfg.quiet_sigma * self._noise)
-        # RMS of a 3-sigma clipped Gaussian is 0.986 sigma: close enough, no correction needed.
-        self._noise = np.sqrt((1 - beta) * self._noise ** 2 + beta * clipped ** 2)
-        self._noise = np.maximum(self._noise, 1e-9)
-        self._last_buf_t = t
-        self._buf.append(np.concatenate([(t, self._s, float(warm)), coil_xy[:, 0], coil_xy[:, 1], z,
-                                         self._noise]))
+        self._update_noise(t, values)
+        if self._last_centre is not None:
+            self._s += float(math.hypot(centre[0] - self._last_centre[0], centre[1] - self._last_centre[1]))
+        self._last_centre = centre
+        index = int(math.floor(self._s / cfg.bin_m))
+        if self._acc is not None and index != self._bin_index:
+            self._close_bin()
+            gap = index - self._bin_index - 1
+            if gap > 0:          # faster than one sample per bin: fill by interpolation later
+                self._pending_gap = gap
+            self._acc = None
+        if self._acc is None:
+            self._acc = [t, t, 0, np.zeros(2), 0.0, 0.0, np.zeros(self.n), 0.0]
+            self._bin_index = index
+        acc = self._acc
+        acc[1] = t
+        acc[2] += 1
+        acc[3] += centre
+        acc[4] += math.cos(yaw)
+        acc[5] += math.sin(yaw)
+        acc[6] += values
+        acc[7] += self._s
 
-    def _columns(self):
-        n, data = self.n, self._buf.view
-        xy = np.stack([data[:, 3:3 + n], data[:, 3 + n:3 + 2 * n]], axis=-1)
-        return (data[:, 0], data[:, 1], data[:, 2] > 0.5, xy, data[:, 3 + 2 * n:3 + 3 * n],
-                data[:, 3 + 3 * n:3 + 4 * n])
-
-    # -- peak finding and fitting -------------------------------------------------------------
-    def _finalize(self, flush: bool) -> list[Detection]:
+    def _update_noise(self, t: float, values: np.ndarray) -> None:
         cfg = self.config
-        if not len(self._buf):
+        if t - self._prev_t > 0.2:
+            self._prev = []
+        self._prev_t = t
+        self._prev.append(values)
+        if len(self._prev) > 3:
+            self._prev.pop(0)
+        if len(self._prev) == 3:
+            d2 = (self._prev[2] - 2 * self._prev[1] + self._prev[0]) / math.sqrt(6.0)
+            warm = self._t0 is not None and t - self._t0 >= cfg.warmup_s
+            beta = 0.002 if warm else 0.02
+            clipped = np.minimum(np.abs(d2), 3.0 * self._noise)
+            self._noise = np.maximum(np.sqrt((1 - beta) * self._noise ** 2 + beta * clipped ** 2), 1e-9)
+        # ground amplitude: neighbouring-coil differences about slow per-coil baselines
+        if self._base is None:
+            self._base = values.copy()
+        self._base += 0.002 * (values - self._base)
+        r = values - self._base
+        dv = float(np.median(np.square(np.diff(r)))) / 0.455
+        if self._dvar is None:
+            self._dvar = dv
+        else:   # clipped like the noise estimate: a target passing under the array is not ground
+            warm = self._t0 is not None and t - self._t0 >= cfg.warmup_s
+            self._dvar += (0.002 if warm else 0.02) * (min(dv, 4.0 * self._dvar) - self._dvar)
+
+    def _close_bin(self) -> None:
+        t0, t1, count, csum, c, s, vsum, ssum = self._acc
+        cfg = self.config
+        row = np.empty(9 + self.n)
+        norm = math.hypot(c, s) or 1.0
+        row[:8] = (0.5 * (t0 + t1), t1 - t0, count, csum[0] / count, csum[1] / count, c / norm, s / norm,
+                   float(t1 - t0 > cfg.max_bin_s))
+        row[8:8 + self.n] = vsum / count
+        row[8 + self.n] = ssum / count
+        if self._explained:         # objects already reported on this pass: their response is known
+            self._explained = [o for o in self._explained if math.hypot(o[0] - row[3], o[1] - row[4]) < 1.2]
+            for ox, oy, od, om in self._explained:
+                cx = row[3] - row[6] * self.coil_y
+                cy = row[4] + row[5] * self.coil_y
+                row[8:8 + self.n] -= om * md_kernel(self.coil_radius, np.hypot(cx - ox, cy - oy),
+                                                    self.coil_height + od)
+        # direction of travel against the heading: a reverse leg folds the path back over the
+        # same ground, so a change of direction breaks the straight window like a turn
+        if len(self._bins):
+            prev = self._bins.view[-1]
+            along = (row[3] - prev[3]) * row[5] + (row[4] - prev[4]) * row[6]
+            forward = along >= 0.0
+            if self._forward is not None and forward != self._forward:
+                row[7] = 1.0
+            self._forward = forward
+        gap = getattr(self, '_pending_gap', 0)
+        self._pending_gap = 0
+        if gap and len(self._bins):
+            prev = self._bins.view[-1].copy()
+            for g in range(1, gap + 1):
+                w = g / (gap + 1)
+                fill = prev + w * (row - prev)
+                fill[1], fill[2], fill[7] = 0.0, 0.0, 0.0
+                self._bins.append(fill)
+        self._bins.append(row)
+
+    # -- filters ------------------------------------------------------------------------------
+    def _templates(self, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Unit-mass responses (m, O*L*D) of objects at along-track offsets x lateral positions x
+        depths (the template grid)."""
+        a, h = self.coil_radius, self.coil_height
+        off = self.offsets_s[None, :, None, None]
+        lat = self.lateral[None, None, :, None]
+        dep = self.depths[None, None, None, :]
+        r = np.sqrt((s[:, None, None, None] - off) ** 2 + (y[:, None, None, None] - lat) ** 2)
+        return md_kernel(a, r, h + dep).reshape(len(s), -1)
+
+    def _ensure_banks(self) -> None:
+        cfg = self.config
+        counts = self._bins.view[-50:, 2]
+        per_bin = float(np.median(counts[counts > 0])) if np.any(counts > 0) else 1.0
+        sigma_b = float(np.median(self._noise)) / math.sqrt(max(per_bin, 1.0))
+        if cfg.ground_compensation == 'none':
+            ground = 0.0
+        elif cfg.ground_sigma > 0:
+            ground = cfg.ground_sigma
+        else:
+            rho = math.exp(-(float(np.median(np.diff(np.sort(self.coil_y)))) / cfg.ground_corr_m) ** 2)
+            white = float(np.median(self._noise)) ** 2
+            g2 = ((self._dvar or 0.0) / 2.0 - white) / max(1.0 - rho, 1e-3)
+            ground = math.sqrt(min(max(g2, 0.25 * sigma_b ** 2), 100.0 * sigma_b ** 2))
+        params = (sigma_b, ground)
+        if self._bank_params is not None:
+            old_b, old_g = self._bank_params
+            settled = self._t0 is not None and self._last_t - self._t0 > 30.0
+            if abs(math.log(sigma_b / old_b)) < (0.5 if settled else 0.3) and \
+                    abs(math.log(max(ground, 1e-9) / max(old_g, 1e-9))) < (0.6 if settled else 0.4):
+                return
+        self._bank_params = params
+        self._banks = {nb: _FilterBank(self.coil_y, cfg.bin_m, nb, self._nf, sigma_b, ground,
+                                       cfg.ground_corr_m, cfg.drift_per_sqrt_m, self._templates)
+                       for nb in self._backs}
+
+    # -- detection ----------------------------------------------------------------------------
+    def _process(self, flush: bool) -> list[Detection]:
+        n_bins = len(self._bins)
+        if n_bins == 0:
             return []
-        t, s, warm, xy, z, sig = self._columns()
-        look = cfg.peak_window_m + cfg.smoothing_m / 2
-        last = len(s) if flush else int(np.searchsorted(s, s[-1] - look, side='right'))
-        first = self._next_final
-        if last <= first:
-            return []
-        # moving average along the path (+-smoothing/2), using cumulative sums
-        csum = np.vstack([np.zeros(self.n), np.cumsum(z, axis=0)])
-        lo = np.searchsorted(s, s - cfg.smoothing_m / 2, side='left')
-        hi = np.searchsorted(s, s + cfg.smoothing_m / 2, side='right')
-        count = (hi - lo)[:, None]
-        zs = (csum[hi] - csum[lo]) / count
-        sig_s = sig / np.sqrt(count)
-        thr = np.maximum(cfg.threshold_sigma * sig_s, cfg.min_amplitude)
+        end_abs = self._bin_base + n_bins          # absolute index one past the last bin
+        last_centre = end_abs - 1 - self._nf       # the newest centre with a full forward window
+        if self._next_centre <= last_centre:
+            self._ensure_banks()
         out = []
-        cand_k, cand_i = np.nonzero((zs[first:last] > thr[first:last]) & warm[first:last, None])
-        for k, i in zip(cand_k + first, cand_i):
-            w_lo = int(np.searchsorted(s, s[k] - cfg.peak_window_m, side='left'))
-            w_hi = int(np.searchsorted(s, s[k] + cfg.peak_window_m, side='right'))
-            i_lo, i_hi = max(i - 1, 0), min(i + 2, self.n)
-            block = zs[w_lo:w_hi, i_lo:i_hi]
-            peak = zs[k, i]
-            if peak < block.max():
-                continue
-            # exact ties: keep only the first (lowest sample, lowest coil) occurrence
-            ties = np.argwhere(block == peak)
-            if tuple(ties[0]) != (k - w_lo, i - i_lo):
-                continue
-            # confirm against the smoothed residual's own recent spread (robust, per coil): it
-            # includes what white noise does not, e.g. drift the baseline is still catching up on
-            h_lo = max(0, w_lo - cfg.history_samples)
-            recent = zs[h_lo:w_lo, i]
-            recent = recent[np.abs(recent) < 0.5 * peak]   # other objects are not noise
-            noise = sig_s[k, i]
-            if len(recent) >= 25:
-                noise = max(noise, 1.4826 * float(np.median(np.abs(recent - np.median(recent)))))
-            if peak < max(cfg.threshold_sigma * noise, cfg.min_amplitude):
-                continue
-            det = self._fit(k, i, peak, noise, t, s, xy, z, sig)
+        while self._next_centre <= last_centre:
+            c_abs = self._next_centre
+            self._compute_centre(c_abs)
+            self._next_centre += 1
+            det = self._test_peak(c_abs)
             if det is not None:
                 out.append(det)
-        self._next_final = last
+                # the object is explained: take its fitted response out of the data, so that
+                # later windows neither report it again nor fit a phantom to its tails
+                self._subtract(det)
         self._trim()
         self.stats['detections'] += len(out)
         return out
 
-    def _fit(self, k, i, peak, noise, t, s, xy, z, sig):
+    def _append_stat(self, values) -> None:
+        nan = np.full(len(self.lateral), np.nan)
+        if values is None:
+            self._stat.append(nan)
+            self._mass.append(nan)
+            self._didx.append(nan)
+            self._hist.append(nan)
+        else:
+            for buf, v in zip((self._stat, self._mass, self._didx, self._hist), values):
+                buf.append(v)
+
+    def _window(self, c_abs: int):
+        """(back bins, window rows) of the straight window around centre ``c_abs``, or None."""
         cfg = self.config
-        lo = int(np.searchsorted(s, s[k] - cfg.fit_window_m, side='left'))
-        hi = int(np.searchsorted(s, s[k] + cfg.fit_window_m, side='right'))
-        pts = xy[lo:hi].reshape(-1, 2)
-        vals = z[lo:hi].ravel()
-        w_noise = sig[lo:hi].ravel()
-        centre = xy[k, i]
-        a, h, n = self.coil_radius, self.coil_height, self.n
-        median_comp = cfg.ground_compensation == 'median'
-
-        def search(cx, cy, half, step, depths):
-            g = np.arange(-half, half + 1e-9, step)
-            gx, gy = np.meshgrid(cx + g, cy + g, indexing='ij')
-            q = np.stack([gx.ravel(), gy.ravel()], axis=1)                  # (Q, 2)
-            d2 = np.sum((q[:, None, :] - pts[None, :, :]) ** 2, axis=2)     # (Q, N)
-            best = (np.inf, None)
-            for d in depths:
-                kern = md_kernel(a, np.sqrt(d2), h + d)                    # (Q, N)
-                if median_comp:  # the model sees the same across-array median removal as the data
-                    kern3 = kern.reshape(len(q), -1, n)
-                    kern = (kern3 - np.median(kern3, axis=2, keepdims=True)).reshape(len(q), -1)
-                kk = np.einsum('qn,qn->q', kern, kern)
-                m = np.maximum(kern @ vals / np.maximum(kk, 1e-30), 0.0)
-                sse = np.sum(vals ** 2) - 2 * m * (kern @ vals) + m * m * kk
-                j = int(np.argmin(sse))
-                if sse[j] < best[0]:
-                    best = (float(sse[j]), (float(q[j, 0]), float(q[j, 1]), float(d), float(m[j])))
-            return best
-
-        depths = np.arange(0.0, cfg.max_depth_m + 1e-9, 0.025)
-        _, p = search(centre[0], centre[1], cfg.fit_search_m, 0.02, depths)
-        d_fine = np.clip(np.arange(p[2] - 0.02, p[2] + 0.0201, 0.005), 0.0, cfg.max_depth_m)
-        sse, p = search(p[0], p[1], 0.02, 0.005, np.unique(d_fine))
-        qx, qy, d, m = p
-        if m <= 0:
+        rows = self._bins.view
+        c = c_abs - self._bin_base
+        lo_max = c - self._backs[-1]
+        hi = c + self._nf
+        if hi >= len(rows) or c - self._backs[0] < 0:
             return None
-        cov = self._covariance(pts, vals, w_noise, qx, qy, d, m)
-        sxy = math.sqrt(max(0.5 * (cov[0, 0] + cov[1, 1]), 0.0)) if cov is not None else cfg.fit_search_m
-        sigma = math.hypot(min(sxy, 0.5), cfg.position_floor_m)
-        snr = peak / max(noise, 1e-12)
-        # confidence that a real object is there, from the smoothed peak SNR
-        conf = float(1.0 / (1.0 + math.exp(-(snr - cfg.threshold_sigma) * 1.5)))
-        det = Detection(
-            t=float(t[k]), x=qx, y=qy, depth=d, confidence=conf, strength=float(peak),
-            sensor=cfg.sensor, id=self._next_id, sigma=sigma,
-            extra={'mass_g': m / cfg.signal_per_gram, 'snr': float(snr), 'coil': int(i),
-                   'fit_rms': math.sqrt(sse / max(len(vals), 1)),
-                   'depth_sigma': float(math.sqrt(max(cov[2, 2], 0.0))) if cov is not None else None})
-        self._next_id += 1
+        seg = rows[max(lo_max, 0):hi + 1]
+        cos_t = np.clip(seg[:, 5] * rows[c, 5] + seg[:, 6] * rows[c, 6], -1.0, 1.0)
+        bad = (cos_t < math.cos(math.radians(cfg.max_turn_deg))) | (seg[:, 7] > 0.5)
+        k_c = c - max(lo_max, 0)
+        if bad[k_c:].any():
+            return None
+        before = np.nonzero(bad[:k_c])[0]
+        avail = k_c - (before[-1] + 1 if len(before) else 0)
+        nb = max((b for b in self._backs if b <= avail), default=None)
+        if nb is None:
+            return None
+        if self._t0 is None or rows[c - nb, 0] - self._t0 < cfg.warmup_s:
+            return None
+        return nb, rows[c - nb:hi + 1]
+
+    def _compute_centre(self, c_abs: int) -> None:
+        win = self._window(c_abs)
+        if win is None:
+            self._append_stat(None)
+            return
+        nb, rows = win
+        bank = self._banks[nb]
+        y = rows[:, 8:8 + self.n].ravel()
+        num = y @ bank.f                                   # (O*L*D,)
+        shape = (len(self.offsets_s), len(self.lateral), len(self.depths))
+        t = (num / bank.norm).reshape(shape)
+        mass = (num / bank.fg).reshape(shape)
+        flat = t.transpose(1, 0, 2).reshape(len(self.lateral), -1)
+        best = np.argmax(flat, axis=1)
+        idx = np.arange(len(self.lateral))
+        o_i, d_i = np.divmod(best, len(self.depths))
+        self._append_stat((flat[idx, best], mass[o_i, idx, d_i], best.astype(float),
+                           t[self._ref[0], :, self._ref[1]]))
+
+    def _test_peak(self, c_abs: int) -> Detection | None:
+        """Threshold test of the newest window: the best template anywhere in it."""
+        cfg = self.config
+        c = c_abs - self._bin_base
+        stat = self._stat.view
+        if c >= len(stat) or not np.any(np.isfinite(stat[c])):
+            return None
+        # robust normalisation: spread of the reference statistic over recent bins, per position
+        if c % 10 == 0 or self._scale_stale:
+            hist = self._hist.view[max(0, c - cfg.norm_bins):c + 1]
+            ok = np.isfinite(hist[:, 0])
+            if ok.sum() >= 50:
+                h = hist[ok]
+                mad = 1.4826 * np.median(np.abs(h - np.median(h, axis=0)), axis=0)
+                self._scale = np.clip(mad, 0.8, 10.0)
+                self._scale_stale = False
+        snr_row = stat[c] / self._scale
+        j = int(np.nanargmax(snr_row))
+        peak = float(snr_row[j])
+        if not (peak >= cfg.threshold_sigma) or c_abs < self._quiet_until:
+            return None
+        o_i = int(self._didx.view[c, j]) // len(self.depths)
+        d_i = int(self._didx.view[c, j]) % len(self.depths)
+        prev = stat[c - 1] / self._scale if c > 0 else None
+        growing = prev is not None and np.isfinite(prev[j]) and peak > float(np.nanmax(prev))
+        if o_i == len(self.offsets_s) - 1 and growing:
+            return None        # the best template is still the front one and rising: wait a bin
+        det = self._refine(c_abs, j, peak, float(self.offsets_s[o_i]), float(self.depths[d_i]))
+        if det is None and self._refine_result == 'poor_fit':
+            self._quiet_until = c_abs + 4      # a poor fit is not refitted every bin
         return det
 
-    def _covariance(self, pts, vals, noise, qx, qy, d, m):
-        a, h = self.coil_radius, self.coil_height
-        theta = np.array([qx, qy, d, m])
-
-        def model(th):
-            rho = np.hypot(pts[:, 0] - th[0], pts[:, 1] - th[1])
-            kern = md_kernel(a, rho, h + max(th[2], 0.0))
-            if self.config.ground_compensation == 'median':
-                kern3 = kern.reshape(-1, self.n)
-                kern = (kern3 - np.median(kern3, axis=1, keepdims=True)).ravel()
-            return th[3] * kern
-
-        base = model(theta)
-        jac = np.empty((len(vals), 4))
-        steps = (1e-3, 1e-3, 1e-3, max(1e-3 * m, 1e-9))
-        for j, step in enumerate(steps):
-            th = theta.copy()
-            th[j] += step
-            jac[:, j] = (model(th) - base) / step
-        wj = jac / noise[:, None]
-        try:
-            return np.linalg.inv(wj.T @ wj)
-        except np.linalg.LinAlgError:
+    def _refine(self, c_abs: int, j: int, snr: float, s0: float, d0: float) -> Detection | None:
+        """Fit one object in the window of centre ``c_abs`` (exact coil positions of every bin,
+        the window's GLS metric); None if it is still ahead, fits poorly or is a fit's remainder."""
+        cfg = self.config
+        self._refine_result = ''
+        win = self._window(c_abs)
+        if win is None:
             return None
+        nb, rows = win
+        bank = self._banks[nb]
+        y = rows[:, 8:8 + self.n].ravel()
+        qy = bank.q @ y
+        a, h = self.coil_radius, self.coil_height
+        # coil centres of every bin in map coordinates (heading wobble and curvature included)
+        cx = (rows[:, 3:4] - rows[:, 6:7] * self.coil_y[None, :]).ravel()
+        cy = (rows[:, 4:5] + rows[:, 5:6] * self.coil_y[None, :]).ravel()
+        centre = rows[nb]
+        cos_y, sin_y = float(centre[5]), float(centre[6])
+        # direction of travel along the path (backwards on a reverse leg)
+        step_xy = rows[min(nb + 3, len(rows) - 1), 3:5] - rows[max(nb - 3, 0), 3:5]
+        norm = float(np.hypot(*step_xy))
+        ux, uy = (step_xy / norm) if norm > 1e-6 else (cos_y, sin_y)
+
+        def place(sv, uv):
+            return centre[3] + ux * sv - sin_y * uv, centre[4] + uy * sv + cos_y * uv
+
+        def stat(pts):
+            """T and mass of objects at ``pts`` (k, 3): along offset, lateral, depth."""
+            px, py = place(pts[:, 0], pts[:, 1])
+            r = np.hypot(cx[:, None] - px[None, :], cy[:, None] - py[None, :])
+            g = md_kernel(a, r, h + np.maximum(pts[:, 2], 0.0)[None, :])
+            num = qy @ g
+            den = np.maximum(np.einsum('mk,mk->k', g, bank.q @ g), 1e-30)
+            return num / np.sqrt(den), num / den
+
+        # coarse grid around the detecting template, then a shrinking pattern search
+        ahead = self._nf * cfg.bin_m
+        deep = d0 >= 0.2
+        s_vals = np.arange(-(0.25 if deep else cfg.refine_back_m), 0.5 * ahead + 1e-9, 0.03)
+        u_vals = self.lateral[j] + np.array([-1.0, 0.0, 1.0]) * (0.06 if deep else 0.03)
+        d_vals = np.unique(np.clip([0.5 * d0, d0, 1.5 * d0 + 0.03], 0.0, cfg.max_depth_m))
+        grid = np.array(np.meshgrid(s_vals, u_vals, d_vals, indexing='ij')).reshape(3, -1).T
+        grid = np.vstack([grid, [s0, self.lateral[j], d0]])
+        t, _ = stat(grid)
+        best = grid[int(np.argmax(t))].copy()
+        t_best = float(t.max())
+        step = np.array([0.015, 0.015, 0.03])
+        moves = np.vstack([np.eye(3), -np.eye(3)])
+        for _ in range(40):
+            cand = best[None, :] + moves * step[None, :]
+            cand[:, 2] = np.clip(cand[:, 2], 0.0, cfg.max_depth_m)
+            t, _ = stat(cand)
+            k = int(np.argmax(t))
+            if t[k] > t_best + 1e-9:
+                best, t_best = cand[k].copy(), float(t[k])
+            else:
+                step *= 0.5
+                if step[0] < 0.001:
+                    break
+        t_fit, m_fit = stat(best[None, :])
+        t_fit, mass = float(t_fit[0]), float(m_fit[0])
+        s_best, u_best, d_best = (float(v) for v in best)
+        # the GLS amplitude of a broad template the ground model can almost explain is unstable;
+        # the plain least-squares amplitude (per-coil offsets removed) bounds what the data hold
+        px, py = place(s_best, u_best)
+        g = md_kernel(a, np.hypot(cx - px, cy - py), h + d_best).reshape(-1, self.n)
+        gt = g - g.mean(axis=0)
+        yt = y.reshape(-1, self.n) - y.reshape(-1, self.n).mean(axis=0)
+        m_ls = float(np.sum(gt * yt) / max(float(np.sum(gt * gt)), 1e-30))
+        mass = min(mass, max(m_ls, 0.0) * 1.5)
+        if s_best > cfg.max_ahead_m:
+            self._refine_result = 'ahead'
+            return None        # the object is still ahead of the window centre: decide later
+        # goodness of fit: the chi-square left after removing the fitted response, against the
+        # degrees of freedom: a window whose energy the single-object model does not explain (the
+        # edge of a stronger object ahead, ground the model misses) is not a clean detection
+        yqy = float(y @ qy)
+        dof = len(y) - self.n - 1
+        scale2 = float(self._scale[j]) ** 2
+        excess = (yqy - t_fit * t_fit) / scale2 - dof
+        explained = (t_fit * t_fit / scale2) / max(yqy / scale2 - dof, 1e-9)
+        if excess > 6.0 * math.sqrt(2.0 * dof) and explained < cfg.min_explained:
+            self.stats['poor_fit'] = self.stats.get('poor_fit', 0) + 1
+            self._refine_result = 'poor_fit'
+            self.rejected.append((*place(s_best, u_best), 'poor_fit', snr, round(explained, 2),
+                                  round(excess, 1)))
+            del self.rejected[:-50]
+            return None
+        if not (mass > 0 and math.isfinite(mass) and math.isfinite(t_fit)):
+            return None
+        x, yy = (float(v) for v in place(s_best, u_best))
+        snr = max(snr, t_fit / float(self._scale[j]))
+        if d_best >= cfg.deep_m and snr < cfg.deep_threshold_sigma:
+            self.stats['deep_weak'] = self.stats.get('deep_weak', 0) + 1
+            self._refine_result = 'poor_fit'
+            return None
+        # the time of the object: the bin nearest the fitted along-track position
+        rows_all = self._bins.view
+        c = min(max(c_abs - self._bin_base + int(round(s_best / cfg.bin_m)), 0), len(rows_all) - 1)
+        row = rows_all[c]
+        nearest = int(np.argmin(np.abs(self.coil_y - u_best)))
+        strength = mass * float(md_kernel(a, abs(self.coil_y[nearest] - u_best), h + d_best))
+        if strength < cfg.min_amplitude:
+            return None
+        # what a fit leaves of an object it just explained (its depth and mass trade off, more so
+        # in a causal window) is not a second object: weak fits close to a stronger report are not
+        for px, py, pm in self._recent:
+            dist = math.hypot(x - px, yy - py)
+            if dist < cfg.duplicate_m or (dist < cfg.shadow_m and mass < cfg.shadow_ratio * pm):
+                self.stats['shadowed'] = self.stats.get('shadowed', 0) + 1
+                self._refine_result = 'poor_fit'
+                return None
+        sigma = math.hypot(min(cfg.position_scale_m / max(snr, 1e-3), 0.5), cfg.position_floor_m)
+        conf = float(1.0 / (1.0 + math.exp(-(snr - cfg.threshold_sigma) * 1.5)))
+        det = Detection(
+            t=float(row[0]), x=float(x), y=float(yy), depth=d_best, confidence=conf,
+            strength=float(strength), sensor=cfg.sensor, id=self._next_id, sigma=sigma,
+            extra={'mass_g': mass / cfg.signal_per_gram, 'snr': float(snr), 'coil': nearest,
+                   'lateral_m': u_best, 'depth_sigma': None})
+        self._next_id += 1
+        self._recent = [r for r in self._recent if math.hypot(x - r[0], yy - r[1]) < 2.0][-20:]
+        self._recent.append((float(x), float(yy), float(mass)))
+        return det
+
+    def _subtract(self, det: Detection) -> None:
+        cfg = self.config
+        if not (det.depth <= cfg.explain_max_depth_m and det.extra['snr'] >= cfg.explain_min_snr
+                and det.extra['mass_g'] <= cfg.explain_max_mass_g):
+            return    # only a well-determined fit is trusted to be taken out of the data
+        rows = self._bins.view
+        self._explained.append((det.x, det.y, det.depth, det.extra['mass_g'] * cfg.signal_per_gram))
+        near = np.hypot(rows[:, 3] - det.x, rows[:, 4] - det.y) < 0.8
+        if not near.any():
+            return
+        r = rows[near]
+        cx = r[:, 3:4] - r[:, 6:7] * self.coil_y[None, :]
+        cy = r[:, 4:5] + r[:, 5:6] * self.coil_y[None, :]
+        resp = det.extra['mass_g'] * cfg.signal_per_gram * md_kernel(
+            self.coil_radius, np.hypot(cx - det.x, cy - det.y), self.coil_height + det.depth)
+        rows[near, 8:8 + self.n] -= resp
 
     def _trim(self) -> None:
-        """Drop buffered samples that no future peak or fit can need."""
+        """Drop bins and statistics that no future window or peak test can need."""
         cfg = self.config
-        if self._next_final < 512:
+        keep_back = max(self._backs[-1], cfg.norm_bins) + 2
+        drop = self._next_centre - keep_back - self._bin_base
+        if drop < 512:
             return
-        s = self._buf.view[:, 1]
-        keep_from = int(np.searchsorted(s, s[self._next_final - 1] - 2 * cfg.fit_window_m - cfg.smoothing_m,
-                                        side='left'))
-        keep_from = min(keep_from, self._next_final)
-        if keep_from < 256:
-            return
-        self._buf.drop(keep_from)
-        self._next_final -= keep_from
+        self._bins.drop(drop)
+        for buf in (self._stat, self._mass, self._didx, self._hist):
+            buf.drop(drop)
+        self._bin_base += drop

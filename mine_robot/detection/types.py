@@ -65,6 +65,10 @@ class GrowBuffer:
         self._data[self._end] = row
         self._end += 1
 
+    def truncate(self, n: int) -> None:
+        """Remove the newest ``n`` rows."""
+        self._end = max(self._end - n, self._start)
+
     def drop(self, n: int) -> None:
         self._start = min(self._start + n, self._end)
 

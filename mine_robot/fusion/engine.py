@@ -33,6 +33,7 @@ import numpy as np
 from mine_robot.detection.types import Detection, body_to_map
 
 CLASSES = ('unknown', 'mine', 'uxo', 'clutter')   # index = `class` field on the targets topic
+APPROACH_LOOKBACK_M = 1.0   # a sensor that passed a target up to this far back still counts as a pass
 
 
 class FusionError(ValueError):
@@ -54,6 +55,9 @@ class SensorModel:
     mount: tuple[float, float] = (0.0, 0.0)   # sensor position in base_link (for coverage)
     reach_m: float = 0.0             # lateral half-width within which a miss counts (0: never)
     miss_delay_m: float = 0.5        # travel past the target before a miss is declared
+    # a miss says nothing about objects shallower than this (e.g. a GPR cannot tell an object on
+    # the surface from the surface echo); the target's depth comes from the other sensors
+    miss_min_depth_m: float = 0.0
     gate_m: float = 0.25             # association gate
     association: str = 'point'       # 'point' | 'slant_range'
     metal: bool = False              # hits are metal alarms (kept for the MD-only record)
@@ -331,8 +335,10 @@ class FusionEngine:
                 lateral = abs(-dx * math.sin(yaw) + dy * math.cos(yaw))
                 along = dx * math.cos(yaw) + dy * math.sin(yaw)
                 rec = tgt._approach.setdefault(s.name, [math.inf, 0.0])
-                if lateral <= s.reach_m and abs(along) < 0.1 and lateral < rec[0]:
-                    rec[0], rec[1] = lateral, self._path
+                # abreast of the target, or already past it (detectors report after their sensor
+                # passed: a target may be created behind a sensor): the pass was -along m ago
+                if lateral <= s.reach_m and -APPROACH_LOOKBACK_M < along < 0.1 and lateral < rec[0]:
+                    rec[0], rec[1] = lateral, self._path + min(along, 0.0)
                 if rec[0] <= s.reach_m and self._path - rec[1] >= s.miss_delay_m:
                     tgt.evidence.setdefault(s.name, SensorEvidence()).missed = True
                     touched = True
@@ -353,8 +359,11 @@ class FusionEngine:
                 llr += s.weight * ev.best_llr
                 parts.append(f'{s.name} hit x{ev.hits} {s.weight * ev.best_llr:+.1f}')
             elif ev is not None and ev.missed:
-                llr += s.weight * s.llr_miss
-                parts.append(f'{s.name} passed, no response {s.weight * s.llr_miss:+.1f}')
+                if math.isfinite(tgt.depth) and tgt.depth < s.miss_min_depth_m:
+                    parts.append(f'{s.name} passed, blind at {100 * tgt.depth:.0f} cm depth')
+                else:
+                    llr += s.weight * s.llr_miss
+                    parts.append(f'{s.name} passed, no response {s.weight * s.llr_miss:+.1f}')
             elif s.reach_m > 0.0:
                 pending.append(s.name)
         tgt.confidence = 1.0 / (1.0 + math.exp(-max(min(llr, 50.0), -50.0)))

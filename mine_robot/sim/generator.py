@@ -44,10 +44,10 @@ class GeneratorError(ValueError):
     """Generator arguments that cannot produce a scenario."""
 
 
-def _mine(rng, i, x, y, metal):
+def _mine(rng, i, x, y, metal, depth=(0.02, 0.15)):
     model = str(rng.choice(['PMN-2', 'PMA-2', 'PMA-3', 'Type-72', 'VS-50']))
     return {'id': f'M{i}', 'kind': 'mine', 'model': model, 'x': x, 'y': y,
-            'depth_m': round(float(rng.uniform(0.02, 0.15)), 3), 'metal_g': metal,
+            'depth_m': round(float(rng.uniform(*depth)), 3), 'metal_g': metal,
             'diameter_m': round(float(rng.uniform(0.07, 0.12)), 3)}
 
 
@@ -72,13 +72,22 @@ def _clutter(rng, i, x, y):
 
 def generate_scenario(seed: int, objects: int = 20, width: float = 20.0, height: float = 20.0,
                       difficulty: str = 'medium', name: str | None = None,
-                      datum: tuple[float, float] = (44.7722, 17.1910)) -> Scenario:
+                      datum: tuple[float, float] = (44.7722, 17.1910),
+                      mine_metal_g: tuple[float, float] | None = None,
+                      mine_depth_m: tuple[float, float] | None = None) -> Scenario:
+    """``mine_metal_g`` / ``mine_depth_m`` (low, high) override the buried mines' metal mass and
+    depth ranges of the difficulty (the soil, clutter and layout stay the difficulty's; the random
+    draws are the same, so the layout does not move)."""
     if difficulty not in DIFFICULTIES:
         raise GeneratorError(f'difficulty {difficulty!r} is not one of {list(DIFFICULTIES)}')
     if not (2.0 <= width <= 1000.0 and 2.0 <= height <= 1000.0):
         raise GeneratorError(f'area {width} x {height} m: each side must be 2–1000 m')
     if objects < 1:
         raise GeneratorError('need at least one object')
+    for label, rng_range in (('mine_metal_g', mine_metal_g), ('mine_depth_m', mine_depth_m)):
+        if rng_range is not None and not (len(rng_range) == 2 and 0.0 < rng_range[0] <= rng_range[1]):
+            raise GeneratorError(f'{label} must be (low, high) with 0 < low <= high, got {rng_range!r}')
+    depth = mine_depth_m or (0.02, 0.15)
     usable = (width - 2 * EDGE) * (height - 2 * EDGE)
     if objects * MIN_SPACING ** 2 * 2.5 > usable:
         raise GeneratorError(f'{objects} objects do not fit {MIN_SPACING} m apart in {width} x {height} m')
@@ -115,9 +124,11 @@ def generate_scenario(seed: int, objects: int = 20, width: float = 20.0, height:
             elif rng.random() < 0.25:
                 items.append(_uxo(rng, i, x, y))
             else:
-                items.append(_mine(rng, i, x, y, round(float(rng.uniform(2.0, 10.0)), 2)))
+                metal = mine_metal_g or (2.0, 10.0)
+                items.append(_mine(rng, i, x, y, round(float(rng.uniform(*metal)), 2), depth))
         else:
-            items.append(_mine(rng, i, x, y, round(float(rng.uniform(0.5, 2.0)), 2)))
+            metal = mine_metal_g or (0.5, 2.0)
+            items.append(_mine(rng, i, x, y, round(float(rng.uniform(*metal)), 2), depth))
     hazard_xy = list(placed)
     for j in range(objects - n_hazards):
         near = hazard_xy[j % len(hazard_xy)] if difficulty == 'hard' else None

@@ -131,6 +131,7 @@ class Mission:
         self.detours = 0
         self.sidestep_notes: list[str] = []    # what each detour's sidestep attempt found
         self.plan_notes: list[str] = []        # re-plans cut short or dropped, and why
+        self._all_done_at_start = False        # every lane of the current plan swept before it
         self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
         self.message = 'idle: load an area and start'
         self.report: dict | None = None
@@ -244,6 +245,7 @@ class Mission:
         self.lanes = [Lane(n, LineString(pts)) for n, pts in lanes]
         for lane in self.lanes:  # on resume, lanes already swept count as done
             lane.done = self.tracker.pose_count > 0 and self._lane_swept(lane)
+        self._all_done_at_start = all(lane.done for lane in self.lanes)
         if self.records is not None:
             self._rec(lambda: setattr(self, 'plan_id', self.records.add_plan(
                 t, plan_json, [lane.lane for lane in self.lanes], kind)), t)
@@ -297,7 +299,13 @@ class Mission:
                 lane.done = True
                 self._rec(lambda lane=lane: self.records.lane_done(self.plan_id, lane.lane, t), t)
         if self.lanes and all(lane.done for lane in self.lanes) and self.sm.state in DRIVING:
-            return self.finish_lanes(t)
+            # the plan is over when the robot reaches the end of its last lane (the follower's
+            # "done" says the same): a lane counts done 0.6 m before its end, and ending the
+            # sweep there left the last 0.6 m of the last lane unswept; a resumed plan whose lanes
+            # were all swept before is over at once
+            end = self.lanes[-1].line.coords[-1]
+            if self._all_done_at_start or math.hypot(end[0] - x, end[1] - y) <= 0.05:
+                return self.finish_lanes(t)
         return []
 
     def detour(self, t: float, why: str) -> Transition | None:
@@ -357,6 +365,23 @@ class Mission:
             raise MissionError(f'a re-sweep plan is only accepted in resweep (state {self.sm.state})')
         self._set_lanes(t, plan_json, lanes_from_plan_json(plan_json), self._pending_kind)
         self.pending_resweep = None
+
+    def plan_pending(self, t: float) -> str | None:
+        """In re-sweep with missed strips pending: plan them and drive that plan (its JSON is
+        returned, for the follower), or, when nothing drivable can be planned, complete with the
+        strips reported unsearched (None). Nothing to do otherwise (None)."""
+        if self.sm.state != State.RESWEEP or self.pending_resweep is None:
+            return None
+        try:
+            plan = self.make_resweep_plan()
+        except ImportError as exc:
+            plan = None
+            self.faults.append(f'resweep: planner not available: {exc}')
+        if plan is None:
+            self.resweep_unplannable(t)
+            return None
+        self.on_resweep_plan(t, plan)
+        return plan
 
     def make_resweep_plan(self, planner_config=None, start=None) -> str | None:
         """Plan lanes over the pending missed strips with the planning layer

@@ -255,23 +255,15 @@ class MissionManagerNode(Node):
     def _after(self, _result) -> None:
         """After any input: plan a pending re-sweep and keep the follower in step."""
         m = self.mission
-        if m.sm.state == State.RESWEEP and m.pending_resweep is not None:
-            notes, plan_notes = len(m.sidestep_notes), len(m.plan_notes)
-            try:
-                plan = m.make_resweep_plan()
-                for note in m.sidestep_notes[notes:]:
-                    self.get_logger().info(f'detour: {note}')
-                for note in m.plan_notes[plan_notes:]:
-                    self.get_logger().warning(f're-plan: {note}')
-            except ImportError as exc:
-                plan = None
-                m.faults.append(f'resweep: planner not available: {exc}')
-            if plan is None:
-                m.resweep_unplannable(self._now())
-            else:
-                m.on_resweep_plan(self._now(), plan)
-                self._published_resweep = plan
-                self.resweep_pub.publish(String(data=plan))
+        notes, plan_notes = len(m.sidestep_notes), len(m.plan_notes)
+        plan = m.plan_pending(self._now())
+        for note in m.sidestep_notes[notes:]:
+            self.get_logger().info(f'detour: {note}')
+        for note in m.plan_notes[plan_notes:]:
+            self.get_logger().warning(f're-plan: {note}')
+        if plan is not None:
+            self._published_resweep = plan
+            self.resweep_pub.publish(String(data=plan))
         self._sync_follower()
 
     def _sync_follower(self) -> None:

@@ -1,15 +1,20 @@
 """Swept-ground raster checks: the per-cell wheel test agrees with filling the wheel polygons, and the
 planner's own (raster) coverage figure never claims more than the exact CoverageTracker."""
 
+from dataclasses import replace
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
-from shapely.geometry import Point, Polygon, box
+import shapely
+from shapely.geometry import LineString, Point, Polygon, box
 
 from mine_robot.planning.area import local_area
-from mine_robot.planning.planner import PlannerConfig, plan_coverage, plan_stats
-from mine_robot.planning.safety import SweptRaster
+from mine_robot.planning.coverage import CoverageTracker
+from mine_robot.planning.planner import PlannerConfig, PlannerError, plan_coverage, plan_stats
+from mine_robot.planning.safety import SweptRaster, fence_check
 from mine_robot.robot import load_robot
 
 ROBOT = load_robot()
@@ -115,3 +120,75 @@ def test_spur_passes_cover_what_the_lanes_miss():
     # known gap (README): the spur of the wedge beside the access lane does not reach all of it
     assert cov_on > cov_off + 0.01
     assert on.stats['safety']['count'] == 0
+
+
+# --------------------------------------------------------------------------- region re-plans
+# The demo's re-sweep (test/data/resweep_demo0.json, written by bench/bench_planner.py
+# --extract-resweep from the demo's mission.db): two slivers (0.45 m² at the access lane, 0.14 m² in
+# the far corner) of a 10 m field swept around ten found hazards, the robot at the far corner. The
+# plan made then crossed hazard discs (0.56 m), left the area and had an unsafe corner at (9.2, 9.9).
+RESWEEP = Path(__file__).resolve().parent / 'data' / 'resweep_demo0.json'
+
+
+def resweep_case(**changes):
+    case = {**json.loads(RESWEEP.read_text()), **changes}
+    area = local_area(Polygon(case['search']), safe=[Polygon(p) for p in case['safe_access']])
+    discs = [Point(x, y).buffer(case['hazard_zone_radius'], quad_segs=4) for x, y in case['hazards']]
+    return (area, replace(area, no_go=discs), shapely.from_wkt(case['missed_wkt']),
+            shapely.from_wkt(case['swept_wkt']), case['start'][:2])
+
+
+def test_resweep_plan_of_the_demo_is_short_safe_and_covers_the_slivers():
+    field, area, missed, swept, start = resweep_case()
+    plan = plan_coverage(area, ROBOT, PlannerConfig(), start=start, region=missed, swept=swept)
+    s = plan.stats
+    assert s['safe_to_drive'] and s['unsafe_reasons'] == []
+    assert s['no_go_m'] == 0.0 and s['outside_m'] == 0.0 and s['gaps'] == 0
+    assert s['unsafe_corners'] == 0 and s['safety']['count'] == 0 and s['route_failures'] == 0
+    # the safety monitor's geofence: wheels inside the search area + the access lane only (the swept
+    # ground past the boundary is no ground for wheels), body and detector clear of the hazard discs
+    fence = fence_check(plan, ROBOT, shapely.union_all([field.search, field.safe_ground]), area.no_go_union)
+    assert fence.wheels_outside_m2 == 0.0 and fence.body_in_no_go_m2 == 0.0
+    assert LineString(plan.path()).intersection(area.no_go_union).length == 0.0
+    # both slivers swept (exact footprint), nothing dropped; 13 m apart, so about that long
+    tracker = CoverageTracker(ROBOT, max_step=1e9, max_gap=1e9)
+    tracker.add_poses(plan.vertex_poses()[:, :3])
+    for piece in missed.geoms:
+        assert tracker.fraction(piece) > 0.97
+    assert s['dropped'] == [] and s['dropped_m2'] == 0.0
+    assert plan.length < 17.0
+
+
+def test_resweep_plan_as_the_mission_calls_it_today_is_safe_on_its_own_terms():
+    # Mission.make_resweep_plan declares the swept ground safe (area.safe), including the strips
+    # the detector swept past the outer boundary: the plan is clean against those inputs
+    field, area, missed, swept, start = resweep_case()
+    shrunk = swept.buffer(-0.02)
+    area = replace(area, safe=[*field.safe, *[p for p in getattr(shrunk, 'geoms', [shrunk])
+                                              if p.area >= 0.5]])
+    s = plan_coverage(area, ROBOT, PlannerConfig(), start=start, region=missed).stats
+    assert s['safe_to_drive'], s['unsafe_reasons']
+    assert s['no_go_m'] == 0.0 and s['outside_m'] == 0.0 and s['unsafe_corners'] == 0
+
+
+def test_a_sliver_that_cannot_be_reached_safely_is_dropped_and_reported():
+    # a hazard found next to the access-lane sliver: no lane or pass reaches it with the detector
+    # clear of the hazard's disc; the far sliver is still planned, the near one reported with a reason
+    hazards = json.loads(RESWEEP.read_text())['hazards'] + [[0.9, 0.75]]
+    field, area, missed, swept, start = resweep_case(hazards=hazards)
+    plan = plan_coverage(area, ROBOT, PlannerConfig(), start=start, region=missed, swept=swept)
+    s = plan.stats
+    assert s['safe_to_drive'] and s['unsafe_corners'] == 0 and s['no_go_m'] == 0.0
+    assert len(s['dropped']) == 1
+    d = s['dropped'][0]
+    x, y = d['where']
+    assert x < 0.6 and y < 1.2 and 0.35 < d['area_m2'] < 0.55 and d['reason']
+    assert s['dropped_m2'] == pytest.approx(d['area_m2'], abs=1e-3)
+    tracker = CoverageTracker(ROBOT, max_step=1e9, max_gap=1e9)
+    tracker.add_poses(plan.vertex_poses()[:, :3])
+    far = max(missed.geoms, key=lambda p: p.centroid.x)
+    assert tracker.fraction(far) > 0.97
+    # only that sliver asked for: nothing can be planned, and the error says why
+    near = min(missed.geoms, key=lambda p: p.centroid.x)
+    with pytest.raises(PlannerError, match='nothing could be planned safely'):
+        plan_coverage(area, ROBOT, PlannerConfig(), start=start, region=near, swept=swept)

@@ -40,12 +40,24 @@ Plan structure (map frame; lanes computed in a frame rotated so they run along x
    connectors turn once there instead of in many short oblique pieces.
 6. **Verification** (``verify``): the plan is replayed on a raster (mine_robot.planning.safety.
    raster_check) for swept-ground violations and detector overhang; coverage is the replay raster's
-   conservative figure (or exact, ``CoverageTracker``, with ``exact_coverage``).
+   conservative figure (or exact, ``CoverageTracker``, with ``exact_coverage``). ``safety.fence_check``
+   replays it against the safety monitor's geofence rules (wheels inside search area + safe ground,
+   body and detector head out of no-go zones: ``stats['fence']``). ``stats['safe_to_drive']`` is
+   True only when every check is clean (``stats['unsafe_reasons']`` lists what is not).
+7. **Tasks and region plans**: cells, zone edge passes and spur passes are emitted as tasks. A task
+   that cannot be reached (no route through the transit region) is left out, never joined by a
+   straight line. With ``drop_unsafe`` (default for ``region=`` plans, the mission's re-plans) a task
+   that would add a corner the emitter cannot make safe, or whose path crosses a zone or leaves the
+   allowed ground, is undone, and a task the final replay finds unsafe is banned and the tour emitted
+   again; a pass ending where it cannot turn may first **retreat** (back out over its own track and
+   turn there). ``wheels_inside`` (default for region plans) keeps routes and corner checks on the
+   geofence's ground. What is left unswept is listed per piece in ``stats['dropped']`` with the reason.
+   ``swept=`` declares ground already swept as wheel-safe inside the search area only.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 import math
 import time
 
@@ -58,7 +70,7 @@ from shapely.prepared import prep
 from mine_robot.planning.area import SearchArea
 from mine_robot.planning.coverage import CoverageTracker, detector_outline
 from mine_robot.planning.plan import CoveragePlan, Segment
-from mine_robot.planning.safety import SweptRaster, raster_check
+from mine_robot.planning.safety import SweptRaster, fence_check, raster_check
 from mine_robot.robot import RobotGeometry
 
 
@@ -98,6 +110,17 @@ class PlannerConfig:
     # coverage_fraction from the exact CoverageTracker (shapely union of the swept footprints, about
     # 0.5 s per 1000 m of plan) instead of the verification raster (eroded by a cell: conservative)
     exact_coverage: bool = False
+    # a task (cell, zone edge passes, spur pass) that would add a corner the emitter cannot make
+    # wheel-safe, or whose path crosses a zone or leaves the allowed ground, is left out and reported
+    # (stats['dropped'], notes) instead of emitted; None = on for region plans (region=...), off for
+    # whole-area plans (which keep such corners, named in the notes and counted in unsafe_corners)
+    drop_unsafe: bool | None = None
+    # hold the wheels to the search area + safe ground everywhere (the safety monitor's geofence):
+    # routes keep the wheels' turn circle on it, and the emitter's corner checks count detector
+    # sweeps past the outer boundary as no ground for wheels. None = on for region plans. Off, spur
+    # passes and entries from the access lane may put wheels outside (stats['fence'] measures it);
+    # on, whole-area plans lose coverage at boundary triangles (README, issue 3)
+    wheels_inside: bool | None = None
 
     def validate(self) -> None:
         if self.swath_width < 0:
@@ -394,9 +417,14 @@ def _estimate(region, theta: float, spacing: float, turn_cost: float) -> float:
 # ---------------------------------------------------------------------------------------------
 # transit routing
 
+class _NoRouteError(Exception):
+    """No route for base_link through the transit region (the target cannot be reached safely)."""
+
+
 class _Router:
     """Routes for base_link inside the transit region: straight when possible, else a grid search
-    (breadth-first by masked dilation) followed by string pulling."""
+    (breadth-first by masked dilation) followed by string pulling. A route that does not exist raises
+    :class:`_NoRouteError` (counted in ``failures``): never a straight line through whatever lies between."""
 
     def __init__(self, region, cell: float = 0.25):
         self.region = region
@@ -428,6 +456,12 @@ class _Router:
         k = int(np.argmin(np.hypot(self.free_idx[:, 0] - c[0], self.free_idx[:, 1] - c[1])))
         return int(self.free_idx[k, 0]), int(self.free_idx[k, 1])
 
+    def _joins(self, p, c) -> bool:
+        """``p`` may join the grid at cell ``c``: inside the region on the way, or within half a metre
+        (a backup end just off the region's edge)."""
+        centre = self._centre(c)
+        return self.ok(p, centre) or float(np.hypot(*(np.asarray(p) - centre))) <= 0.5
+
     def _centre(self, c):
         return np.array([self.x0 + (c[1] + 0.5) * self.cell, self.y0 + (c[0] + 0.5) * self.cell])
 
@@ -436,9 +470,9 @@ class _Router:
         if self.ok(a, b):
             return np.array([a, b])
         src, dst = self._cell_of(a), self._cell_of(b)
-        if src is None or dst is None:
+        if src is None or dst is None or not (self._joins(a, src) and self._joins(b, dst)):
             self.failures += 1
-            return np.array([a, b])
+            raise _NoRouteError(f'no route from ({a[0]:.1f}, {a[1]:.1f}) to ({b[0]:.1f}, {b[1]:.1f})')
         dist = np.full(self.free.shape, -1, np.int32)
         reached = np.zeros_like(self.free)
         reached[dst] = 1
@@ -455,7 +489,8 @@ class _Router:
             reached = grown
         if dist[src] < 0:
             self.failures += 1
-            return np.array([a, b])
+            raise _NoRouteError(f'no route from ({a[0]:.1f}, {a[1]:.1f}) to ({b[0]:.1f}, {b[1]:.1f}): the '
+                                'transit region between them is cut (zones, boundary)')
         cells = [src]
         c = src
         while dist[c] > 0:
@@ -515,13 +550,24 @@ class _Emitter:
         self.sweeper = sweeper
         self.room = room                  # prepared region base_link may use for probes
         self.unsafe: list[tuple[float, float]] = []
+        self.unsafe_seg: list[int] = []   # segment count when each unsafe corner was emitted
         self.probes = 0
+        self.barrier = False              # True: the next move starts a new segment (a new task)
+        self.retreats = 0
+        self.retreating = False
+        # retreats change the path after a corner fails (a diagonal from further back): region plans
+        # use them rather than leave a task out; whole-area plans keep the corner (named in the notes)
+        # because their spur passes are found on a trial emission without retreats
+        self.may_retreat = False
+        self.ground = None                # prepared search area + safe ground: backups end on it
+        self.reroute = None               # router.route(a, b), for the way on after a retreat
 
     def _append(self, role: str, pts: np.ndarray, lane, direction: str = 'forward') -> None:
         pts = _dedupe(pts)
         if len(pts) < 2:
             return
-        last = self.segments[-1] if self.segments else None
+        last = self.segments[-1] if self.segments and not self.barrier else None
+        self.barrier = False
         if (last is not None and last.role == role and last.direction == direction == 'forward'
                 and last.lane == lane):
             last.points = np.vstack([last.points, pts[1:]])
@@ -556,6 +602,8 @@ class _Emitter:
         u = np.array([math.cos(h), math.sin(h)])
         if b > 0:
             back = a - b * u
+            if self.ground is not None and not self.ground.covers(Point(back)):
+                return False
             if not sw.straight_ok(a[0], a[1], h, b, reverse=True):
                 return False
         else:
@@ -610,28 +658,69 @@ class _Emitter:
                 self.pos, self.heading, self.backups = pos, heading, backups
         return None
 
-    def _corner(self, a, h: float, ahead: float) -> None:
-        """Turn at ``a`` (the current position) to heading ``h``, backing up as needed."""
+    def _corner(self, a, h: float, ahead: float, may_fail: bool = False) -> bool:
+        """Turn at ``a`` (the current position) to heading ``h``, backing up as needed. A corner that
+        cannot be made safe is emitted anyway and counted in ``unsafe``, or (``may_fail``) not emitted:
+        returns False."""
         if self.heading is None:
             self.heading = h
-            return
+            return True
         dyaw = _wrap(h - self.heading)
         if abs(dyaw) < 1e-9:
-            return
+            return True
         if self.sweeper is None or not self.check:
             b = self.backup if abs(dyaw) > self.backup_angle else 0.0
         else:
             b = self._choose_backup(a, h, ahead)
             if b is None:
                 b = self._try_probe(a, h, ahead)
+            if b is None and may_fail:
+                return False
             if b is None:
                 self.unsafe.append((float(a[0]), float(a[1])))
+                self.unsafe_seg.append(len(self.segments))
                 b = self.backup if abs(dyaw) > self.backup_angle else 0.0
         self._rotate(h)
         if b > 0:
             u = np.array([math.cos(h), math.sin(h)])
             self._straight(a - b * u, 'transit', None, 'reverse')
             self.backups += 1
+        return True
+
+    def _retreat(self, b) -> np.ndarray | None:
+        """Back straight out (usually over the ground just driven) and turn there towards ``b``, where
+        the turn at the current position cannot be made safe (a pass ending in a corner of the area or
+        beside a zone). The reverse move is checked like a backup; from its end the robot goes to ``b``
+        straight or by the router (``reroute``). Returns the points still to drive to reach ``b`` (the
+        reverse move and the turn are emitted), or None when no retreat of up to 2 m works."""
+        u = np.array([math.cos(self.heading), math.sin(self.heading)])
+        sw = self.sweeper
+        for r in (0.3, 0.6, 1.0, 1.5, 2.0):
+            c = self.pos - r * u
+            if self.room is not None and not self.room.covers(LineString([self.pos, c])):
+                continue
+            if not sw.straight_ok(self.pos[0], self.pos[1], self.heading, r, reverse=True):
+                break
+            way = np.array([c, b])
+            if self.room is not None and not self.room.covers(LineString(way)):
+                if self.reroute is None:
+                    continue
+                try:
+                    way = self.reroute(c, b)
+                except _NoRouteError:
+                    continue
+            d = way[1] - c
+            dist = float(np.hypot(*d))
+            if dist < 0.3:
+                continue
+            h = math.atan2(d[1], d[0])
+            if abs(_wrap(h - self.heading)) > 1e-9 and self._choose_backup(c, h, dist) is None:
+                continue
+            self._straight(c, 'transit', None, 'reverse')
+            self.retreats += 1
+            self._corner(c, h, dist)
+            return way[1:]
+        return None
 
     # -- trial emission ------------------------------------------------------------------------
     def _save(self, bounds):
@@ -646,18 +735,30 @@ class _Emitter:
             self.segments[-1].points = last
         self.pos, self.heading, self.backups, self.probes = pos, heading, backups, probes
         del self.unsafe[unsafe:]
+        del self.unsafe_seg[unsafe:]
         self.sweeper.restore(snap)
 
     def choose(self, options) -> None:
         """Emit the first of ``options`` (callables returning [(points, role, lane), ...]) that adds no
-        unsafe corner, else the one that adds the fewest."""
-        if self.sweeper is None or not self.check or len(options) == 1:
-            for pts, role, lane in options[0]():
+        unsafe corner, else the one that adds the fewest. Options without a route are skipped;
+        raises :class:`_NoRouteError` when no option has one."""
+        made, why = {}, None
+        for k, make in enumerate(options):
+            try:
+                made[k] = make()
+            except _NoRouteError as exc:
+                why = exc
+                continue
+            if self.sweeper is None or not self.check:
+                break
+        if not made:
+            raise why or _NoRouteError('no way to the lane')
+        if self.sweeper is None or not self.check or len(made) == 1:
+            for pts, role, lane in next(iter(made.values())):
                 self.drive(pts, role, lane)
             return
-        best, made = None, {}
-        for k, make in enumerate(options):
-            made[k] = option = make()
+        best = None
+        for k, option in made.items():
             pts = np.vstack([self.pos[None]] + [np.asarray(p) for p, _, _ in option])
             lo, hi = pts.min(axis=0) - 2.6, pts.max(axis=0) + 2.6     # detector reach, probes
             state = self._save((lo[0], lo[1], hi[0], hi[1]))
@@ -672,6 +773,11 @@ class _Emitter:
         for p, role, lane in made[best[1]]:
             self.drive(p, role, lane)
 
+    def save_all(self):
+        """State for undoing everything emitted from now on (the whole raster)."""
+        g = self.sweeper.grid
+        return self._save((g.x0, g.y0, g.x0 + g.nx * g.cell, g.y0 + g.ny * g.cell))
+
     def drive(self, points, role: str, lane: int | None = None) -> None:
         """Drive forward along ``points`` from the current position (joined if apart)."""
         pts = np.asarray(points, dtype=float)
@@ -683,11 +789,24 @@ class _Emitter:
             dist = float(np.hypot(*d))
             if dist < 1e-9:
                 continue
-            self._corner(self.pos.copy(), math.atan2(d[1], d[0]), dist)
+            h = math.atan2(d[1], d[0])
+            retreat = self.may_retreat and self.check and self.sweeper is not None and not self.retreating
+            if not self._corner(self.pos.copy(), h, dist, may_fail=retreat):
+                rest = self._retreat(b)
+                if rest is None:
+                    self._corner(self.pos.copy(), h, dist)
+                else:
+                    self.retreating = True
+                    try:
+                        self.drive(rest, role, lane)
+                    finally:
+                        self.retreating = False
+                    continue
             self._straight(b, role, lane)
             self.pos = b.copy()
 
-def _spur_lines(sweeper: SweptRaster, q, region, spacing: float, min_area: float) -> list:
+def _spur_lines(sweeper: SweptRaster, q, region, spacing: float, min_area: float,
+                across: bool = True) -> list:
     """Straight passes over the unswept patches of ``q`` (the sweeper's raster): per pass the two ways
     to drive it, ``[(a, b), (a', b')]`` (base_link start and end, in ``region``).
 
@@ -699,6 +818,12 @@ def _spur_lines(sweeper: SweptRaster, q, region, spacing: float, min_area: float
     grid = sweeper.grid
     want = grid.fill(grid.zeros(), q)
     unswept = want & (sweeper.swept == 0).astype(np.uint8)
+    # work on the crop around the unswept cells (offsets oi, oj), not the whole raster
+    rows, cols = np.nonzero(unswept.any(axis=1))[0], np.nonzero(unswept.any(axis=0))[0]
+    if not len(rows):
+        return []
+    oi, oj = max(int(rows[0]) - 15, 0), max(int(cols[0]) - 15, 0)
+    unswept = unswept[oi:int(rows[-1]) + 16, oj:int(cols[-1]) + 16]
     unswept = cv2.morphologyEx(unswept, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     near = cv2.dilate(unswept, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (25, 25)))
     n, labels, cstats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
@@ -711,7 +836,8 @@ def _spur_lines(sweeper: SweptRaster, q, region, spacing: float, min_area: float
         ii, jj = np.nonzero((labels[y0:y0 + h, x0:x0 + w] == k) & (unswept[y0:y0 + h, x0:x0 + w] > 0))
         if len(ii) < min_cells:
             continue
-        pts = np.column_stack([grid.x0 + (jj + x0 + 0.5) * grid.cell, grid.y0 + (ii + y0 + 0.5) * grid.cell])
+        pts = np.column_stack([grid.x0 + (jj + x0 + oj + 0.5) * grid.cell,
+                               grid.y0 + (ii + y0 + oi + 0.5) * grid.cell])
         mean = pts.mean(axis=0)
         _, vecs = np.linalg.eigh(np.cov((pts - mean).T)) if len(pts) > 2 else (None, np.eye(2))
         u = vecs[:, 1]
@@ -719,22 +845,31 @@ def _spur_lines(sweeper: SweptRaster, q, region, spacing: float, min_area: float
         s = (pts - mean) @ u
         t = (pts - mean) @ nrm
         lines = max(1, int(math.ceil((t.max() - t.min()) / spacing - 1e-9)))
+        passes = []
         for off in t.min() + (np.arange(lines) + 0.5) * (t.max() - t.min()) / lines:
+            passes.append([(u, s.min(), s.max(), off * nrm)])
+        if across and s.max() - s.min() <= spacing and lines == 1:
+            # a patch short along its long axis is also covered by one pass across it: the ways
+            # along both axes are offered, the emitter takes the first that is safe
+            passes[0].append((nrm, t.min(), t.max(), 0.5 * (s.max() + s.min()) * u))
+        for axes in passes:
             ways = []
-            for d, lo, hi in ((u, s.min(), s.max()), (-u, -s.max(), -s.min())):
-                a = mean + off * nrm + (lo - 0.75) * d
-                b = a + max(float(hi - lo) - 0.05, 0.1) * d
-                seg = _into_region(a, b, region, inside)
-                if seg is not None:
-                    ways.append(seg)
+            for d0, lo0, hi0, shift in axes:
+                for d, lo, hi in ((d0, lo0, hi0), (-d0, -hi0, -lo0)):
+                    a = mean + shift + (lo - 0.75) * d
+                    b = a + max(float(hi - lo) - 0.05, 0.1) * d
+                    seg = _into_region(a, b, region, inside, 6 if across else 1)
+                    if seg is not None:
+                        ways.append(seg)
             if ways:
                 out.append(ways)
     return out
 
 
-def _drive_spur(em: _Emitter, router: _Router, region, a, b, lane: int) -> None:
-    """Drive a spur pass a-b as a lane, led in backwards along its line to a point whose turn circle
-    is already swept (so the turn onto it happens on swept ground) where there is one within 4 m."""
+def _spur_moves(em: _Emitter, router: _Router, a, b, lane: int) -> list:
+    """The moves of a spur pass a-b driven as a lane, led in backwards along its line to a point whose
+    turn circle is already swept (so the turn onto it happens on swept ground) where there is one
+    within 4 m: ``[(points, role, lane), ...]`` for :meth:`_Emitter.choose`."""
     d = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
     start = a
     if em.sweeper is not None:
@@ -746,32 +881,46 @@ def _drive_spur(em: _Emitter, router: _Router, region, a, b, lane: int) -> None:
             if sw.turn_ok(c[0], c[1], 0.0, math.pi) and sw.turn_ok(c[0], c[1], math.pi, 2 * math.pi):
                 start = c
                 break
-    em.drive(router.route(em.pos, start), 'transit')
-    em.drive(np.array([start, b]), 'lane', lane)
+    return [(router.route(em.pos, start), 'transit', None), (np.array([start, b]), 'lane', lane)]
 
 
-def _into_region(a, b, region, inside):
-    """The segment a-b moved sideways into ``region`` (if needed) and clipped to it, or None."""
+def _into_region(a, b, region, inside, steps: int = 6):
+    """The segment a-b moved sideways into ``region`` (if needed) and clipped to it, or None.
+
+    The shift starts at the region's nearest point to the segment's middle and grows in 5 cm steps
+    (``steps`` - 1 times: up to 25 cm, so the detector band stays over the patch) until the longest
+    piece of the segment inside the region keeps 80 % of its length (a ragged region edge, e.g. safe
+    ground made of swept footprints, cuts a line just inside it into bits)."""
     line = LineString([a, b])
-    if not inside.covers(line):
-        mid = (a + b) / 2
-        near = mid if inside.covers(Point(mid)) else \
-            np.asarray(shapely.shortest_line(Point(mid), region).coords[-1])
-        u = (b - a) / max(np.hypot(*(b - a)), 1e-9)
-        nrm = np.array([-u[1], u[0]])
-        shift = ((near - mid) @ nrm) * 1.02
-        a, b = a + shift * nrm, b + shift * nrm
-        piece = LineString([a, b]).intersection(region)
+    if inside.covers(line):
+        return np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    length = line.length
+    mid = (a + b) / 2
+    near = mid if inside.covers(Point(mid)) else \
+        np.asarray(shapely.shortest_line(Point(mid), region).coords[-1])
+    u = (b - a) / max(np.hypot(*(b - a)), 1e-9)
+    nrm = np.array([-u[1], u[0]])
+    shift0 = float((near - mid) @ nrm) * 1.02
+    sign = 1.0 if shift0 >= 0 else -1.0
+    best = None
+    for k in range(steps):
+        shift = shift0 + sign * 0.05 * k
+        piece = LineString([a + shift * nrm, b + shift * nrm]).intersection(region)
         parts = [g for g in getattr(piece, 'geoms', [piece])
                  if g.geom_type == 'LineString' and g.length > 0.05]
         if not parts:
-            return None
+            continue
         g = max(parts, key=lambda g: g.length)
-        c = np.asarray(g.coords)
-        if (c[-1] - c[0]) @ u < 0:
-            c = c[::-1]
-        a, b = c[0], c[-1]
-    return np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if best is None or g.length > best.length + 1e-9:
+            best = g
+        if g.length >= 0.8 * length:
+            break
+    if best is None:
+        return None
+    c = np.asarray(best.coords)
+    if (c[-1] - c[0]) @ u < 0:
+        c = c[::-1]
+    return np.asarray(c[0], dtype=float), np.asarray(c[-1], dtype=float)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -785,13 +934,28 @@ class _Ring:
 
 
 def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig | None = None,
-                  start=None, region=None) -> CoveragePlan:
+                  start=None, region=None, swept=None) -> CoveragePlan:
     """Plan a coverage path over ``area`` (or over ``region``, e.g. the unswept remainder).
 
     ``start`` is the robot's (x, y) in the map frame; it should be on declared safe ground
     (``safe_access``), where the robot may turn. Default: the point of the safe ground (eroded by
     the wheels' turning circle) nearest to the area, else the area's boundary.
+
+    ``swept``: ground the detector has already swept (a mission re-plan): the wheels may use it
+    where it lies inside the search area. Unlike ``area.safe`` it never extends the ground the
+    wheels may use: swept ground past the outer boundary (detector overhang) stays outside the
+    safety monitor's geofence, which holds the wheels inside the search area + declared safe ground.
+
+    Region plans (``region=``) leave out what cannot be driven safely (``PlannerConfig.drop_unsafe``)
+    and list it in ``stats['dropped']``; ``stats['safe_to_drive']`` says whether the plan may be
+    driven as it is (``stats['unsafe_reasons']`` why not). If nothing of the region can be planned
+    safely, PlannerError says why.
     """
+    if swept is not None and not swept.is_empty:
+        inside = shapely.make_valid(swept).intersection(area.search)
+        extra = [p for p in _polys(inside) if p.area > 1e-3]
+        if extra:
+            area = replace(area, safe=[*area.safe, *extra])
     cfg = config or PlannerConfig()
     cfg.validate()
     if cfg.turn_radius > 0 or robot.drive == 'ackermann':
@@ -841,10 +1005,16 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
 
     t_area = outer.buffer(-e_out)
     t_safe = safe.buffer(-r_turn) if not safe.is_empty else Polygon()
-    allowed = shapely.union_all([area.search, safe]) if not safe.is_empty else area.search
+    # (grown by a micrometre: safe ground drawn as 'a box minus the field' leaves seams along the
+    # field's boundary that an erosion would widen into a wall)
+    allowed = (shapely.union_all([area.search, safe]) if not safe.is_empty else area.search).buffer(1e-6)
     # the strip between safe ground and the lane area is e_out + r_turn wide: the bridge spans it
     reach = e_out + r_turn + 0.05
-    bridge = t_area.buffer(reach).intersection(t_safe.buffer(reach)).intersection(allowed) \
+    # base_link on the bridge keeps the wheels' turn circle on the allowed ground (the safety
+    # monitor's geofence holds the wheels inside the search area + safe ground)
+    fenced = cfg.wheels_inside if cfg.wheels_inside is not None else region is not None
+    drive_inner = allowed.buffer(-(r_turn + 0.02)) if fenced else allowed
+    bridge = t_area.buffer(reach).intersection(t_safe.buffer(reach)).intersection(drive_inner) \
         if not t_safe.is_empty else Polygon()
     transit_region = shapely.union_all([t_area, t_safe, bridge])
     if not zone_u.is_empty:
@@ -930,6 +1100,24 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             k = int(np.argmin(shapely.distance(ground, pts)))
             start = np.asarray(shapely.shortest_line(ground, pts[k]).coords[0])
     start_safe = bool(not safe.is_empty and safe.buffer(1e-6).covers(Point(start).buffer(r_turn)))
+    drop = cfg.drop_unsafe if cfg.drop_unsafe is not None else region is not None
+    allowed_prep = prep(allowed.buffer(1e-6))
+    # a start outside the transit region (a mission re-plan from where the robot stands, e.g. close
+    # to a hazard) leaves it on a straight leg to its nearest point, if the body and detector stay
+    # clear of every zone and the wheels on the allowed ground along the way
+    lead = None
+    if not transit_region.is_empty and not transit_region.buffer(1e-6).covers(Point(start)):
+        near_pt = np.asarray(shapely.shortest_line(Point(start), transit_region).coords[-1])
+        d = near_pt - start
+        near_pt = near_pt + 0.02 * d / max(float(np.hypot(*d)), 1e-9)
+        leg = LineString([start, near_pt])
+        clear = zone_u.is_empty or leg.distance(zone_u) > h + 0.05
+        if clear and allowed.buffer(1e-6).covers(leg.buffer(r_turn)) \
+                and transit_region.covers(Point(near_pt)):
+            lead = np.array([start, near_pt])
+        else:
+            notes.append(f'start ({start[0]:.2f}, {start[1]:.2f}) is off the transit region (zones, '
+                         'boundary) and no straight leg leads safely into it')
     if not start_safe:
         notes.append(f'start ({start[0]:.2f}, {start[1]:.2f}) is not on declared safe ground with room '
                      f'to turn ({r_turn:.2f} m): the first moves are reported as swept-ground violations')
@@ -938,7 +1126,8 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     # the swept ground as the plan is emitted (safe ground to start with), and where base_link
     # may go for a probe: wheels inside the area, detector clear of every zone in any pose
     b = shapely.union_all([area.search, safe]).bounds if not safe.is_empty else area.search.bounds
-    sweeper = SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin)
+    sweeper = SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin,
+                          allowed=allowed if fenced else None)
     room = shapely.union_all([outer.buffer(-e_out), t_safe]) if not t_safe.is_empty else outer.buffer(-e_out)
     if not zone_u.is_empty:
         room = room.difference(zone_u.buffer(coil_swing + 0.03, quad_segs=4))
@@ -959,12 +1148,67 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             d = shapely.distance(z, np.asarray(cell_lines, dtype=object))
             near[ri] = {ci for ci in range(len(cells)) if d[ci] < d_lane + spacing + 0.1}
 
-    def emit(em: _Emitter, spurs: list) -> int:
-        """The tour: cells, zone edge passes and spur passes, greedily nearest entry first."""
+    def path_fault(pts: np.ndarray) -> str | None:
+        """Why a task's base_link path may not be driven (through a zone, off the allowed ground)."""
+        if len(pts) < 2:
+            return None
+        line = LineString(pts)
+        if not zone_u.is_empty and line.intersection(zone_u).length > 1e-6:
+            return 'its path would cross a no-go zone'
+        if not allowed_prep.covers(line):
+            return 'its path would leave the search area and the safe ground'
+        return None
+
+    def emit(em: _Emitter, spurs: list, banned: dict | None = None, log: list | None = None) -> int:
+        """The tour: cells, zone edge passes and spur passes, greedily nearest entry first.
+
+        A task (a cell, a zone's passes, a spur) that cannot be reached is skipped. With ``drop``
+        (region plans by default) a task that would add a corner the emitter cannot make wheel-safe, or
+        whose path crosses a zone or leaves the allowed ground, is undone; ``log`` gets one
+        ``{'task', 'where', 'reason', 'segments'}`` per task ((first, end) segment indices when
+        emitted, None when skipped)."""
         lane_no = 0
         todo_cells = list(range(len(cells)))
         todo_rings = list(range(len(rings)))
         todo_spurs = list(range(len(spurs)))
+
+        failed: dict = {}
+
+        def attempt(key, where, run, geom) -> bool:
+            failed.clear()
+            if banned and key in banned:
+                if log is not None:
+                    log.append({'task': key, 'where': where, 'geom': geom, 'segments': None,
+                                'reason': banned[key]})
+                return False
+            checked = drop and em.check and em.sweeper is not None
+            state = em.save_all() if checked else None
+            n0, u0 = len(em.segments), len(em.unsafe)
+            p0 = em.pos.copy()
+            em.barrier = True
+            reason = None
+            try:
+                run()
+            except _NoRouteError as exc:
+                reason = f'unreachable: {exc}'
+            if reason is None and checked:
+                if len(em.unsafe) > u0:
+                    failed['unsafe_seg'] = em.unsafe_seg[u0] - n0
+                    x, y = em.unsafe[u0]
+                    reason = (f'a corner at ({x:.2f}, {y:.2f}) cannot be made wheel-safe (no backup or probe '
+                              'keeps the wheels on swept or safe ground)')
+                else:
+                    pts = [p0[None]] + [sg.points for sg in em.segments[n0:]]
+                    reason = path_fault(np.vstack(pts))
+            if reason is not None and state is not None:
+                em._load(state)
+            elif reason is not None and len(em.segments) > n0:      # partial (unchecked) emission: keep it
+                reason = None
+            if log is not None:
+                log.append({'task': key, 'where': where, 'reason': reason, 'geom': geom,
+                            'segments': None if reason else (n0, len(em.segments))})
+            return reason is None
+
         while todo_cells or todo_rings or todo_spurs:
             best = None
             for ci in todo_cells:
@@ -1000,44 +1244,76 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             if kind == 'spur':
                 todo_spurs.remove(idx)
                 a, b = a1
-                _drive_spur(em, router, transit_region, a, b, lane_no)
-                lane_no += 1
+                ways = sorted(spurs[idx]['ways'], key=lambda w: float(np.hypot(*(w[0] - em.pos))))
+
+                def run_spur(ways=ways, lane=lane_no):
+                    em.choose([lambda w=w: _spur_moves(em, router, w[0], w[1], lane) for w in ways])
+                if attempt(('spur', idx), (a + b) / 2, run_spur, LineString([a, b])):
+                    lane_no += 1
                 continue
             if kind == 'ring':
                 todo_rings.remove(idx)
                 app, i, ex = a1
                 c = rings[idx].coords
-                lap = np.vstack([c[i:-1], c[:i + 1]])
-                em.drive(router.route(em.pos, app), 'transit')
-                em.drive(np.array([app, c[i]]), 'transit')
-                em.drive(lap, 'lane', lane_no)
-                lane_no += 1
-                em.drive(np.array([c[i], ex]), 'transit')
+
+                def run_ring(app=app, i=i, ex=ex, c=c, lane=lane_no):
+                    lap = np.vstack([c[i:-1], c[:i + 1]])
+                    em.drive(router.route(em.pos, app), 'transit')
+                    em.drive(np.array([app, c[i]]), 'transit')
+                    em.drive(lap, 'lane', lane)
+                    em.drive(np.array([c[i], ex]), 'transit')
+                centre = np.asarray(zone_polys[rings[idx].zone].centroid.coords[0])
+                if attempt(('ring', idx), centre, run_ring, LineString(c)):
+                    lane_no += 1
                 continue
             todo_cells.remove(idx)
             rev, flip = a1, a2
             order = cells[idx][::-1] if rev else cells[idx]
-            prev, flip_prev, prev_path = None, False, None
-            for ln in order:
-                path = ln.path[::-1] if flip else ln.path
-                if prev is None:
-                    # the first lane of a cell, with the ways to reach its start (see _approaches)
-                    em.choose(_approaches(router, em.pos, world(path), lane_no))
-                    lane_no += 1
-                    prev, flip_prev, prev_path = ln, flip, path
-                    flip = not flip
-                    continue
-                else:
+
+            def run_cell(order=order, flip=flip, n=lane_no, starts=None):
+                prev, flip_prev, prev_path = None, False, None
+                for ln in order:
+                    if starts is not None:
+                        starts.append(len(em.segments))
+                    path = ln.path[::-1] if flip else ln.path
+                    if prev is None:
+                        # the first lane of a cell, with the ways to reach its start (see _approaches)
+                        em.choose(_approaches(router, em.pos, world(path), n))
+                        n += 1
+                        prev, flip_prev, prev_path = ln, flip, path
+                        flip = not flip
+                        continue
                     key = (id(prev), id(ln)) if (id(prev), id(ln)) in links else (id(ln), id(prev))
                     left, right = links[key]
                     conn = right if not flip_prev else left
                     if key[0] != id(prev):
                         conn = conn[::-1]
                     em.drive(world(_staircase(conn, prev_path, path, inside_r)), 'transit')
-                em.drive(world(path), 'lane', lane_no)
-                lane_no += 1
-                prev, flip_prev, prev_path = ln, flip, path
-                flip = not flip
+                    em.drive(world(path), 'lane', n)
+                    n += 1
+                    prev, flip_prev, prev_path = ln, flip, path
+                    flip = not flip
+                return n
+            n_before = lane_no
+            result: dict = {}
+
+            def run_cell_once(run=run_cell, result=result, order=order):
+                result['starts'] = []
+                result['n'] = run(order=order, starts=result['starts'])
+            geom = shapely.MultiLineString([world(ln.path) for ln in order])
+            if attempt(('cell', idx), world(order[0].path).mean(axis=0), run_cell_once, geom):
+                lane_no = result['n']
+            elif 'unsafe_seg' in failed and drop:
+                # keep the lanes driven before the corner that could not be made safe
+                u = failed['unsafe_seg']                 # segments into the task
+                starts = [k - result['starts'][0] for k in result['starts']]
+                keep = sum(1 for k in starts[1:] if k <= u)
+                lane_no = n_before
+                if keep >= 1 and attempt(('cell', idx, keep), world(order[0].path).mean(axis=0),
+                                         lambda o=order[:keep]: run_cell_once(order=o), geom):
+                    lane_no = result['n']
+            else:
+                lane_no = n_before
         return lane_no
 
     # leftovers: unswept patches the lanes and edge passes miss (acute corners of the lane region,
@@ -1046,27 +1322,73 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     spurs: list = []
     if cfg.spur_min_area > 0:
         trial = _Emitter(backup, math.radians(cfg.backup_angle_deg), start,
-                         SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin), room,
+                         SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin,
+                                     allowed=allowed if fenced else None), room,
                          check=False)
+        if lead is not None:
+            trial.drive(lead, 'transit')
         emit(trial, [])
-        for ways in _spur_lines(trial.sweeper, q, transit_region, spacing, cfg.spur_min_area):
+        for ways in _spur_lines(trial.sweeper, q, transit_region, spacing, cfg.spur_min_area, fenced):
             seg = LineString(ways[0])
             dc = shapely.distance(seg, np.asarray(cell_lines, dtype=object)) if cells else np.zeros(0)
             dz = {ri for ri, r in enumerate(rings) if seg.distance(zone_polys[r.zone]) < d_lane + 1.0}
             spurs.append({'ways': ways, 'cells': {ci for ci in range(len(cells)) if dc[ci] < spacing + 1.0},
                           'rings': dz})
-    em = _Emitter(backup, math.radians(cfg.backup_angle_deg), start, sweeper, room)
-    emit(em, spurs)
+    # emission; with ``drop`` a task the final replay still finds unsafe is banned and the tour
+    # emitted again without it (a few rounds at most: each round bans at least one task)
+    banned: dict = {}
+    for _round in range(4):
+        em = _Emitter(backup, math.radians(cfg.backup_angle_deg), start, sweeper, room)
+        em.reroute, em.may_retreat, em.ground = router.route, drop, allowed_prep
+        log: list = []
+        if lead is not None:
+            em.drive(lead, 'transit')
+        emit(em, spurs, dict(banned), log)
+        plan = CoveragePlan(em.segments, {}, swath_width=w, spacing=spacing)
+        for i, seg in enumerate(plan.segments):
+            seg.seq = i
+        if not any(sg.role == 'lane' for sg in plan.segments):
+            break
+        stats = plan_stats(plan, area, robot, q, cfg if cfg.verify else None, details=True)
+        if not (drop and cfg.verify):
+            break
+        items = [('swept ground', it) for it in stats['safety']['items_all']] + \
+            [(it['rule'], it) for it in stats['fence']['items_all']]
+        if not start_safe:       # the robot stands on unswept ground: its first moves are not a task's fault
+            items = [(r, it) for r, it in items if np.hypot(it['where'][0] - start[0],
+                                                            it['where'][1] - start[1]) > 1.0]
+        bad = {it['segment'] for _, it in items}
+        culprits = {}
+        for e in log:
+            if e['segments'] is None:
+                continue
+            for rule, it in items:
+                if e['segments'][0] <= it['segment'] < e['segments'][1] and e['task'] not in culprits:
+                    culprits[e['task']] = (f"unsafe in the final replay ({rule}: {it['kind']} at "
+                                           f"({it['where'][0]:.2f}, {it['where'][1]:.2f}))")
+        if not bad or not culprits:
+            break
+        banned.update(culprits)
+        sweeper = SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin,
+                          allowed=allowed if fenced else None)
 
+    skipped = [e for e in log if e['reason'] is not None]
+    if not any(sg.role == 'lane' for sg in plan.segments):
+        why = '; '.join(f"{e['task'][0]} at ({e['where'][0]:.1f}, {e['where'][1]:.1f}): {e['reason']}"
+                        for e in skipped[:6]) or 'no lane, edge pass or spur pass fits the region'
+        raise PlannerError(f'nothing could be planned safely over the area ({q.area:.2f} m²): {why}')
     if em.unsafe:
         where = ', '.join(f'({x:.1f}, {y:.1f})' for x, y in em.unsafe[:8])
         notes.append(f'{len(em.unsafe)} corner(s) could not be made wheel-safe (no backup length and no '
                      f'probe keeps the wheels on swept ground with {cfg.wheel_margin:.2f} m margin, '
                      f'or no room for a probe): {where}')
-    plan = CoveragePlan(em.segments, {}, swath_width=w, spacing=spacing)
-    for i, seg in enumerate(plan.segments):
-        seg.seq = i
-    stats = plan_stats(plan, area, robot, q, cfg if cfg.verify else None)
+    for e in skipped:
+        notes.append(f"{e['task'][0]} at ({e['where'][0]:.1f}, {e['where'][1]:.1f}) left out: {e['reason']}")
+    pieces = stats.pop('_unswept', [])
+    stats['dropped'] = _dropped(pieces[:50], skipped, cfg.raster_cell)
+    stats['dropped_m2'] = round(sum(a for _, a in pieces), 3)
+    stats['safety'].pop('items_all', None)
+    stats['fence'].pop('items_all', None)
     stats.update({'angle_deg': round(math.degrees(theta) % 180.0, 2),
                   'planning_time_s': round(time.perf_counter() - t0, 4),
                   'build_time_s': round(build, 4),
@@ -1074,17 +1396,65 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                   'probes': em.probes, 'spur_passes': len(spurs), 'unsafe_corners': len(em.unsafe),
                   'start': [round(float(start[0]), 3), round(float(start[1]), 3)],
                   'start_on_safe_ground': start_safe, 'route_failures': router.failures,
+                  'tasks_left_out': len(skipped), 'drop_unsafe': drop, 'wheels_inside': fenced,
                   'distances_m': {'lane_to_boundary': round(e_out, 3), 'ring_to_zone': round(d_ring, 3),
                                   'lane_end_to_zone': round(d_lane, 3),
                                   'transit_to_zone': round(d_transit, 3),
                                   'backup': round(backup, 3)},
                   'notes': notes, 'config': {k: v for k, v in asdict(cfg).items()}})
+    stats['safe_to_drive'], stats['unsafe_reasons'] = _drivable(stats)
     plan.stats = stats
     return plan
 
 
+def _dropped(pieces: list, skipped: list, cell: float) -> list[dict]:
+    """Unswept pieces of the region with the reason: the left-out task whose passes would have swept
+    it (nearest within a swath), else 'not reached by any lane or pass'."""
+    out = []
+    for (x, y), area_m2 in pieces:
+        reason = 'not reached by any lane or pass of the plan'
+        best = None
+        for e in skipped:
+            d = e['geom'].distance(Point(x, y))
+            if d < 1.2 and (best is None or d < best[0]):
+                best = (d, e)
+        if best is not None:
+            e = best[1]
+            reason = f"{e['task'][0]} left out: {e['reason']}"
+        out.append({'where': [round(float(x), 2), round(float(y), 2)], 'area_m2': round(float(area_m2), 3),
+                    'reason': reason})
+    return out
+
+
+def _drivable(stats: dict) -> tuple[bool, list[str]]:
+    """Whether a plan may be handed to the robot as it is, and what forbids it."""
+    why = []
+    if stats['safety'].get('method') == 'not verified':
+        why.append('not verified (PlannerConfig.verify=False)')
+    if stats['safety']['count']:
+        why.append(f"{stats['safety']['count']} move(s) put wheels on unswept ground")
+    if stats.get('unsafe_corners'):
+        why.append(f"{stats['unsafe_corners']} corner(s) could not be made wheel-safe")
+    if stats['no_go_m'] > 0:
+        why.append(f"{stats['no_go_m']:.2f} m of path inside no-go zones")
+    if stats['outside_m'] > 0:
+        why.append(f"{stats['outside_m']:.2f} m of path outside the search area and safe ground")
+    if stats['gaps']:
+        why.append(f"{stats['gaps']} gap(s) between segments")
+    fence = stats.get('fence', {})
+    if fence.get('wheels_outside_m2', 0) > 0:
+        why.append(f"wheels {fence['wheels_outside_m2']:.3f} m² outside the search area and safe ground "
+                   '(the geofence would hold the robot)')
+    if fence.get('body_in_no_go_m2', 0) > 0:
+        why.append(f"body or detector head {fence['body_in_no_go_m2']:.3f} m² over no-go zones "
+                   '(the safety monitor would hold the robot)')
+    if not stats.get('start_on_safe_ground', True):
+        why.append('the start is not on safe ground with room to turn')
+    return not why, why
+
+
 def plan_stats(plan: CoveragePlan, area: SearchArea, robot: RobotGeometry, region=None,
-               config: PlannerConfig | None = None) -> dict:
+               config: PlannerConfig | None = None, details: bool = False) -> dict:
     """Coverage, length, lower bound, no-go/outside metres, continuity, and (with ``config``) the
     raster swept-ground replay. Coverage is exact (CoverageTracker over the plan's vertex poses)
     without ``config`` or with ``config.exact_coverage``, else the replay raster's conservative
@@ -1130,12 +1500,25 @@ def plan_stats(plan: CoveragePlan, area: SearchArea, robot: RobotGeometry, regio
         'coverage_time_s': round(t_cov, 4),
     }
     if check is not None:
-        out.update({'safety': check.summary(),
+        zones = shapely.union_all([area.no_go_union, *[Polygon(r) for r in area.search.interiors]])
+        t1 = time.perf_counter()
+        fence = fence_check(plan, robot, inside.buffer(1e-6), zones)
+        out['fence'] = {**fence.summary(), 'items_all': fence.items,
+                        'time_s': round(time.perf_counter() - t1, 4)}
+        out['_unswept'] = check.unswept_pieces(region, min_area=0.01)
+        out.update({'safety': {**check.summary(), 'items_all': [v.as_dict() for v in check.violations]},
                     'coverage_fraction_raster': round(check.coverage_fraction, 6),
                     'overhang_no_go_m2': round(check.overhang_no_go_m2, 4),
                     'overhang_outside_max_m': round(check.overhang_outside_max_m, 3),
                     'verify_time_s': round(t_check, 4)})
     else:
-        out['safety'] = {'count': 0, 'metres': 0.0, 'area_m2': 0.0, 'method': 'not verified', 'items': []}
+        out['safety'] = {'count': 0, 'metres': 0.0, 'area_m2': 0.0, 'method': 'not verified', 'items': [],
+                         'items_all': []}
+        out['fence'] = {'wheels_outside_m2': 0.0, 'body_in_no_go_m2': 0.0, 'items': [], 'items_all': [],
+                        'method': 'not verified'}
+    if not details:        # full item lists and the unswept pieces are for plan_coverage only
+        out['safety'].pop('items_all', None)
+        out['fence'].pop('items_all', None)
+        out.pop('_unswept', None)
     return out
 

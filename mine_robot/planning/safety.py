@@ -376,6 +376,28 @@ class RasterCheck:
                 'items': [v.as_dict() for v in self.violations[:limit]]}
 
 
+    def unswept_pieces(self, region, min_area: float = 0.01) -> list[tuple[tuple[float, float], float]]:
+        """((x, y) centroid, m²) of each connected unswept piece of ``region`` of at least ``min_area``
+        (pixel noise along the edges removed by an opening), largest first."""
+        g = self.grid
+        want = g.fill(g.zeros(), region)
+        left = want & (self.swept ^ 1)
+        rows, cols = np.nonzero(left.any(axis=1))[0], np.nonzero(left.any(axis=0))[0]
+        if not len(rows):
+            return []
+        i0, j0 = max(int(rows[0]) - 2, 0), max(int(cols[0]) - 2, 0)      # components of the crop only
+        left = cv2.morphologyEx(left[i0:int(rows[-1]) + 3, j0:int(cols[-1]) + 3], cv2.MORPH_OPEN,
+                                np.ones((2, 2), np.uint8))
+        n, _, st, cen = cv2.connectedComponentsWithStats(left, connectivity=8)
+        out = []
+        for k in range(1, n):
+            a = float(st[k, cv2.CC_STAT_AREA]) * g.cell * g.cell
+            if a >= min_area:
+                out.append(((g.x0 + (cen[k, 0] + j0 + 0.5) * g.cell,
+                             g.y0 + (cen[k, 1] + i0 + 0.5) * g.cell), a))
+        return sorted(out, key=lambda p: -p[1])
+
+
 def _parts(geom) -> list:
     if geom.is_empty:
         return []
@@ -544,11 +566,17 @@ class SweptRaster:
     """
 
     def __init__(self, robot: RobotGeometry, bounds, safe=None, cell: float = 0.02,
-                 margin: float = 0.03, yaw_step: float = 0.1, pad: float = 3.0):
+                 margin: float = 0.03, yaw_step: float = 0.1, pad: float = 3.0, allowed=None):
         self.grid = Grid(bounds, cell, pad=pad)
         self.swept = self.grid.zeros()
         if safe is not None and not safe.is_empty:
             self.grid.fill(self.swept, safe)
+        # ground the wheels may use at all (the geofence: search area + safe ground): detector sweeps
+        # past it (overhang at the outer boundary) are not kept as ground the wheels may roll on
+        self.allowed = None
+        if allowed is not None and not allowed.is_empty:
+            self.allowed = self.grid.fill(self.grid.zeros(), allowed)
+            self.swept &= self.allowed
         self.outline = detector_outline(robot)
         self.det_min = float(self.outline[:, 0].min())
         wheels = robot.wheel_patches()
@@ -620,15 +648,27 @@ class SweptRaster:
         pts = self._place(np.asarray(rects).reshape(-1, 2), x, y, np.array([yaw]))[0]
         return self._unswept(self.grid.pix(pts).reshape(-1, 4, 2)) == 0
 
+    def _clip(self, pix) -> None:
+        """Keep only allowed ground among the cells a fill of ``pix`` may have set."""
+        if self.allowed is None:
+            return
+        flat = pix.reshape(-1, 2) // 16
+        j0, i0 = np.maximum(flat.min(axis=0) - 1, 0)
+        j1, i1 = flat.max(axis=0) + 2
+        self.swept[i0:i1, j0:j1] &= self.allowed[i0:i1, j0:j1]
+
     def sweep_turn(self, x, y, yaw0, yaw1) -> None:
         dp = self.grid.pix(self._place(self.outline, x, y, self._turn_yaws(yaw0, yaw1)))
         self._fill(self.swept, np.concatenate([dp[:-1], dp[1:]], axis=1))
+        self._clip(dp)
 
     def sweep_straight(self, x, y, yaw, dist, reverse=False) -> None:
         sign = -1.0 if reverse else 1.0
         det = self._place(np.vstack([self.outline, self.outline + [sign * dist, 0.0]]), x, y,
                           np.array([yaw]))[0]
-        self._fill(self.swept, self.grid.pix(det)[None])
+        pix = self.grid.pix(det)
+        self._fill(self.swept, pix[None])
+        self._clip(pix)
 
     def snapshot(self, x, y, radius):
         i0, j0 = self._index(x - radius, y - radius)
@@ -648,3 +688,93 @@ class SweptRaster:
         i = int(np.clip((y - self.grid.y0) / self.grid.cell, 0, self.grid.ny - 1))
         j = int(np.clip((x - self.grid.x0) / self.grid.cell, 0, self.grid.nx - 1))
         return i, j
+
+
+# ------------------------------------------------------------------ geofence replay (exact)
+@dataclass
+class FenceCheck:
+    """Outcome of :func:`fence_check`: what the safety monitor's geofence would refuse."""
+    wheels_outside_m2: float
+    body_in_no_go_m2: float
+    items: list[dict]
+
+    def summary(self, limit: int = 20) -> dict:
+        return {'wheels_outside_m2': round(self.wheels_outside_m2, 4),
+                'body_in_no_go_m2': round(self.body_in_no_go_m2, 4), 'items': self.items[:limit]}
+
+
+def fence_check(plan, robot: RobotGeometry, allowed, no_go, yaw_step: float = 0.1) -> FenceCheck:
+    """Replay a plan against the safety monitor's geofence rules (mine_robot.control.safety):
+    the wheel contact patches stay inside ``allowed`` (search area + declared safe ground) and the
+    body footprint and the detector head stay out of ``no_go``, on every move and every point-turn
+    step. Exact (shapely); moves whose reach (wheels 0.47 m, detector 1.06 m for the default robot)
+    is clear of every edge are skipped without geometry work.
+    """
+    wheels = robot.wheel_patches()                                    # (4, 4, 2)
+    shapes = [robot.footprint(), detector_outline(robot)]
+    w_reach = float(np.hypot(wheels[..., 0], wheels[..., 1]).max())
+    b_reach = max(float(np.hypot(s[:, 0], s[:, 1]).max()) for s in shapes)
+    inner = allowed.buffer(-w_reach - 1e-3) if not allowed.is_empty else Polygon()
+    shapely.prepare(inner)
+    far = None
+    if no_go is not None and not no_go.is_empty:
+        shapely.prepare(no_go)
+        far = no_go
+    out_m2, nogo_m2, items = 0.0, 0.0, []
+
+    def hull_pairs(pts, poses):
+        """Convex hulls of ``pts`` (K, 2) at consecutive poses (one hull for a single pose)."""
+        p = transform(pts, poses)
+        if len(poses) == 1:
+            return shapely.polygons(p)
+        pairs = np.concatenate([p[:-1], p[1:]], axis=1)
+        idx = np.repeat(np.arange(len(pairs)), pairs.shape[1])
+        return shapely.convex_hull(shapely.multipoints(pairs.reshape(-1, 2), indices=idx))
+
+    moves = list(_moves(plan))
+    if not moves:
+        return FenceCheck(0.0, 0.0, [])
+    mv = np.array([m[3:8] for m in moves], dtype=float)                   # x, y, yaw0, yaw1, dist
+    rev = np.array([m[8] for m in moves], dtype=bool)
+    turn = np.array([m[0] == 'turn' for m in moves], dtype=bool)
+    sign = np.where(rev, -1.0, 1.0)
+    ends = mv[:, :2] + (sign * mv[:, 4])[:, None] * np.column_stack([np.cos(mv[:, 2]), np.sin(mv[:, 2])])
+    probes = np.where(turn, shapely.points(mv[:, :2]),
+                      shapely.linestrings(np.stack([mv[:, :2], ends], axis=1)))
+    check_w = ~shapely.covers(inner, probes) if not inner.is_empty else np.ones(len(moves), bool)
+    # straight moves near the edge: their wheel patches stay within the base_link segment grown by the
+    # wheels' reach along and across it (square caps), often still inside
+    near = np.nonzero(check_w & ~turn)[0]
+    if len(near):
+        ax = float(np.abs(wheels[..., 0]).max())
+        ay = float(np.abs(wheels[..., 1]).max())
+        if abs(ax - ay) < 1e-9:
+            shapely.prepare(allowed)
+            boxes = shapely.buffer(probes[near], ax, cap_style='square', join_style='mitre')
+            check_w[near[shapely.covers(allowed, boxes)]] = False
+    check_b = shapely.distance(far, probes) < b_reach + 1e-3 if far is not None \
+        else np.zeros(len(moves), bool)
+    for i in np.nonzero(check_w | check_b)[0]:
+        kind, seg, role, x, y, y0, y1, dist, _ = moves[i]
+        if kind == 'turn':
+            n = max(1, math.ceil(abs(y1 - y0) / yaw_step))
+            yaws = y0 + (y1 - y0) * np.arange(n + 1) / n
+            poses = np.column_stack([np.full(n + 1, x), np.full(n + 1, y), yaws])
+        else:
+            poses = np.array([[x, y, y0], [ends[i, 0], ends[i, 1], y0]])
+        where = [round(float(x), 2), round(float(y), 2)]
+        if check_w[i]:
+            w = shapely.union_all(np.concatenate([hull_pairs(wp, poses) for wp in wheels]))
+            a = float(w.difference(allowed).area)
+            if a > TOLERANCE_M2:
+                out_m2 += a
+                items.append({'segment': seg, 'role': role, 'kind': kind, 'rule': 'geofence',
+                              'area_m2': round(a, 4), 'where': where})
+        if check_b[i]:
+            body = shapely.union_all(np.concatenate([hull_pairs(sh, poses) for sh in shapes]))
+            a = float(body.intersection(far).area)
+            if a > TOLERANCE_M2:
+                nogo_m2 += a
+                items.append({'segment': seg, 'role': role, 'kind': kind, 'rule': 'no_go',
+                              'area_m2': round(a, 4), 'where': where})
+    return FenceCheck(out_m2, nogo_m2, items)

@@ -274,3 +274,15 @@ def test_controller_guard_stops_for_an_unsettled_target_in_the_wheels_path():
     # the mission paused: the robot is held still, whatever the sequence wanted
     ctl.on_status({'state': 'paused', 'pending_marks': [], 'hazards': []})
     assert ctl.step(0.1).cmd == (0.0, 0.0)
+
+
+def test_controller_guard_never_restarts_a_handled_target():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    ctl.on_pose((0.0, 0.0, 0.0))
+    wheel_y = float(ROBOT.wheels.contact_centres()[0][1])
+    ahead = float(ROBOT.wheel_patches()[:, :, 0].max()) + 0.3
+    ctl.on_targets([{'id': 4, 'x': ahead, 'y': wheel_y, 'classification': 'mine', 'settled': True}])
+    # marked before (e.g. from the previous lane, or by a marking node that restarted since)
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': [], 'handled': ['4']})
+    assert ctl.step(0.0).events == [] and ctl.seq is None

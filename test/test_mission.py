@@ -428,3 +428,33 @@ def test_a_replan_may_back_away_from_a_hazard_but_not_drive_at_one(tmp_path, are
     out = m.drivable_prefix(plan)
     assert len(out.segments) == 1 and 'unswept ground at (6.00, 1.00)' in m.plan_notes[-1]
     m.close()
+
+
+def test_a_follower_fault_is_recovered_a_few_times_then_faults_the_mission(tmp_path, area_file):
+    m = make(tmp_path, follower_recoveries=2)
+    m.start(0.0, str(area_file))
+    assert not m.on_follower_fault(0.5, 'cross-track error +0.60 m')   # not driving yet: ignored
+    m.on_plan(1.0, plan_json(YS))
+    assert m.on_follower_fault(2.0, 'cross-track error +0.60 m')       # recover: re-acquire
+    assert not m.on_follower_fault(3.0, 'cross-track error +0.60 m')   # the same fault still shown
+    assert m.on_follower_fault(5.0, 'cross-track error +0.61 m') and m.sm.state == State.SWEEPING
+    assert not m.on_follower_fault(8.0, 'cross-track error +0.70 m')   # third: the mission faults
+    assert m.sm.state == State.FAULT and 'follower' in m.message and '0.70' in m.message
+    events = [e['event'] for e in m.records.events()]
+    assert events.count('follower_fault') == 2
+    m.close()
+
+
+def test_status_lists_handled_targets_so_nothing_is_marked_twice(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(1.0, plan_json(YS))
+    m.on_targets(2.0, [{'id': 7, 'x': 4.0, 'y': 0.5, 'confidence': 0.9, 'classification': 'mine',
+                        'settled': True}])
+    assert [p['id'] for p in m.status()['pending_marks']] == ['7'] and m.status()['handled'] == []
+    m.on_mark_started(3.0, '7')
+    m.on_mark_outcome(4.0, {'target_id': '7', 'status': 'marked', 'x': 4.0, 'y': 0.5,
+                            'target': (4.0, 0.5), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    status = m.status()
+    assert status['pending_marks'] == [] and status['handled'] == ['7'] and status['hazards'] == [[4.0, 0.5]]
+    m.close()

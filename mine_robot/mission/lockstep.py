@@ -315,13 +315,7 @@ class MissionRun:
             self.monitor.hazards.from_targets(targets)
 
     def _publish_status(self) -> None:
-        m = self.mission
-        status = m.progress()
-        status['pending_marks'] = [
-            {'id': tid, 'x': m.targets[tid]['x'], 'y': m.targets[tid]['y'],
-             'classification': m.targets[tid]['classification']} for tid in m.pending_marks()]
-        status['hazards'] = [[round(t['x'], 3), round(t['y'], 3)] for t in m.targets.values()
-                             if t['classification'] != 'clutter']
+        status = self.mission.status()
         self.last_status = status
         self.marking.on_status(status)
         self.monitor.hazards.from_mission(status['hazards'])
@@ -369,6 +363,9 @@ class MissionRun:
             self.autonomy = (0.0, 0.0)
             return
         cmd = self.follower.step(t, pose.x, pose.y, pose.yaw)
+        if cmd.fault and self.mission.on_follower_fault(t, cmd.fault):
+            self.follower.reset_fault(pose.x, pose.y)      # what lane_follower/resume does
+            self.follower.resume()
         self.autonomy = (cmd.v, cmd.w)
         if cmd.progress.state == 'done' and self.state in DRIVING:
             self.mission.finish_lanes(t)

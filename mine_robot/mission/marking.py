@@ -402,7 +402,8 @@ class MarkingController:
 
     The mission is the authority on what is marked: a target is chosen from its
     ``pending_marks``, except that a target not (yet) settled as clutter lying in the wheels' path
-    ahead (:func:`in_wheel_path`) is marked at once, before the wheels reach it.
+    ahead (:func:`in_wheel_path`) is marked at once, before the wheels reach it. A target the
+    mission lists as ``handled`` (or this controller already finished) is never started again.
     """
 
     def __init__(self, robot: RobotGeometry, config: MarkingConfig, command_ids=None):
@@ -412,6 +413,7 @@ class MarkingController:
         self.status: dict = {}
         self.pose: tuple[float, float, float] | None = None
         self.done: set[str] = set()      # outcomes sent, waiting for the mission to record them
+        self.finished: set[str] = set()  # every target this controller sent an outcome for
         self.candidates: dict[str, dict] = {}
         self.guarded: set[str] = set()   # targets the wheel-path guard already handled
         self.moving: MoveAlong | None = None
@@ -464,8 +466,9 @@ class MarkingController:
         return out
 
     def _guard_target(self) -> dict | None:
+        handled = set(map(str, self.status.get('handled', ()))) | self.finished
         for tid, t in self.candidates.items():
-            if tid in self.guarded or tid in self.done:
+            if tid in self.guarded or tid in self.done or tid in handled:
                 continue
             if t.get('settled', True) and t.get('classification') == 'clutter':
                 continue
@@ -519,6 +522,7 @@ class MarkingController:
             o = self.seq.outcome
             out.events.append({'event': 'outcome', **asdict(o)})
             self.done.add(o.target_id)
+            self.finished.add(o.target_id)
             if o.status == 'failed':
                 out.log.append(('error', f'target {o.target_id}: mark FAILED ({o.reason})'))
             else:

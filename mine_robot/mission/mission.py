@@ -54,6 +54,10 @@ class MissionConfig:
     sidestep: bool = True
     sidestep_clearance: float = 0.20
     sidestep_margin: float = 0.08
+    # A lane-follower fault while driving (e.g. cross-track beyond its limit) is recovered by
+    # re-acquiring the path from where the robot stands, at most this many times per plan; then
+    # the mission faults with the follower's reason (a faulted follower holds the robot still).
+    follower_recoveries: int = 3
 
     def __post_init__(self):
         if not 0.0 < self.coverage_goal <= 1.0:
@@ -66,6 +70,8 @@ class MissionConfig:
             raise ValueError('hazard_detour_after and max_detours must be >= 0, hazard_zone_radius > 0')
         if self.sidestep_clearance < 0 or self.sidestep_margin < 0:
             raise ValueError('sidestep_clearance and sidestep_margin must be >= 0')
+        if self.follower_recoveries < 0:
+            raise ValueError(f'follower_recoveries must be >= 0, got {self.follower_recoveries}')
         if self.sweep_speed <= 0 or self.max_resweeps < 0 or self.cleared_depth_m <= 0:
             raise ValueError('sweep_speed and cleared_depth_m must be > 0, max_resweeps >= 0')
 
@@ -132,6 +138,8 @@ class Mission:
         self.sidestep_notes: list[str] = []    # what each detour's sidestep attempt found
         self.plan_notes: list[str] = []        # re-plans cut short or dropped, and why
         self._all_done_at_start = False        # every lane of the current plan swept before it
+        self.follower_faults = 0               # follower faults recovered on the current plan
+        self._follower_fault_t = -math.inf
         self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
         self.message = 'idle: load an area and start'
         self.report: dict | None = None
@@ -246,6 +254,7 @@ class Mission:
         for lane in self.lanes:  # on resume, lanes already swept count as done
             lane.done = self.tracker.pose_count > 0 and self._lane_swept(lane)
         self._all_done_at_start = all(lane.done for lane in self.lanes)
+        self.follower_faults, self._follower_fault_t = 0, -math.inf
         if self.records is not None:
             self._rec(lambda: setattr(self, 'plan_id', self.records.add_plan(
                 t, plan_json, [lane.lane for lane in self.lanes], kind)), t)
@@ -277,6 +286,24 @@ class Mission:
             why = '; '.join(reasons) or 'no reason given'
             return self.fault(t, 'safety', f'robot held by the safety monitor for {limit:.0f} s: {why}')
         return None
+
+    def on_follower_fault(self, t: float, reason: str) -> bool:
+        """The lane follower reports a fault (its progress state ``fault``). While driving, the
+        first ``follower_recoveries`` faults of a plan are recovered: True tells the caller to
+        resume the follower, which re-acquires the path from the robot's pose; after that the
+        mission faults naming the follower's reason. Repeats within 2 s of a recovery are the
+        same fault still being reported (False)."""
+        if self.sm.state not in DRIVING or t - self._follower_fault_t < 2.0:
+            return False
+        self._follower_fault_t = t
+        self.follower_faults += 1
+        if self.follower_faults > self.config.follower_recoveries:
+            self.fault(t, 'follower', f'{reason} ({self.follower_faults - 1} recoveries already tried)')
+            return False
+        why = f'lane follower fault ({reason}): re-acquiring the path from the robot pose'
+        self.message = f'{self.sm.state}: {why}'
+        self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'follower_fault', why), t)
+        return True
 
     def on_pose(self, t: float, x: float, y: float, yaw: float) -> list[Transition]:
         if not all(math.isfinite(v) for v in (t, x, y, yaw)):
@@ -670,6 +697,19 @@ class Mission:
             'faults': list(self.faults[-5:]),
             'resumed': bool(self.records is not None and self.records.resumed),
         }
+
+    def status(self) -> dict:
+        """The ``mission/status`` body: :meth:`progress` plus what the marking node and the safety
+        monitor act on: the marks to make, every target already handled (marked, failed or not
+        marked: never marked twice) and the known hazards (every target not called clutter)."""
+        status = self.progress()
+        status['pending_marks'] = [{'id': tid, 'x': self.targets[tid]['x'], 'y': self.targets[tid]['y'],
+                                    'classification': self.targets[tid]['classification']}
+                                   for tid in self.pending_marks()]
+        status['handled'] = sorted(self.handled)
+        status['hazards'] = [[round(t['x'], 3), round(t['y'], 3)] for t in self.targets.values()
+                             if t['classification'] != 'clutter']
+        return status
 
     def export(self, out_dir: str | Path | None = None) -> dict:
         ctx = ExportContext(self.area.frame, self.area.search, tuple(self.area.no_go),

@@ -286,3 +286,15 @@ def test_controller_guard_never_restarts_a_handled_target():
     # marked before (e.g. from the previous lane, or by a marking node that restarted since)
     ctl.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': [], 'handled': ['4']})
     assert ctl.step(0.0).events == [] and ctl.seq is None
+
+
+def test_controller_waits_for_a_turn_to_end_before_starting_a_mark():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    ctl.on_status({'state': 'sweeping', 'hazards': [], 'pending_marks': [
+        {'id': 'T1', 'x': NOZZLE_X - 0.3, 'y': 0.05, 'classification': 'mine'}]})
+    ctl.on_pose((0.0, 0.0, 0.7), yaw_rate=0.5)        # mid point turn, heading between two lanes
+    assert ctl.step(0.0).events == [] and ctl.seq is None
+    ctl.on_pose((0.0, 0.0, 0.0), yaw_rate=0.01)       # the turn is over: on the lane heading
+    assert ctl.step(0.1).events == [{'event': 'started', 'target_id': 'T1'}]
+    assert ctl.seq.plan.heading == pytest.approx(0.0)

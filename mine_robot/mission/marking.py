@@ -43,6 +43,7 @@ class MarkingConfig:
     # target only once every sensor has passed it, by which time the wheels would be on it.
     guard_ahead: float = 0.6
     swept_tolerance: float = 0.02    # m of slack allowed when testing wheels against swept ground
+    max_start_yaw_rate: float = 0.05  # rad/s; a mark is started only when the robot is not turning
     ack_timeout: float = 2.0         # s to wait for the marker's acknowledgement
     retries: int = 2                 # extra fire attempts after the first
     hazard_mode: str = 'paint'
@@ -56,7 +57,8 @@ class MarkingConfig:
             raise ValueError(f'clutter_policy must be one of {CLUTTER_POLICIES}, '
                              f'got {self.clutter_policy!r}')
         for name in ('max_backup', 'max_forward', 'stop_tolerance', 'move_timeout', 'approach_speed',
-                     'ack_timeout', 'hazard_duration', 'clutter_duration', 'guard_ahead'):
+                     'ack_timeout', 'hazard_duration', 'clutter_duration', 'guard_ahead',
+                     'max_start_yaw_rate'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'marking.{name} must be > 0, got {value!r}')
@@ -418,6 +420,7 @@ class MarkingController:
         self.guarded: set[str] = set()   # targets the wheel-path guard already handled
         self.moving: MoveAlong | None = None
         self.sent = 0
+        self.yaw_rate = 0.0
 
     def on_status(self, status: dict) -> None:
         self.status = status
@@ -427,8 +430,9 @@ class MarkingController:
     def on_targets(self, targets: list[dict]) -> None:
         self.candidates = {str(t['id']): t for t in targets}
 
-    def on_pose(self, pose) -> None:
+    def on_pose(self, pose, yaw_rate: float = 0.0) -> None:
         self.pose = (float(pose[0]), float(pose[1]), float(pose[2]))
+        self.yaw_rate = float(yaw_rate)
 
     def on_marker(self, now: float, answer: dict) -> MarkingStep:
         """``marker/status`` body: ``done`` (fired; slide_mm measured) or a refusing ``ack``."""
@@ -481,6 +485,11 @@ class MarkingController:
 
     def _maybe_begin(self, now: float, out: MarkingStep) -> None:
         if self.status.get('state') not in MARK_STATES or self.pose is None:
+            return
+        if abs(self.yaw_rate) > self.config.max_start_yaw_rate:
+            # turning in place: the manoeuvre runs along the robot's heading, which only means
+            # "along the lane" once the turn is over (one that started mid-turn backed the robot
+            # diagonally off its lanes and left it held on unswept ground)
             return
         target = self._guard_target()
         if target is not None:

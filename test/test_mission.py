@@ -458,3 +458,17 @@ def test_status_lists_handled_targets_so_nothing_is_marked_twice(tmp_path, area_
     status = m.status()
     assert status['pending_marks'] == [] and status['handled'] == ['7'] and status['hazards'] == [[4.0, 0.5]]
     m.close()
+
+
+def test_unplannable_missed_strips_complete_the_mission_saying_the_goal_was_not_reached(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = drive(m, plan_json(YS), 0.0, skip=lambda x, y: y == 1.5 and 3.0 < x < 6.0)
+    m.finish_lanes(t)
+    assert m.sm.state == State.RESWEEP
+    tr = m.resweep_unplannable(t, 'no safe way in')
+    assert m.sm.state == State.COMPLETE and tr.reason.startswith('coverage ')
+    assert 'NOT reached' in tr.reason and 'no safe way in' in tr.reason and ' m² ' in tr.reason
+    assert json.loads((tmp_path / 'out' / 'report.json').read_text())['coverage_fraction'] < 0.995
+    m.close()

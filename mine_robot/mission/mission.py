@@ -606,10 +606,14 @@ class Mission:
     def resweep_unplannable(self, t: float, reason: str | None = None) -> Transition:
         """No plan could be made for the missed strips: complete, reporting them as not searched
         (``reason``: default, the last of ``plan_notes`` or ``faults``)."""
-        self.pending_resweep = None
+        missed, self.pending_resweep = self.pending_resweep, None
         if reason is None:
             reason = (self.plan_notes or self.faults or ['no plannable strip'])[-1]
-        return self._complete(t, f'missed strips left unsearched: {reason}')
+        fraction = self.tracker.fraction(self.area.searchable)
+        area = f'{missed.area:.2f} m² ' if missed is not None else ''
+        goal = 100 * self.config.coverage_goal
+        return self._complete(t, f'coverage {100 * fraction:.2f} %, goal {goal:.1f} % NOT reached: missed '
+                                 f'strips ({area}in coverage.geojson) left unsearched: {reason}')
 
     def _complete(self, t: float, reason: str) -> Transition:
         tr = self._go('resweep_done', t, reason)

@@ -204,3 +204,19 @@ def test_stop_points_are_approached_creeping():
             assert v <= to_go / c.final_approach_time + 0.02
     speeds = [v for *_, v, _, _ in log[:-1]]      # the last command is the stop at the goal
     assert max(abs(np.diff(speeds))) <= c.linear_decel * DT + 1e-9 and speeds[-1] < 0.07
+
+
+def test_a_paused_follower_is_not_faulted_by_being_moved_and_reacquires_on_resume():
+    # two legs at a right angle; paused in the turn, the robot is then backed 0.7 m along its
+    # heading (the marking manoeuvre): no fault while held, and resuming re-acquires the leg
+    path = FollowPath.from_segments([('lane', np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0]]))])
+    f = PathFollower(path)
+    log = run(f, (0.0, 0.0, 0.0), 60.0, on_step=lambda k, cmd: f.pause() if cmd.progress.leg == 1 else None)
+    assert log[-1][5].state == 'paused'
+    x, y, yaw = log[-1][:3]
+    moved = (x - 0.7 * math.cos(yaw), y - 0.7 * math.sin(yaw), yaw)
+    assert f.step(100.0, *moved).progress.state == 'paused'      # > max_cross_track, but held
+    f.resume()
+    log = run(f, moved, 60.0)
+    assert all(p.state != 'fault' for *_, p in log) and log[-1][5].state == 'done'
+    assert log[-1][1] == pytest.approx(4.0, abs=0.05)

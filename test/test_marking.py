@@ -228,3 +228,73 @@ def test_in_wheel_path_covers_the_wheel_tracks_ahead_only():
     assert not in_wheel_path(ROBOT, pose, (1.0 + 0.50, 2.6), 0.1, 0.6)  # outside the tracks
     assert not in_wheel_path(ROBOT, pose, (1.0 - 0.28, 3.4), 0.1, 0.6)  # beyond the guard distance
     assert not in_wheel_path(ROBOT, pose, (1.0 - 0.28, 1.4), 0.1, 0.6)  # behind the rear wheels
+
+
+def test_controller_marks_the_missions_pending_target_and_reports_the_outcome():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG, command_ids=itertools.count(7))
+    ctl.on_pose((0.0, 0.0, 0.0))
+    assert ctl.step(0.0).events == []                    # idle until the mission lists a mark
+    # the mission lists a mine 0.3 m behind the nozzle, 5 cm left: back up, slide left, fire
+    status = {'state': 'sweeping', 'pending_marks': [{'id': 'T1', 'x': NOZZLE_X - 0.3, 'y': 0.05,
+                                                      'classification': 'mine'}], 'hazards': []}
+    ctl.on_status(status)
+    out = ctl.step(1.0)
+    assert out.events == [{'event': 'started', 'target_id': 'T1'}] and out.cmd == (0.0, 0.0)
+    v, _ = ctl.step(1.05).cmd
+    assert v < 0                                          # backing up along the lane
+    ctl.on_pose((-0.3, 0.0, 0.0))
+    out = ctl.step(3.0)
+    assert len(out.fires) == 1 and out.fires[0]['cmd_id'] == 7 and out.fires[0]['slide_mm'] == 50
+    assert ctl.step(3.1).cmd == (0.0, 0.0)                # holds the robot while firing
+    assert ctl.on_marker(3.2, {'type': 'ack', 'cmd_id': 7, 'ok': True}).events == []   # accepted
+    out = ctl.on_marker(3.6, {'type': 'done', 'cmd_id': 7, 'slide_mm': 50})
+    (event,) = out.events
+    assert event['event'] == 'outcome' and event['status'] == 'marked'
+    assert math.hypot(event['x'] - (NOZZLE_X - 0.3), event['y'] - 0.05) < 1e-6
+    assert ctl.seq is None and 'T1' in ctl.done
+    ctl.on_status({**status, 'pending_marks': []})        # recorded by the mission: forgotten
+    assert not ctl.done and ctl.step(4.0).events == []
+
+
+def test_controller_guard_stops_for_an_unsettled_target_in_the_wheels_path():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    ctl.on_pose((0.0, 0.0, 0.0))
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': []})
+    wheel_y = float(ROBOT.wheels.contact_centres()[0][1])
+    ahead = float(ROBOT.wheel_patches()[:, :, 0].max()) + 0.3
+    ctl.on_targets([{'id': 4, 'x': ahead, 'y': wheel_y, 'classification': 'clutter', 'settled': False},
+                    {'id': 5, 'x': ahead, 'y': 5.0, 'classification': 'mine', 'settled': True}])
+    out = ctl.step(0.0)
+    # unsettled (not yet cleared as clutter) and in a wheel track ahead: marked now, as unknown
+    assert out.events[0] == {'event': 'started', 'target_id': '4'}
+    assert ctl.seq.classification == 'unknown' and '4' in ctl.guarded
+    assert any('wheels' in text for _, text in out.log)
+    # the mission paused: the robot is held still, whatever the sequence wanted
+    ctl.on_status({'state': 'paused', 'pending_marks': [], 'hazards': []})
+    assert ctl.step(0.1).cmd == (0.0, 0.0)
+
+
+def test_controller_guard_never_restarts_a_handled_target():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    ctl.on_pose((0.0, 0.0, 0.0))
+    wheel_y = float(ROBOT.wheels.contact_centres()[0][1])
+    ahead = float(ROBOT.wheel_patches()[:, :, 0].max()) + 0.3
+    ctl.on_targets([{'id': 4, 'x': ahead, 'y': wheel_y, 'classification': 'mine', 'settled': True}])
+    # marked before (e.g. from the previous lane, or by a marking node that restarted since)
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': [], 'handled': ['4']})
+    assert ctl.step(0.0).events == [] and ctl.seq is None
+
+
+def test_controller_waits_for_a_turn_to_end_before_starting_a_mark():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    ctl.on_status({'state': 'sweeping', 'hazards': [], 'pending_marks': [
+        {'id': 'T1', 'x': NOZZLE_X - 0.3, 'y': 0.05, 'classification': 'mine'}]})
+    ctl.on_pose((0.0, 0.0, 0.7), yaw_rate=0.5)        # mid point turn, heading between two lanes
+    assert ctl.step(0.0).events == [] and ctl.seq is None
+    ctl.on_pose((0.0, 0.0, 0.0), yaw_rate=0.01)       # the turn is over: on the lane heading
+    assert ctl.step(0.1).events == [{'event': 'started', 'target_id': 'T1'}]
+    assert ctl.seq.plan.heading == pytest.approx(0.0)

@@ -269,3 +269,20 @@ def test_known_hazard_keeps_the_wheels_away_but_the_robot_may_straddle_or_leave_
     # far hazards cost nothing and never stop
     status = at_10_5((30.0, 30.0), 0.5, 0.0)
     assert not status.stop and 'hazard_wheel_distance_m' not in status.values
+
+
+def test_known_hazards_follow_fusion_and_the_missions_record():
+    from mine_robot.control.safety import HazardRule
+    rule = HazardRule()
+    assert rule.from_targets([{'id': 1, 'x': 1.0, 'y': 2.0, 'classification': 'unknown'},
+                              {'id': 2, 'x': 3.0, 'y': 2.0, 'classification': 'clutter'}]) == ['target 1']
+    assert len(rule) == 1 and rule.from_targets([{'id': 1, 'x': 1.0, 'y': 2.0}]) == []   # unchanged
+    # re-classified as clutter: forgotten; the mission's record keeps a hazard across restarts
+    rule.from_targets([{'id': 1, 'x': 1.0, 'y': 2.0, 'classification': 'clutter'}])
+    assert len(rule) == 0
+    assert rule.from_mission([[1.0, 2.0], [5.0, 5.0]]) == ['recorded at 1.00,2.00', 'recorded at 5.00,5.00']
+    rule.from_mission([[5.0, 5.0]])                       # the mission's list is the current one
+    assert len(rule) == 1 and math.isinf(rule.nearest(np.array([[[0.9, 1.9], [1.1, 1.9], [1.1, 2.1]]]),
+                                                      (1.0, 2.0))[0])
+    with pytest.raises(KeyError):
+        rule.from_targets([{'x': 1.0, 'y': 2.0}])          # malformed: the node logs and goes on

@@ -225,6 +225,7 @@ class PathFollower:
         self._w = 0.0
         self._t: float | None = None
         self.fault = ''
+        self._reacquire = False
 
     # ---------------------------------------------------------------- pause / resume
     def pause(self) -> None:
@@ -236,10 +237,14 @@ class PathFollower:
         self.pause_distance = self.path.distance_of_index(index)
 
     def resume(self) -> None:
+        """Continue after a pause. While paused something else may have moved the robot (the
+        marking manoeuvre backs up along its heading, an operator drives it): the first step after
+        resuming re-acquires the current leg from the pose, as :meth:`reset_fault` does."""
         self.paused = False
         self.pause_distance = None
         if self.state == 'paused':
-            self.state = 'track'
+            self.state = 'align'
+            self._reacquire = True
 
     def reset_fault(self, x: float, y: float) -> bool:
         """Leave the ``fault`` state: re-acquire the current leg from pose (x, y) and re-align.
@@ -250,16 +255,20 @@ class PathFollower:
         """
         if self.state != 'fault':
             return False
-        v0, v1 = self.path.legs[self.leg]
-        s, _, _ = self.path.project(float(x), float(y), v0, v1, float(self.path.cum[v0]),
-                                    float(self.path.cum[v1]))
-        self.s = float(s)
+        self._project_leg(x, y)
         self.state = 'align'
         self.fault = ''
         self.paused = False
         self._v = self._w = 0.0
         self._t = None
         return True
+
+    def _project_leg(self, x: float, y: float) -> None:
+        """Distance along the path re-projected over the whole current leg (it may move back)."""
+        v0, v1 = self.path.legs[self.leg]
+        s, _, _ = self.path.project(float(x), float(y), v0, v1, float(self.path.cum[v0]),
+                                    float(self.path.cum[v1]))
+        self.s = float(s)
 
     # ---------------------------------------------------------------- control
     def _braking_speed(self, to_go: float) -> float:
@@ -297,6 +306,13 @@ class PathFollower:
         if self.state in ('done', 'fault'):
             self._v = self._w = 0.0
             return Command(0.0, 0.0, self._progress(0.0, 0.0), self.fault)
+        if self.state == 'paused':
+            # held: whatever moves the robot now (marking, an operator) is not a tracking error
+            v, w = self._ramp(0.0, 0.0, dt)
+            return Command(v, w, self._progress(0.0, 0.0))
+        if self._reacquire:
+            self._reacquire = False
+            self._project_leg(x, y)
         v0, v1 = path.legs[self.leg]
         s, cross, edge = path.project(x, y, v0, v1, self.s - c.search_window, self.s + c.search_window)
         self.s = max(self.s, s)

@@ -374,6 +374,28 @@ class HazardRule:
         self._reindex()
         return True
 
+    def from_targets(self, targets: list[dict]) -> list[str]:
+        """Fusion's target list (``targets/json``): every target not classified clutter is a
+        hazard; one now called clutter is forgotten (fusion follows the evidence). Returns the
+        keys of hazards added or moved."""
+        changed = []
+        for t in targets:
+            key = f"target {t['id']}"
+            if t.get('classification') == 'clutter':
+                self.remove(key)
+            elif self.set(key, t['x'], t['y']):
+                changed.append(key)
+        return changed
+
+    def from_mission(self, hazards) -> list[str]:
+        """The mission's recorded hazards (``[[x, y], ...]`` in ``mission/status``): they survive a
+        restart of fusion or of the monitor. The list is the mission's current one: recorded
+        hazards no longer in it are forgotten. Returns the keys added or moved."""
+        recorded = {f'recorded at {float(x):.2f},{float(y):.2f}': (x, y) for x, y in hazards}
+        for key in [k for k in self._points if k.startswith('recorded at ') and k not in recorded]:
+            self.remove(key)
+        return [key for key, (x, y) in recorded.items() if self.set(key, x, y)]
+
     def nearest(self, polys: np.ndarray, centre) -> tuple[float, str | None]:
         """Smallest distance from any of the (m, k, 2) polygons to a hazard near ``centre``, and
         that hazard's key; (inf, None) without one."""

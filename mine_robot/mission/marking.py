@@ -16,7 +16,7 @@ skip). :func:`marking_policy` applies the clutter rule from the config.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 import itertools
 import math
 
@@ -43,6 +43,7 @@ class MarkingConfig:
     # target only once every sensor has passed it, by which time the wheels would be on it.
     guard_ahead: float = 0.6
     swept_tolerance: float = 0.02    # m of slack allowed when testing wheels against swept ground
+    max_start_yaw_rate: float = 0.05  # rad/s; a mark is started only when the robot is not turning
     ack_timeout: float = 2.0         # s to wait for the marker's acknowledgement
     retries: int = 2                 # extra fire attempts after the first
     hazard_mode: str = 'paint'
@@ -56,7 +57,8 @@ class MarkingConfig:
             raise ValueError(f'clutter_policy must be one of {CLUTTER_POLICIES}, '
                              f'got {self.clutter_policy!r}')
         for name in ('max_backup', 'max_forward', 'stop_tolerance', 'move_timeout', 'approach_speed',
-                     'ack_timeout', 'hazard_duration', 'clutter_duration', 'guard_ahead'):
+                     'ack_timeout', 'hazard_duration', 'clutter_duration', 'guard_ahead',
+                     'max_start_yaw_rate'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'marking.{name} must be > 0, got {value!r}')
@@ -375,3 +377,164 @@ def along_lane_command(pose, stop_pose, heading: float, speed: float,
     v = max(-speed, min(speed, gain * err))
     yaw_err = (heading - pose[2] + math.pi) % (2 * math.pi) - math.pi
     return v, heading_gain * yaw_err
+
+
+# -- the marking node's logic on plain data ---------------------------------------------------------
+
+MARK_STATES = ('sweeping', 'resweep', 'investigating')   # mission states in which marks are made
+HOLD_STATES = ('paused', 'aborted', 'fault')               # mission states that hold the robot still
+
+
+@dataclass
+class MarkingStep:
+    """What the marking node publishes after one input or control period."""
+    cmd: tuple[float, float] | None = None       # (v, w) on the mux's marking input; None: nothing
+    fires: list[dict] = field(default_factory=list)   # marker/command bodies
+    events: list[dict] = field(default_factory=list)  # marking/events bodies
+    log: list[tuple[str, str]] = field(default_factory=list)   # (level, text)
+
+
+class MarkingController:
+    """One target at a time: which target to mark next, the :class:`MarkingSequence` for it, and
+    the commands it needs (the ``marking`` node and the lockstep mission both run this).
+
+    Inputs: ``on_status`` (the mission's status: state, ``pending_marks``, ``hazards``),
+    ``on_targets`` (fusion's targets, for the wheel-path guard), ``on_pose`` and ``on_marker``
+    (the marker's ``done``/``ack`` answers); ``step(now)`` once per control period.
+
+    The mission is the authority on what is marked: a target is chosen from its
+    ``pending_marks``, except that a target not (yet) settled as clutter lying in the wheels' path
+    ahead (:func:`in_wheel_path`) is marked at once, before the wheels reach it. A target the
+    mission lists as ``handled`` (or this controller already finished) is never started again.
+    """
+
+    def __init__(self, robot: RobotGeometry, config: MarkingConfig, command_ids=None):
+        self.robot, self.config = robot, config
+        self.ids = command_ids if command_ids is not None else itertools.count(1)
+        self.seq: MarkingSequence | None = None
+        self.status: dict = {}
+        self.pose: tuple[float, float, float] | None = None
+        self.done: set[str] = set()      # outcomes sent, waiting for the mission to record them
+        self.finished: set[str] = set()  # every target this controller sent an outcome for
+        self.candidates: dict[str, dict] = {}
+        self.guarded: set[str] = set()   # targets the wheel-path guard already handled
+        self.moving: MoveAlong | None = None
+        self.sent = 0
+        self.yaw_rate = 0.0
+
+    def on_status(self, status: dict) -> None:
+        self.status = status
+        pending = {str(p['id']) for p in status.get('pending_marks', [])}
+        self.done &= pending    # recorded by the mission: forget
+
+    def on_targets(self, targets: list[dict]) -> None:
+        self.candidates = {str(t['id']): t for t in targets}
+
+    def on_pose(self, pose, yaw_rate: float = 0.0) -> None:
+        self.pose = (float(pose[0]), float(pose[1]), float(pose[2]))
+        self.yaw_rate = float(yaw_rate)
+
+    def on_marker(self, now: float, answer: dict) -> MarkingStep:
+        """``marker/status`` body: ``done`` (fired; slide_mm measured) or a refusing ``ack``."""
+        out = MarkingStep()
+        if self.seq is None or self.pose is None:
+            return out
+        kind = answer.get('type')
+        if kind == 'done':
+            slide = answer.get('slide_mm')
+            ack = MarkerAck(int(answer['cmd_id']), True, None if slide is None else slide / 1000.0)
+        elif kind == 'ack' and not answer.get('ok', False):
+            ack = MarkerAck(int(answer['cmd_id']), False, error=str(answer.get('error', '')))
+        else:
+            return out    # accepted ('firing started') or a status report: wait for 'done'
+        self._apply(self.seq.on_ack(now, self.pose, ack), out)
+        return out
+
+    def step(self, now: float) -> MarkingStep:
+        out = MarkingStep()
+        if self.seq is None:
+            self._maybe_begin(now, out)
+            return out
+        holding = self.status.get('state') in HOLD_STATES
+        if holding:
+            out.cmd = (0.0, 0.0)     # hold still; the sequence times out if it must
+        elif self.pose is not None:
+            self._apply(self.seq.update(now, self.pose), out)
+        if self.seq is not None and self.moving is not None and self.pose is not None and not holding:
+            out.cmd = along_lane_command(self.pose, self.moving.stop_pose, self.seq.plan.heading,
+                                         self.moving.speed)
+        elif self.seq is not None:
+            # firing / waiting for the acknowledgement: keep holding the mux input (it times out,
+            # and the lane follower underneath would drive off with the nozzle)
+            out.cmd = (0.0, 0.0)
+        return out
+
+    def _guard_target(self) -> dict | None:
+        handled = set(map(str, self.status.get('handled', ()))) | self.finished
+        for tid, t in self.candidates.items():
+            if tid in self.guarded or tid in self.done or tid in handled:
+                continue
+            if t.get('settled', True) and t.get('classification') == 'clutter':
+                continue
+            if in_wheel_path(self.robot, self.pose, (float(t['x']), float(t['y'])),
+                             self.config.wheel_clearance + 0.05, self.config.guard_ahead):
+                return {'id': tid, 'x': float(t['x']), 'y': float(t['y']),
+                        'classification': t.get('classification', 'unknown')
+                        if t.get('settled', True) else 'unknown'}
+        return None
+
+    def _maybe_begin(self, now: float, out: MarkingStep) -> None:
+        if self.status.get('state') not in MARK_STATES or self.pose is None:
+            return
+        if abs(self.yaw_rate) > self.config.max_start_yaw_rate:
+            # turning in place: the manoeuvre runs along the robot's heading, which only means
+            # "along the lane" once the turn is over (one that started mid-turn backed the robot
+            # diagonally off its lanes and left it held on unswept ground)
+            return
+        target = self._guard_target()
+        if target is not None:
+            # stop before the wheels reach it; the mark is made now, as 'unknown' if unsettled
+            self.guarded.add(target['id'])
+            out.log.append(('info', f"target {target['id']} in the wheels' path: stopping to mark it "
+                                    f"({target['classification']})"))
+        else:
+            todo = [p for p in self.status.get('pending_marks', [])
+                    if str(p['id']) not in self.done and str(p['id']) not in self.guarded]
+            if not todo:
+                return
+            x, y = self.pose[0], self.pose[1]
+            target = min(todo, key=lambda p: (p['x'] - x) ** 2 + (p['y'] - y) ** 2)
+        hazards = tuple(tuple(h) for h in self.status.get('hazards', []))
+        self.seq = MarkingSequence(self.robot, self.config, str(target['id']),
+                                   (float(target['x']), float(target['y'])),
+                                   str(target.get('classification', 'unknown')), hazards=hazards,
+                                   command_ids=self.ids)
+        out.events.append({'event': 'started', 'target_id': self.seq.target_id})
+        self._apply(self.seq.start(now, self.pose), out)
+
+    def _apply(self, actions, out: MarkingStep) -> None:
+        for action in actions:
+            if isinstance(action, Stop):
+                self.moving = None
+                out.cmd = (0.0, 0.0)
+            elif isinstance(action, MoveAlong):
+                self.moving = action
+            elif isinstance(action, Fire):
+                self.sent += 1
+                out.fires.append({'cmd_id': action.command_id, 'name': 'FIRE',
+                                  'target': self.seq.target_id,
+                                  'duration_ms': int(round(action.duration * 1000)),
+                                  'slide_mm': int(round(action.slide * 1000)), 'mode': action.mode})
+            elif isinstance(action, Resume):
+                self.moving = None
+        if self.seq is not None and self.seq.outcome is not None:
+            o = self.seq.outcome
+            out.events.append({'event': 'outcome', **asdict(o)})
+            self.done.add(o.target_id)
+            self.finished.add(o.target_id)
+            if o.status == 'failed':
+                out.log.append(('error', f'target {o.target_id}: mark FAILED ({o.reason})'))
+            else:
+                out.log.append(('info', f'target {o.target_id}: {o.status} ({o.reason})'))
+            self.seq = None
+            self.moving = None

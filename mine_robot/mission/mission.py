@@ -54,6 +54,10 @@ class MissionConfig:
     sidestep: bool = True
     sidestep_clearance: float = 0.20
     sidestep_margin: float = 0.08
+    # A lane-follower fault while driving (e.g. cross-track beyond its limit) is recovered by
+    # re-acquiring the path from where the robot stands, at most this many times per plan; then
+    # the mission faults with the follower's reason (a faulted follower holds the robot still).
+    follower_recoveries: int = 3
 
     def __post_init__(self):
         if not 0.0 < self.coverage_goal <= 1.0:
@@ -66,6 +70,8 @@ class MissionConfig:
             raise ValueError('hazard_detour_after and max_detours must be >= 0, hazard_zone_radius > 0')
         if self.sidestep_clearance < 0 or self.sidestep_margin < 0:
             raise ValueError('sidestep_clearance and sidestep_margin must be >= 0')
+        if self.follower_recoveries < 0:
+            raise ValueError(f'follower_recoveries must be >= 0, got {self.follower_recoveries}')
         if self.sweep_speed <= 0 or self.max_resweeps < 0 or self.cleared_depth_m <= 0:
             raise ValueError('sweep_speed and cleared_depth_m must be > 0, max_resweeps >= 0')
 
@@ -131,6 +137,9 @@ class Mission:
         self.detours = 0
         self.sidestep_notes: list[str] = []    # what each detour's sidestep attempt found
         self.plan_notes: list[str] = []        # re-plans cut short or dropped, and why
+        self._all_done_at_start = False        # every lane of the current plan swept before it
+        self.follower_faults = 0               # follower faults recovered on the current plan
+        self._follower_fault_t = -math.inf
         self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
         self.message = 'idle: load an area and start'
         self.report: dict | None = None
@@ -244,6 +253,8 @@ class Mission:
         self.lanes = [Lane(n, LineString(pts)) for n, pts in lanes]
         for lane in self.lanes:  # on resume, lanes already swept count as done
             lane.done = self.tracker.pose_count > 0 and self._lane_swept(lane)
+        self._all_done_at_start = all(lane.done for lane in self.lanes)
+        self.follower_faults, self._follower_fault_t = 0, -math.inf
         if self.records is not None:
             self._rec(lambda: setattr(self, 'plan_id', self.records.add_plan(
                 t, plan_json, [lane.lane for lane in self.lanes], kind)), t)
@@ -276,6 +287,24 @@ class Mission:
             return self.fault(t, 'safety', f'robot held by the safety monitor for {limit:.0f} s: {why}')
         return None
 
+    def on_follower_fault(self, t: float, reason: str) -> bool:
+        """The lane follower reports a fault (its progress state ``fault``). While driving, the
+        first ``follower_recoveries`` faults of a plan are recovered: True tells the caller to
+        resume the follower, which re-acquires the path from the robot's pose; after that the
+        mission faults naming the follower's reason. Repeats within 2 s of a recovery are the
+        same fault still being reported (False)."""
+        if self.sm.state not in DRIVING or t - self._follower_fault_t < 2.0:
+            return False
+        self._follower_fault_t = t
+        self.follower_faults += 1
+        if self.follower_faults > self.config.follower_recoveries:
+            self.fault(t, 'follower', f'{reason} ({self.follower_faults - 1} recoveries already tried)')
+            return False
+        why = f'lane follower fault ({reason}): re-acquiring the path from the robot pose'
+        self.message = f'{self.sm.state}: {why}'
+        self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'follower_fault', why), t)
+        return True
+
     def on_pose(self, t: float, x: float, y: float, yaw: float) -> list[Transition]:
         if not all(math.isfinite(v) for v in (t, x, y, yaw)):
             return []
@@ -297,7 +326,13 @@ class Mission:
                 lane.done = True
                 self._rec(lambda lane=lane: self.records.lane_done(self.plan_id, lane.lane, t), t)
         if self.lanes and all(lane.done for lane in self.lanes) and self.sm.state in DRIVING:
-            return self.finish_lanes(t)
+            # the plan is over when the robot reaches the end of its last lane (the follower's
+            # "done" says the same): a lane counts done 0.6 m before its end, and ending the
+            # sweep there left the last 0.6 m of the last lane unswept; a resumed plan whose lanes
+            # were all swept before is over at once
+            end = self.lanes[-1].line.coords[-1]
+            if self._all_done_at_start or math.hypot(end[0] - x, end[1] - y) <= 0.05:
+                return self.finish_lanes(t)
         return []
 
     def detour(self, t: float, why: str) -> Transition | None:
@@ -358,11 +393,30 @@ class Mission:
         self._set_lanes(t, plan_json, lanes_from_plan_json(plan_json), self._pending_kind)
         self.pending_resweep = None
 
+    def plan_pending(self, t: float) -> str | None:
+        """In re-sweep with missed strips pending: plan them and drive that plan (its JSON is
+        returned, for the follower), or, when nothing drivable can be planned, complete with the
+        strips reported unsearched (None). Nothing to do otherwise (None)."""
+        if self.sm.state != State.RESWEEP or self.pending_resweep is None:
+            return None
+        try:
+            plan = self.make_resweep_plan()
+        except ImportError as exc:
+            plan = None
+            self.faults.append(f'resweep: planner not available: {exc}')
+        if plan is None:
+            self.resweep_unplannable(t)
+            return None
+        self.on_resweep_plan(t, plan)
+        return plan
+
     def make_resweep_plan(self, planner_config=None, start=None) -> str | None:
         """Plan lanes over the pending missed strips with the planning layer
         (``plan_coverage(..., region=missed)``), around every known hazard (:meth:`hazard_zones`);
         None when nothing could be planned."""
         from dataclasses import replace
+
+        import shapely
 
         from mine_robot.planning.planner import PlannerConfig, plan_coverage
         missed = self.pending_resweep
@@ -378,15 +432,15 @@ class Mission:
         escape = self._escape(zones) if self._pending_kind == 'detour' and self.last_pose else None
         if escape is not None:
             start = escape[1]
-        # the ground swept so far is safe for the wheels: declared as such, the planner turns and
-        # transits on it instead of counting every corner there unsafe (a mid-field re-plan in
-        # the demo: 40 unsafe corners without, 6 with)
+        # the ground swept so far is safe for the wheels inside the search area (``swept=``; swept
+        # ground past the outer boundary stays outside the safety monitor's geofence): the planner
+        # turns and transits on it instead of counting every corner there unsafe
         swept = self.tracker.swept().buffer(-0.02)
-        safe = [p for p in getattr(swept, 'geoms', [swept]) if p.area >= 0.5]
+        swept = shapely.union_all([p for p in getattr(swept, 'geoms', [swept]) if p.area >= 0.5])
         try:
-            area = replace(self.area, no_go=[*self.area.no_go, *zones], safe=[*self.area.safe, *safe])
+            area = replace(self.area, no_go=[*self.area.no_go, *zones])
             plan = plan_coverage(area, self.robot, planner_config or PlannerConfig(),
-                                 start=start, region=missed)
+                                 start=start, region=missed, swept=swept)
         except ValueError as exc:  # PlannerError / AreaError derive from ValueError
             self.faults.append(f'resweep: missed strips ({missed.area:.2f} m²) not planned: {exc}')
             return None
@@ -395,6 +449,9 @@ class Mission:
             for seg in plan.segments:
                 seg.seq += 1
             plan.segments.insert(0, Segment('transit', np.array(escape), 0, direction='reverse'))
+        for piece in plan.stats.get('dropped') or []:
+            self.plan_notes.append(f"re-plan left out {piece['area_m2']:.2f} m² at ({piece['where'][0]:.2f}, "
+                                   f"{piece['where'][1]:.2f}): {piece['reason']}")
         plan = self.drivable_prefix(plan, [(tg['x'], tg['y']) for tg in self.targets.values()
                                            if tg['classification'] != 'clutter'])
         return None if plan is None else plan.to_json()
@@ -549,10 +606,14 @@ class Mission:
     def resweep_unplannable(self, t: float, reason: str | None = None) -> Transition:
         """No plan could be made for the missed strips: complete, reporting them as not searched
         (``reason``: default, the last of ``plan_notes`` or ``faults``)."""
-        self.pending_resweep = None
+        missed, self.pending_resweep = self.pending_resweep, None
         if reason is None:
             reason = (self.plan_notes or self.faults or ['no plannable strip'])[-1]
-        return self._complete(t, f'missed strips left unsearched: {reason}')
+        fraction = self.tracker.fraction(self.area.searchable)
+        area = f'{missed.area:.2f} m² ' if missed is not None else ''
+        goal = 100 * self.config.coverage_goal
+        return self._complete(t, f'coverage {100 * fraction:.2f} %, goal {goal:.1f} % NOT reached: missed '
+                                 f'strips ({area}in coverage.geojson) left unsearched: {reason}')
 
     def _complete(self, t: float, reason: str) -> Transition:
         tr = self._go('resweep_done', t, reason)
@@ -640,6 +701,19 @@ class Mission:
             'faults': list(self.faults[-5:]),
             'resumed': bool(self.records is not None and self.records.resumed),
         }
+
+    def status(self) -> dict:
+        """The ``mission/status`` body: :meth:`progress` plus what the marking node and the safety
+        monitor act on: the marks to make, every target already handled (marked, failed or not
+        marked: never marked twice) and the known hazards (every target not called clutter)."""
+        status = self.progress()
+        status['pending_marks'] = [{'id': tid, 'x': self.targets[tid]['x'], 'y': self.targets[tid]['y'],
+                                    'classification': self.targets[tid]['classification']}
+                                   for tid in self.pending_marks()]
+        status['handled'] = sorted(self.handled)
+        status['hazards'] = [[round(t['x'], 3), round(t['y'], 3)] for t in self.targets.values()
+                             if t['classification'] != 'clutter']
+        return status
 
     def export(self, out_dir: str | Path | None = None) -> dict:
         ctx = ExportContext(self.area.frame, self.area.search, tuple(self.area.no_go),

@@ -186,7 +186,7 @@ class LaneFollowerNode(Node):
         p = self.pose[1]
         cmd = self.follower.step(now, p.x, p.y, p.yaw)
         self.pub.publish(twist(cmd.v, cmd.w))
-        progress = cmd.progress.as_dict()
+        progress = {**cmd.progress.as_dict(), 'fault': cmd.fault}
         self.progress_pub.publish(String(data=json.dumps(progress)))
         if cmd.progress.state == 'done':
             self.active = False

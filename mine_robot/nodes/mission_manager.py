@@ -37,7 +37,7 @@ _RANGES = {'cleared_depth_m': (0.01, 2.0), 'coverage_goal': (0.5, 1.0), 'resweep
            'max_resweeps': (0, 10), 'lane_done_fraction': (0.5, 1.0), 'mark_confidence': (0.0, 1.0),
            'sweep_speed': (0.01, 5.0), 'safety_stall_timeout': (0.0, 3600.0),
            'hazard_detour_after': (0.0, 600.0), 'hazard_zone_radius': (0.05, 5.0), 'max_detours': (0, 1000),
-           'sidestep_clearance': (0.0, 2.0), 'sidestep_margin': (0.0, 1.0)}
+           'sidestep_clearance': (0.0, 2.0), 'sidestep_margin': (0.0, 1.0), 'follower_recoveries': (0, 100)}
 _DESCRIPTIONS = {
     'output_dir': 'sweep output folder (mission.db, GeoJSON layers, report.json/png)',
     'organisation': 'organisation name written into the exports (MDR field)',
@@ -62,6 +62,8 @@ _DESCRIPTIONS = {
     'sidestep_clearance': 'closest a wheel may pass a known hazard in a sidestep (m, >= the safety '
                           "monitor's hazard_clearance)",
     'sidestep_margin': 'extra lateral room for tracking error in a sidestep (m)',
+    'follower_recoveries': 'lane-follower faults per plan recovered by re-acquiring the path from the '
+                           'robot pose (the follower ~/resume) before the mission faults',
 }
 
 
@@ -245,33 +247,33 @@ class MissionManagerNode(Node):
 
     def _on_progress(self, msg: String) -> None:
         try:
-            state = json.loads(msg.data).get('state')
+            progress = json.loads(msg.data)
+            state = progress.get('state')
         except (json.JSONDecodeError, AttributeError):
             return
         if state == 'done' and self.mission.sm.state in DRIVING:
             self._after(self.mission.finish_lanes(self._now()))
+        elif state == 'fault' and self.mission.on_follower_fault(self._now(), str(progress.get('fault', ''))):
+            client = self.follower_clients.get('resume')   # re-acquires the path from the pose
+            if client is not None and client.service_is_ready():
+                self.get_logger().warning(f'{self.mission.message}')
+                client.call_async(Trigger.Request())
+        elif state == 'fault' and self.mission.sm.state == State.FAULT:
+            self._after(None)
 
     # -- effects ------------------------------------------------------------------------------------
     def _after(self, _result) -> None:
         """After any input: plan a pending re-sweep and keep the follower in step."""
         m = self.mission
-        if m.sm.state == State.RESWEEP and m.pending_resweep is not None:
-            notes, plan_notes = len(m.sidestep_notes), len(m.plan_notes)
-            try:
-                plan = m.make_resweep_plan()
-                for note in m.sidestep_notes[notes:]:
-                    self.get_logger().info(f'detour: {note}')
-                for note in m.plan_notes[plan_notes:]:
-                    self.get_logger().warning(f're-plan: {note}')
-            except ImportError as exc:
-                plan = None
-                m.faults.append(f'resweep: planner not available: {exc}')
-            if plan is None:
-                m.resweep_unplannable(self._now())
-            else:
-                m.on_resweep_plan(self._now(), plan)
-                self._published_resweep = plan
-                self.resweep_pub.publish(String(data=plan))
+        notes, plan_notes = len(m.sidestep_notes), len(m.plan_notes)
+        plan = m.plan_pending(self._now())
+        for note in m.sidestep_notes[notes:]:
+            self.get_logger().info(f'detour: {note}')
+        for note in m.plan_notes[plan_notes:]:
+            self.get_logger().warning(f're-plan: {note}')
+        if plan is not None:
+            self._published_resweep = plan
+            self.resweep_pub.publish(String(data=plan))
         self._sync_follower()
 
     def _sync_follower(self) -> None:
@@ -291,12 +293,7 @@ class MissionManagerNode(Node):
 
     def _publish_status(self) -> None:
         m = self.mission
-        status = m.progress()
-        status['pending_marks'] = [
-            {'id': tid, 'x': m.targets[tid]['x'], 'y': m.targets[tid]['y'],
-             'classification': m.targets[tid]['classification']} for tid in m.pending_marks()]
-        status['hazards'] = [[round(t['x'], 3), round(t['y'], 3)] for t in m.targets.values()
-                             if t['classification'] != 'clutter']
+        status = m.status()
         status['area_file'] = self.area_file
         status['output_dir'] = self.config.output_dir
         self.status_pub.publish(String(data=json.dumps(status)))

@@ -126,7 +126,6 @@ class SafetyMonitorNode(Node):
                                      lambda m, n=name: self._on_cmd(n, m), qos.RELIABLE)
         # known hazards: fusion's targets and the mission's record of them (after a restart of
         # fusion or of this node the mission's latched status still lists every hazard found)
-        self._recorded: set[str] = set()
         self.create_subscription(String, 'targets/json', self._on_targets, qos.RELIABLE)
         self.create_subscription(String, 'mission/status', self._on_mission_status, qos.LATCHED)
         self.create_service(Trigger, '~/reset_estop', self._on_reset)
@@ -148,37 +147,19 @@ class SafetyMonitorNode(Node):
         self._evaluate()
 
     def _on_targets(self, msg: String) -> None:
-        try:
-            data = json.loads(msg.data)
-            targets = data['targets'] if isinstance(data, dict) else data
-            hazards = [(f"target {t['id']}", t['x'], t['y']) for t in targets
-                       if str(t.get('classification', 'unknown')) != 'clutter']
-            cleared = [f"target {t['id']}" for t in targets if t.get('classification') == 'clutter']
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            self.get_logger().error(f'targets/json ignored: {exc}', throttle_duration_sec=5.0)
-            return
-        for key in cleared:        # fusion follows the evidence: a target it now calls clutter
-            self.monitor.hazards.remove(key)
-        self._add_hazards(hazards)
+        def update(data):
+            return self.monitor.hazards.from_targets(data['targets'] if isinstance(data, dict) else data)
+        self._hazards_from('targets/json', msg, update)
 
     def _on_mission_status(self, msg: String) -> None:
-        try:
-            hazards = [(f'recorded at {float(x):.2f},{float(y):.2f}', x, y)
-                       for x, y in json.loads(msg.data).get('hazards', [])]
-        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
-            self.get_logger().error(f'mission/status hazards ignored: {exc}', throttle_duration_sec=5.0)
-            return
-        keys = {key for key, _, _ in hazards}
-        for key in self._recorded - keys:   # the mission's list is the current one (no clutter)
-            self.monitor.hazards.remove(key)
-        self._recorded = keys
-        self._add_hazards(hazards)
+        self._hazards_from('mission/status', msg,
+                           lambda data: self.monitor.hazards.from_mission(data.get('hazards', [])))
 
-    def _add_hazards(self, hazards) -> None:
+    def _hazards_from(self, topic: str, msg: String, update) -> None:
         try:
-            new = [key for key, x, y in hazards if self.monitor.hazards.set(key, float(x), float(y))]
-        except (TypeError, ValueError) as exc:
-            self.get_logger().error(f'hazard position ignored: {exc}', throttle_duration_sec=5.0)
+            new = update(json.loads(msg.data))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.get_logger().error(f'{topic} hazards ignored: {exc}', throttle_duration_sec=5.0)
             return
         if new:
             self.get_logger().info(f'{len(self.monitor.hazards)} known hazards; new: {", ".join(new)}',

@@ -55,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--log-level', default='warn', choices=('debug', 'info', 'warn', 'error'),
                         help='log level of the nodes (logs in OUTPUT/logs/)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar, only the summary')
+    parser.add_argument('--lockstep', action='store_true',
+                        help='run the same mission without ROS, as fast as the machine allows, on one '
+                             'simulated clock (mine_robot.mission.lockstep; always a fresh output '
+                             'folder; --rate, --domain-id and --no-virtual-devices do not apply)')
+    parser.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
+                        help='with --lockstep: override a node parameter, e.g. '
+                             'safety_monitor.hazard_enabled=true (YAML value; repeatable)')
 
 
 @dataclass
@@ -112,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         print(f'error: --rate {args.rate} must be between 0.1 and 50', file=sys.stderr)
         return 2
     out = Path(args.output).resolve()
+    if args.lockstep:
+        return _run_lockstep(args, out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +159,51 @@ def run(args: argparse.Namespace) -> int:
         (out / 'mission_status.json').write_text(json.dumps(final, indent=1))
     result = _judge(scenario, out, say) if code == 0 else None
     _summary(out, final, result, time.monotonic() - t0, graph, code)
+    return code
+
+
+def _overrides(items: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        node, dot, param = key.partition('.')
+        if not (sep and dot and node and param):
+            raise ValueError(f'--set {item!r}: expected NODE.PARAM=VALUE')
+        out.setdefault(node, {})[param] = yaml.safe_load(value)
+    return out
+
+
+def _run_lockstep(args: argparse.Namespace, out: Path) -> int:
+    """The mission in lockstep (no ROS): same classes and configs, one process."""
+    from mine_robot.launch_support import LaunchConfigError
+    from mine_robot.mission.lockstep import FINAL, MissionRun
+    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        run = MissionRun(args.sim, out, seed=args.seed, overrides=_overrides(args.set))
+    except (LaunchConfigError, ValueError, OSError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    say(f'mine-robot sweep --lockstep: scenario {run.scenario.name!r}, output {out}')
+    t0 = last = time.monotonic()
+    try:
+        run.start()
+        while run.state not in FINAL:
+            run.step()
+            if time.monotonic() - last >= 2.0:
+                last = time.monotonic()
+                status = run.mission.progress()
+                say(_bar(status, run.time, last - t0))
+            if time.monotonic() - t0 > args.timeout:
+                run.mission.abort(run.time, f'wall-clock timeout of {args.timeout:.0f} s')
+    except KeyboardInterrupt:
+        run.mission.abort(run.time, 'interrupted')
+    result = run.finish(time.monotonic() - t0)
+    final = {**result.status, 'state': result.state}
+    (out / 'mission_status.json').write_text(json.dumps(final, indent=1))
+    code = 0 if result.state == 'complete' else 1
+    _summary(out, final, result.judge if code == 0 else None, result.wall_time, None, code)
+    print(f'  lockstep: {result.sim_time:.0f} s simulated in {result.wall_time:.0f} s wall '
+          f'({result.sim_time / max(result.wall_time, 1e-9):.1f}x)')
     return code
 
 
@@ -344,5 +398,5 @@ def _summary(out: Path, final: dict | None, judge: dict | None, wall: float, gra
               f"{judge.get('wheel_passes_over_known_hazards')}")
     files = sorted(p.name for p in out.iterdir() if p.is_file())
     print(f"  files: {', '.join(files)}")
-    if code != 0:
+    if code != 0 and graph is not None:
         print(f'  node logs: {graph.log_dir}/')

@@ -1,8 +1,14 @@
-"""Crash-resume benchmark (issue 8): kill the whole sweep graph at a random moment, restart it on
-the same output folder, and check that nothing recorded before the kill was lost and that the
-sweep completes.
+"""Crash-resume benchmark (issue 8): kill the whole sweep graph (or only one node, e.g. the mission
+manager) at a random moment, let it restart, and check that nothing recorded before the kill was
+lost and that the sweep completes.
 
     .venv/bin/python bench/bench_resume.py [--kill-after 60..150] [--seed 3] [--rate 2]
+    .venv/bin/python bench/bench_resume.py --node mission_manager [--kill-after ...] [--seed ...]
+
+With ``--node NAME`` only that node's process is SIGKILLed while the rest of the graph keeps
+going: the supervisor restarts it (``--respawn``) and the mission manager resumes its mission from
+``mission.db`` by itself (``resume_on_start``); the rows committed before the kill are compared
+with the folder after the sweep ends. Without ``--node``:
 
 1. ``mine-robot sweep --sim --fresh -o OUT`` is started and SIGKILLed (the supervisor; its node
    processes die with it through PR_SET_PDEATHSIG) after a random number of wall seconds.
@@ -44,6 +50,7 @@ def main() -> int:
     ap.add_argument('--seed', type=int, default=None)
     ap.add_argument('--rate', type=float, default=2.0)
     ap.add_argument('-o', '--output', default=None)
+    ap.add_argument('--node', default=None, help='kill only this node (e.g. mission_manager)')
     args = ap.parse_args()
     rng = random.Random(args.seed)
     kill_after = args.kill_after if args.kill_after is not None else rng.uniform(60.0, 150.0)
@@ -53,6 +60,8 @@ def main() -> int:
     env.setdefault('ROS_DOMAIN_ID', str(rng.randint(120, 200)))
     cmd = [exe, 'sweep', '--sim', '-o', str(out), '--rate', str(args.rate), '--timeout', '600']
 
+    if args.node:
+        return kill_node(args.node, cmd, env, out, kill_after)
     print(f'[run 1] sweep into {out}, SIGKILL after {kill_after:.0f} s')
     first = subprocess.Popen(cmd + ['--fresh'], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -74,6 +83,48 @@ def main() -> int:
     print('[check] rows recorded before the kill and missing after: '
           + ', '.join(f'{k} {len(v)}' for k, v in lost.items()))
     ok = second.returncode == 0 and not any(lost.values())
+    print('RESULT', 'ok' if ok else 'FAILED')
+    return 0 if ok else 1
+
+
+def node_pid(out: Path, node: str) -> int | None:
+    for proc in Path('/proc').iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+            except OSError:
+                continue
+            if str(out / 'run' / 'params') in cmd and f'mine_robot.nodes.{node} import' in cmd:
+                return int(proc.name)
+    return None
+
+
+def kill_node(node: str, cmd: list[str], env: dict, out: Path, kill_after: float) -> int:
+    print(f'[run] sweep into {out}; SIGKILL {node} after {kill_after:.0f} s, the rest keeps going')
+    t0 = time.monotonic()
+    sweep = subprocess.Popen(cmd + ['--fresh'], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    time.sleep(kill_after)
+    pid = node_pid(out, node)
+    if pid is None:
+        print(f'[kill] no {node} process found (sweep over?)')
+        sweep.kill()
+        return 1
+    before = rows(out / 'mission.db')
+    os.kill(pid, signal.SIGKILL)
+    print(f'[kill] {node} (pid {pid}) killed at {time.monotonic() - t0:.0f} s; committed: '
+          + ', '.join(f'{k} {len(v)}' for k, v in before.items()))
+    text, _ = sweep.communicate()
+    wall = time.monotonic() - t0
+    after = rows(out / 'mission.db')
+    lost = {k: before[k] - after[k] for k in TABLES}
+    restarts = [ln for ln in text.splitlines() if 'was restarted' in ln]
+    print(f'[run] exited {sweep.returncode} after {wall:.0f} s; restarts: {restarts}')
+    print('\n'.join(text.strip().splitlines()[-5:]))
+    print('[check] after: ' + ', '.join(f'{k} {len(v)}' for k, v in after.items()))
+    print('[check] rows recorded before the kill and missing after: '
+          + ', '.join(f'{k} {len(v)}' for k, v in lost.items()))
+    ok = sweep.returncode == 0 and not any(lost.values()) and restarts
     print('RESULT', 'ok' if ok else 'FAILED')
     return 0 if ok else 1
 

@@ -298,3 +298,22 @@ def test_controller_waits_for_a_turn_to_end_before_starting_a_mark():
     ctl.on_pose((0.0, 0.0, 0.0), yaw_rate=0.01)       # the turn is over: on the lane heading
     assert ctl.step(0.1).events == [{'event': 'started', 'target_id': 'T1'}]
     assert ctl.seq.plan.heading == pytest.approx(0.0)
+
+
+def test_controller_sends_an_unrecorded_outcome_again_until_the_mission_has_it():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, MarkingConfig(resend_after=3.0), command_ids=itertools.count(1))
+    ctl.on_pose((0.0, 0.0, 0.0))
+    pending = {'state': 'sweeping', 'hazards': [], 'pending_marks': [
+        {'id': 'T1', 'x': NOZZLE_X, 'y': 0.0, 'classification': 'mine'}]}
+    ctl.on_status(pending)
+    out = ctl.step(0.0)                                   # already over it: fires at once
+    assert out.fires and out.events[0]['event'] == 'started'
+    (outcome,) = ctl.on_marker(0.6, {'type': 'done', 'cmd_id': out.fires[0]['cmd_id'], 'slide_mm': 0}).events
+    # the mission manager was restarting: its next status still lists T1 as a mark to make
+    ctl.on_status(pending)
+    assert ctl.step(1.0).events == []                     # not yet: within resend_after
+    again = ctl.step(3.7)
+    assert again.events == [outcome] and again.fires == [] and ctl.seq is None   # never fired twice
+    ctl.on_status({**pending, 'pending_marks': [], 'handled': ['T1']})
+    assert ctl.step(10.0).events == []

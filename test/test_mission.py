@@ -472,3 +472,17 @@ def test_unplannable_missed_strips_complete_the_mission_saying_the_goal_was_not_
     assert 'NOT reached' in tr.reason and 'no safe way in' in tr.reason and ' m² ' in tr.reason
     assert json.loads((tmp_path / 'out' / 'report.json').read_text())['coverage_fraction'] < 0.995
     m.close()
+
+
+def test_an_outcome_sent_again_is_recorded_once(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(1.0, plan_json(YS))
+    m.on_targets(2.0, [{'id': 7, 'x': 4.0, 'y': 0.5, 'confidence': 0.9, 'classification': 'mine'}])
+    outcome = {'target_id': '7', 'status': 'marked', 'x': 4.0, 'y': 0.5, 'target': (4.0, 0.5),
+               'mode': 'paint', 'attempts': 1, 'reason': 'ok'}
+    m.on_mark_started(3.0, '7')
+    m.on_mark_outcome(4.0, outcome)
+    assert m.on_mark_outcome(7.0, outcome) is None
+    assert len(m.records.marks()) == 1
+    m.close()

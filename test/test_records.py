@@ -250,3 +250,22 @@ def test_a_rejected_record_is_a_data_error_and_does_not_block_later_writes(tmp_p
     db = sqlite3.connect(tmp_path / 'mission.db')
     assert db.execute('SELECT COUNT(*) FROM detections WHERE id = ?', (rid,)).fetchone()[0] == 1
     assert db.execute('SELECT COUNT(*) FROM lanes WHERE plan_id = ?', (plan_id,)).fetchone()[0] == 3
+
+
+def test_interrupted_state_tells_a_crashed_mission_from_a_finished_one(tmp_path):
+    from mine_robot.mission.records import interrupted_state
+    db = tmp_path / 'mission.db'
+    assert interrupted_state(db) is None                        # no database
+    area = {'type': 'FeatureCollection', 'features': []}
+    with MissionRecords(db, area) as rec:
+        rec.add_event(0.0, 'idle', 'planning', 'start', 'operator start')
+        rec.add_event(1.0, 'planning', 'sweeping', 'plan_ready', 'plan')
+    assert interrupted_state(db) == 'sweeping'                  # the process stopped mid-sweep
+    with MissionRecords(db, area) as rec:
+        rec.add_event(2.0, 'sweeping', 'paused', 'pause', 'operator pause')
+    assert interrupted_state(db) is None                        # paused by the operator: stays so
+    with MissionRecords(db, area) as rec:
+        rec.add_event(3.0, 'paused', 'complete', 'resweep_done', 'done')
+    assert interrupted_state(db) is None
+    (tmp_path / 'junk.db').write_bytes(b'not a database')
+    assert interrupted_state(tmp_path / 'junk.db') is None

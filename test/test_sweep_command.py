@@ -30,6 +30,30 @@ def _nodes_of(out: Path) -> list[str]:
     return found
 
 
+def _pid_of(out: Path, node: str) -> int | None:
+    for proc in Path('/proc').iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+            except OSError:
+                continue
+            if str(out / 'run' / 'params') in cmd and f'mine_robot.nodes.{node} import' in cmd:
+                return int(proc.name)
+    return None
+
+
+def _read_until(proc, lines: list, text: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            return False
+        lines.append(line)
+        if text in line:
+            return True
+    return False
+
+
 def test_sweep_starts_the_mission_and_sigterm_aborts_cleanly(tmp_path):
     out = tmp_path / 'sweep'
     cmd = [sys.executable, '-m', 'mine_robot.cli', 'sweep', '--sim', str(TINY), '-o', str(out),
@@ -48,7 +72,12 @@ def test_sweep_starts_the_mission_and_sigterm_aborts_cleanly(tmp_path):
                 break
         assert any(x.startswith('mission started') for x in lines), ''.join(lines)
         assert len(_nodes_of(out)) == 17
-        time.sleep(5.0)
+        time.sleep(3.0)
+        # a crash of the mission manager: the supervisor restarts it and it resumes the mission
+        os.kill(_pid_of(out, 'mission_manager'), signal.SIGKILL)
+        assert _read_until(proc, lines, 'mission_manager (exit code -9, restart 1/3)', 30.0), ''.join(lines)
+        time.sleep(8.0)
+        assert len(_nodes_of(out)) == 17
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=90)
     finally:
@@ -58,7 +87,11 @@ def test_sweep_starts_the_mission_and_sigterm_aborts_cleanly(tmp_path):
     assert proc.returncode == 130, text
     assert 'aborting the mission' in text
     status = json.loads((out / 'mission_status.json').read_text())
-    assert status['state'] == 'aborted', status
+    assert status['state'] == 'aborted' and status['resumed'] is True, status
+    import sqlite3
+    starts = [r[0] for r in sqlite3.connect(out / 'mission.db').execute(
+        "SELECT reason FROM events WHERE event = 'start' ORDER BY id")]
+    assert starts[0] == 'operator start' and starts[-1].startswith('resumed from'), starts
     for name in ('mission.db', 'report.json', 'detections.geojson', 'track.geojson', 'coverage.geojson'):
         assert (out / name).is_file(), name
     time.sleep(1.0)

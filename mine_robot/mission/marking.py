@@ -44,6 +44,7 @@ class MarkingConfig:
     guard_ahead: float = 0.6
     swept_tolerance: float = 0.02    # m of slack allowed when testing wheels against swept ground
     max_start_yaw_rate: float = 0.05  # rad/s; a mark is started only when the robot is not turning
+    resend_after: float = 3.0        # s; an outcome the mission has not recorded yet is sent again
     ack_timeout: float = 2.0         # s to wait for the marker's acknowledgement
     retries: int = 2                 # extra fire attempts after the first
     hazard_mode: str = 'paint'
@@ -58,7 +59,7 @@ class MarkingConfig:
                              f'got {self.clutter_policy!r}')
         for name in ('max_backup', 'max_forward', 'stop_tolerance', 'move_timeout', 'approach_speed',
                      'ack_timeout', 'hazard_duration', 'clutter_duration', 'guard_ahead',
-                     'max_start_yaw_rate'):
+                     'max_start_yaw_rate', 'resend_after'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'marking.{name} must be > 0, got {value!r}')
@@ -415,7 +416,7 @@ class MarkingController:
         self.status: dict = {}
         self.pose: tuple[float, float, float] | None = None
         self.done: set[str] = set()      # outcomes sent, waiting for the mission to record them
-        self.finished: set[str] = set()  # every target this controller sent an outcome for
+        self.finished: dict[str, list] = {}   # target id -> [outcome event, time last sent]
         self.candidates: dict[str, dict] = {}
         self.guarded: set[str] = set()   # targets the wheel-path guard already handled
         self.moving: MoveAlong | None = None
@@ -447,11 +448,12 @@ class MarkingController:
             ack = MarkerAck(int(answer['cmd_id']), False, error=str(answer.get('error', '')))
         else:
             return out    # accepted ('firing started') or a status report: wait for 'done'
-        self._apply(self.seq.on_ack(now, self.pose, ack), out)
+        self._apply(now, self.seq.on_ack(now, self.pose, ack), out)
         return out
 
     def step(self, now: float) -> MarkingStep:
         out = MarkingStep()
+        self._resend(now, out)
         if self.seq is None:
             self._maybe_begin(now, out)
             return out
@@ -459,7 +461,7 @@ class MarkingController:
         if holding:
             out.cmd = (0.0, 0.0)     # hold still; the sequence times out if it must
         elif self.pose is not None:
-            self._apply(self.seq.update(now, self.pose), out)
+            self._apply(now, self.seq.update(now, self.pose), out)
         if self.seq is not None and self.moving is not None and self.pose is not None and not holding:
             out.cmd = along_lane_command(self.pose, self.moving.stop_pose, self.seq.plan.heading,
                                          self.moving.speed)
@@ -469,8 +471,18 @@ class MarkingController:
             out.cmd = (0.0, 0.0)
         return out
 
+    def _resend(self, now: float, out: MarkingStep) -> None:
+        """An outcome the mission still lists as a mark to make did not reach it (its manager was
+        restarting): sent again every ``resend_after`` s until the mission records it."""
+        for p in self.status.get('pending_marks', []):
+            entry = self.finished.get(str(p['id']))
+            if entry is not None and now - entry[1] >= self.config.resend_after:
+                entry[1] = now
+                out.events.append(entry[0])
+                out.log.append(('warn', f"target {p['id']}: outcome sent again (not recorded yet)"))
+
     def _guard_target(self) -> dict | None:
-        handled = set(map(str, self.status.get('handled', ()))) | self.finished
+        handled = set(map(str, self.status.get('handled', ()))) | set(self.finished)
         for tid, t in self.candidates.items():
             if tid in self.guarded or tid in self.done or tid in handled:
                 continue
@@ -510,9 +522,9 @@ class MarkingController:
                                    str(target.get('classification', 'unknown')), hazards=hazards,
                                    command_ids=self.ids)
         out.events.append({'event': 'started', 'target_id': self.seq.target_id})
-        self._apply(self.seq.start(now, self.pose), out)
+        self._apply(now, self.seq.start(now, self.pose), out)
 
-    def _apply(self, actions, out: MarkingStep) -> None:
+    def _apply(self, now: float, actions, out: MarkingStep) -> None:
         for action in actions:
             if isinstance(action, Stop):
                 self.moving = None
@@ -531,7 +543,7 @@ class MarkingController:
             o = self.seq.outcome
             out.events.append({'event': 'outcome', **asdict(o)})
             self.done.add(o.target_id)
-            self.finished.add(o.target_id)
+            self.finished[o.target_id] = [out.events[-1], now]
             if o.status == 'failed':
                 out.log.append(('error', f'target {o.target_id}: mark FAILED ({o.reason})'))
             else:

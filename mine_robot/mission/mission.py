@@ -663,6 +663,8 @@ class Mission:
         mission has moved on (a failed or withheld mark is never dropped)."""
         tid = str(outcome['target_id'])
         status = str(outcome['status'])
+        if tid in self.handled and self.marking != tid:
+            return None     # the same outcome sent again (the marking node re-sends until recorded)
         target = outcome.get('target') or (None, None)
         self._rec(lambda: self.records.add_mark(
             tid, t, status, x=outcome.get('x'), y=outcome.get('y'), target_x=target[0],

@@ -434,6 +434,28 @@ class MissionRecords:
         self.close()
 
 
+RESUMABLE_STATES = ('planning', 'sweeping', 'investigating', 'marking', 'resweep')
+
+
+def interrupted_state(path: str | Path) -> str | None:
+    """The state of a mission database whose mission was running when its process stopped (a
+    crash or a power cut: the last recorded transition is a running state), else None (no
+    database, or a mission that completed, was aborted, faulted, is paused or never started).
+    Read-only: the database is not changed."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+        try:
+            row = con.execute('SELECT target FROM events ORDER BY id DESC LIMIT 1').fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row and row[0] in RESUMABLE_STATES else None
+
+
 def _opt(value) -> float | None:
     return None if value is None else float(value)
 

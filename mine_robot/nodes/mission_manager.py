@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import fields
 import functools
 import json
+from pathlib import Path
 import sys
 import time
 
@@ -25,6 +26,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from mine_robot.mission.mission import Mission, MissionConfig
+from mine_robot.mission.records import interrupted_state
 from mine_robot.mission.state_machine import DRIVING, MissionError, State
 from mine_robot.nodes._driving import load_robot_param, odometry_to_pose
 from mine_robot.ros import qos
@@ -73,6 +75,9 @@ class MissionManagerNode(Node):
         self.group = MutuallyExclusiveCallbackGroup()  # the mission and its database are single-threaded
         self.area_file = declare(self, 'area_file', '', 'search area GeoJSON (WGS84, RFC 7946)')
         self.autostart = declare(self, 'autostart', False, 'start the mission as soon as the node is up')
+        resume_on_start = declare(self, 'resume_on_start', True,
+                                  'at start-up, resume a mission that was running when this node '
+                                  'stopped (output_dir/mission.db: a crash or power cut)')
         robot_config = declare(self, 'robot_config', '', 'robot.yaml (default: package config)')
         follower = declare(self, 'follower', 'lane_follower',
                            'lane follower node name (its ~/pause, ~/resume, ~/progress); empty: none')
@@ -124,10 +129,14 @@ class MissionManagerNode(Node):
         self.create_timer(1.0 / status_rate, self._publish_status, callback_group=self.group)
         self._last_plan = None
         self._publish_status()
-        if self.autostart:
+        interrupted = interrupted_state(Path(self.config.output_dir) / 'mission.db')
+        if self.autostart or (resume_on_start and interrupted):
+            why = 'autostart' if self.autostart else f'resuming the mission interrupted in {interrupted}'
             ok, message = self._start()
-            if not ok:
-                self.get_logger().error(f'autostart failed: {message}')
+            if ok:
+                self.get_logger().warning(f'{why}: {message}')
+            else:
+                self.get_logger().error(f'{why} failed: {message}')
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

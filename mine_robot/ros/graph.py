@@ -64,6 +64,7 @@ class NodeProcess:
     params_file: Path
     log_file: Path
     process: subprocess.Popen | None = None
+    restarts: int = 0
     _log: Any = field(default=None, repr=False)
 
     @property
@@ -132,6 +133,7 @@ class Graph:
         params_dir.mkdir(parents=True, exist_ok=True)
         self.env = ros_environment(domain_id)
         self.log_level = log_level
+        self.max_restarts = 3            # per node, used by the supervisor (respawn)
         self.nodes: dict[str, NodeProcess] = {}
         for spec in plan.nodes():
             params_file = params_dir / f'{spec.executable}.yaml'
@@ -147,6 +149,23 @@ class Graph:
 
     def dead(self) -> list[NodeProcess]:
         return [n for n in self.nodes.values() if n.process is not None and not n.alive()]
+
+    def respawn(self, max_restarts: int) -> tuple[list[str], list[NodeProcess]]:
+        """Restart every dead node that has been restarted fewer than ``max_restarts`` times (as
+        launch_ros ``respawn=True`` does on a full install); returns (names restarted, nodes dead
+        for good). A restarted node starts from its parameters; the mission manager resumes its
+        mission from ``mission.db`` (``resume_on_start``)."""
+        restarted, lost = [], []
+        for node in self.dead():
+            if node.restarts >= max_restarts:
+                lost.append(node)
+                continue
+            code = node.process.returncode
+            node.stop(timeout=0.1)               # closes the log
+            node.restarts += 1
+            node.start(self.env, self.log_level)
+            restarted.append(f'{node.name} (exit code {code}, restart {node.restarts}/{max_restarts})')
+        return restarted, lost
 
     def stop(self) -> None:
         # consumers first, sources last, so nothing reports the sources vanishing as a fault

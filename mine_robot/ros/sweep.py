@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--log-level', default='warn', choices=('debug', 'info', 'warn', 'error'),
                         help='log level of the nodes (logs in OUTPUT/logs/)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar, only the summary')
+    parser.add_argument('--respawn', type=int, default=3, metavar='N',
+                        help='restart a node that dies, at most N times each (default 3; 0: a dead '
+                             'node ends the sweep); the mission manager resumes from mission.db')
     parser.add_argument('--lockstep', action='store_true',
                         help='run the same mission without ROS, as fast as the machine allows, on one '
                              'simulated clock (mine_robot.mission.lockstep; always a fresh output '
@@ -138,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     from mine_robot.ros.graph import Graph
     graph = Graph(plan, work, domain_id=domain, log_level=args.log_level)
+    graph.max_restarts = max(0, args.respawn)
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     say(f'mine-robot sweep: scenario {scenario.name!r}, {len(graph.nodes)} nodes '
         f'(ROS_DOMAIN_ID={domain}), output {out}')
@@ -329,11 +333,15 @@ class NodeDiedError(RuntimeError):
 
 
 def _check_alive(graph) -> None:
-    dead = graph.dead()
+    """A node that died is restarted (``--respawn`` times at most, as launch_ros ``respawn``);
+    one that keeps dying ends the sweep with its last log lines."""
+    restarted, dead = graph.respawn(graph.max_restarts)
+    for what in restarted:
+        print(f'\nnode {what} died and was restarted (log {graph.log_dir})', file=sys.stderr, flush=True)
     if dead:
         node = dead[0]
-        raise NodeDiedError(f'node {node.name} exited with code {node.process.returncode}; last log lines '
-                        f'({node.log_file}):\n{node.tail()}')
+        raise NodeDiedError(f'node {node.name} exited with code {node.process.returncode} after '
+                            f'{node.restarts} restart(s); last log lines ({node.log_file}):\n{node.tail()}')
 
 
 def _abort(node, call_service, trigger_type) -> None:

@@ -30,6 +30,7 @@ ARGUMENTS = [
     ('use_sim_time', 'false', 'use /clock instead of the wall clock (false on the robot)'),
     ('publish_robot_state', 'true', 'run robot_state_publisher with urdf/mine_robot.urdf'),
     ('log_level', 'info', 'log level of every node (debug, info, warn, error)'),
+    ('respawn', 'true', 'restart a node that exits, after 2 s (the mission manager resumes its mission)'),
 ]
 
 

@@ -29,6 +29,7 @@ ARGUMENTS = [
     ('params_file', '', 'optional parameter file applied after config/ (node-keyed or /**-keyed)'),
     ('publish_robot_state', 'true', 'run robot_state_publisher with urdf/mine_robot.urdf'),
     ('log_level', 'info', 'log level of every node (debug, info, warn, error)'),
+    ('respawn', 'true', 'restart a node that exits, after 2 s (the mission manager resumes its mission)'),
 ]
 
 

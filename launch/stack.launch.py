@@ -52,6 +52,8 @@ ARGUMENTS = [
     ('gz_model', 'mine_robot',
      'Gazebo model name of this robot (its Gazebo topics are /model/<gz_model>/...)'),
     ('log_level', 'info', 'log level of every node (debug, info, warn, error)'),
+    ('respawn', 'true', 'restart a node that exits, after 2 s (the mission manager then resumes the '
+     'interrupted mission from its mission.db)'),
 ]
 
 
@@ -67,7 +69,8 @@ def generate_launch_description():
                 package='mine_robot', executable=spec.executable, name=spec.executable,
                 namespace=plan.namespace, output='screen', emulate_tty=True,
                 parameters=[spec.parameters], remappings=spec.remappings,
-                prefix=spec.prefix or None,
+                prefix=spec.prefix or None, respawn=plan.respawn,
+                respawn_delay=2.0 if plan.respawn else 0.0,
                 ros_arguments=['--log-level', plan.log_level]))
         if plan.publish_robot_state:
             actions.append(Node(

@@ -279,6 +279,7 @@ class GraphPlan:
     keyboard_prefix: str = 'xterm -e'
     gz_model: str = GZ_MODEL
     datum_arg: tuple[float, float] | None = None
+    respawn: bool = True             # launch: restart a node that dies (mission_manager resumes)
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -311,6 +312,7 @@ class GraphPlan:
             keyboard_prefix=get('keyboard_prefix', 'xterm -e'),
             gz_model=get('gz_model', GZ_MODEL) or GZ_MODEL,
             datum_arg=_datum(get('datum_lat'), get('datum_lon')),
+            respawn=_bool('respawn', get('respawn', 'true')),
         )
 
     def executables(self) -> list[str]:

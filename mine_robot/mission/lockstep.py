@@ -189,7 +189,8 @@ class MissionRun:
         self.planner_config = PlannerConfig(
             swath_width=cp.get('swath_width', 0.0), overlap=cp.get('overlap', 0.1),
             angle_deg=None if cp.get('angle_deg', -1.0) < 0 else cp['angle_deg'],
-            turn_radius=cp.get('turn_radius', 0.0), max_outer_overhang=cp.get('max_outer_overhang', 0.55))
+            turn_radius=cp.get('turn_radius', 0.0), max_outer_overhang=cp.get('max_outer_overhang', 0.55),
+            edge_overlap=cp.get('edge_overlap', 0.01))
         self.area_file = mm['area_file']
         self.area = area
         self.max_time = max_time

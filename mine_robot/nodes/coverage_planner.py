@@ -80,6 +80,10 @@ class CoveragePlannerNode(Node):
                               range=(0.0, 50.0))
         overhang = declare(self, 'max_outer_overhang', 0.55, 'm the detector head may reach past the '
                            'outer boundary (never past a no-go zone)', range=(0.0, 2.0))
+        edge_overlap = declare(self, 'edge_overlap', 0.01, 'm the detector band reaches past the outer '
+                               'boundary on the outermost lanes (margin for tracking error; the rear '
+                               'wheels after a post-turn backup come this much closer to the boundary)',
+                               range=(0.0, 0.2))
         self.frame_id = declare(self, 'frame_id', 'map', 'frame of the published plan')
         self.path_step = declare(self, 'path_step', 0.25, 'pose spacing of coverage/path (m)',
                                  range=(0.02, 5.0))
@@ -89,7 +93,8 @@ class CoveragePlannerNode(Node):
             self.robot = load_robot(robot_config or None)
             self.config = PlannerConfig(swath_width=swath, overlap=overlap,
                                         angle_deg=None if angle < 0 else angle,
-                                        turn_radius=turn_radius, max_outer_overhang=overhang)
+                                        turn_radius=turn_radius, max_outer_overhang=overhang,
+                                        edge_overlap=edge_overlap)
             self.config.validate()
         except (RobotConfigError, PlannerError) as exc:
             raise ConfigError(str(exc)) from exc

@@ -88,15 +88,8 @@ def main() -> int:
 
 
 def node_pid(out: Path, node: str) -> int | None:
-    for proc in Path('/proc').iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
-            except OSError:
-                continue
-            if str(out / 'run' / 'params') in cmd and f'mine_robot.nodes.{node} import' in cmd:
-                return int(proc.name)
-    return None
+    from mine_robot.ros.graph import run_processes
+    return next((pid for pid, _cmd in run_processes(out / 'run', node)), None)
 
 
 def kill_node(node: str, cmd: list[str], env: dict, out: Path, kill_after: float) -> int:

@@ -18,28 +18,13 @@ TINY = Path(__file__).resolve().parent / 'data' / 'scenarios' / 'tiny.yaml'
 
 def _nodes_of(out: Path) -> list[str]:
     """Command lines of processes still running with this sweep's parameter files."""
-    found = []
-    for proc in Path('/proc').iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
-            except OSError:
-                continue
-            if str(out / 'run' / 'params') in cmd:
-                found.append(cmd)
-    return found
+    from mine_robot.ros.graph import run_processes
+    return [cmd for _pid, cmd in run_processes(out / 'run')]
 
 
 def _pid_of(out: Path, node: str) -> int | None:
-    for proc in Path('/proc').iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
-            except OSError:
-                continue
-            if str(out / 'run' / 'params') in cmd and f'mine_robot.nodes.{node} import' in cmd:
-                return int(proc.name)
-    return None
+    from mine_robot.ros.graph import run_processes
+    return next((pid for pid, _cmd in run_processes(out / 'run', node)), None)
 
 
 def _read_until(proc, lines: list, text: str, seconds: float) -> bool:

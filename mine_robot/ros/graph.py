@@ -58,6 +58,24 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def run_processes(work_dir: Path, node: str | None = None) -> list[tuple[int, str]]:
+    """(pid, command line) of the live node processes of the graph whose parameter files are in
+    ``work_dir/params`` (a sweep's ``OUT/run``), optionally only node ``node``: for tests and
+    benchmarks that kill one node, and for checking that none outlives its supervisor."""
+    marker = str(Path(work_dir) / 'params')
+    found = []
+    for proc in Path('/proc').iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+        except OSError:
+            continue
+        if marker in cmd and (node is None or f'mine_robot.nodes.{node} import' in cmd):
+            found.append((int(proc.name), cmd))
+    return found
+
+
 @dataclass
 class NodeProcess:
     spec: NodeSpec

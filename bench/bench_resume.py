@@ -32,7 +32,9 @@ import sys
 import tempfile
 import time
 
-TABLES = {'detections': 'id, t, sensor, x, y', 'targets': 'id, first_t, x, y',
+# what must survive unchanged: detections and marks whole; a target by its id and first report
+# (fusion, still running while a single node restarts, goes on refining its position)
+TABLES = {'detections': 'id, t, sensor, x, y', 'targets': 'id, first_t',
           'marks': 'target_id, status, x, y'}
 
 

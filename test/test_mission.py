@@ -6,6 +6,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from shapely.geometry import box
 
 from mine_robot.mission.mission import Mission, MissionConfig, lanes_from_plan_json
 from mine_robot.mission.records import MissionRecords
@@ -486,3 +487,34 @@ def test_an_outcome_sent_again_is_recorded_once(tmp_path, area_file):
     assert m.on_mark_outcome(7.0, outcome) is None
     assert len(m.records.marks()) == 1
     m.close()
+
+
+def test_a_resumed_mission_bridges_a_straight_track_gap_but_not_a_turn(tmp_path, area_file):
+    def resumed_after(first_poses, then):
+        out = tmp_path / f'run{len(list(tmp_path.iterdir()))}'
+        m = Mission(ROBOT, MissionConfig(output_dir=str(out), export_png=False))
+        m.start(0.0, str(area_file))
+        m.on_plan(0.0, plan_json(YS))
+        for k, pose in enumerate(first_poses):
+            m.on_pose(0.1 * k, *pose)
+        m.close()                                          # the process dies here
+        m = Mission(ROBOT, MissionConfig(output_dir=str(out), export_png=False))
+        m.start(20.0, str(area_file))
+        m.on_plan(20.0, plan_json(YS))
+        m.on_pose(*then)
+        gap = [e['reason'] for e in m.records.events() if e['event'] == 'track_gap']
+        strip = box(3.0 + AHEAD, 0.2, 5.8 + AHEAD, 0.8)    # swept only if the 3 m gap is bridged
+        fraction = m.tracker.fraction(strip)
+        m.close()
+        return gap, fraction
+
+    lane = [(x, 0.5, 0.0) for x in np.arange(0.0, 3.0, 0.1)]
+    # 3 m further along the same lane 8 s later: the robot went on following it
+    gap, fraction = resumed_after(lane, (10.9, 5.9, 0.5, 0.0))
+    assert 'bridged' in gap[0] and 'not bridged' not in gap[0] and fraction > 0.99
+    # arrived turned by 90 deg: it cannot only have driven straight, the gap stays to be re-swept
+    gap, fraction = resumed_after(lane, (10.9, 5.9, 0.5, math.pi / 2))
+    assert 'not bridged' in gap[0] and fraction < 0.5
+    # faster than the robot can drive: a localisation jump, not motion
+    gap, fraction = resumed_after(lane, (3.0, 5.9, 0.5, 0.0))
+    assert 'not bridged' in gap[0]

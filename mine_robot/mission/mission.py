@@ -45,7 +45,7 @@ class MissionConfig:
     # lanes and not marking) ends the current plan: the ground still unswept is re-planned from
     # where the robot stands with every known hazard a no-go disc of hazard_zone_radius (m).
     hazard_detour_after: float = 3.0
-    hazard_zone_radius: float = 0.30
+    hazard_zone_radius: float = 0.25
     max_detours: int = 20
     # Before re-planning, a detour first tries a sidestep (mine_robot.planning.sidestep): leave
     # the lane sideways on swept ground, pass the hazard with every wheel at least
@@ -139,6 +139,7 @@ class Mission:
         self.plan_notes: list[str] = []        # re-plans cut short or dropped, and why
         self._all_done_at_start = False        # every lane of the current plan swept before it
         self.follower_faults = 0               # follower faults recovered on the current plan
+        self._gap_from = None                  # last recorded pose of a resumed mission
         self._follower_fault_t = -math.inf
         self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
         self.message = 'idle: load an area and start'
@@ -178,6 +179,7 @@ class Mission:
             if len(track):
                 self.tracker.add_poses(track[:, 1:4])
                 self.last_pose = tuple(track[-1])
+                self._gap_from = tuple(track[-1])   # bridged by the first pose after the restart
             for tg in records.targets():
                 self.targets[tg.id] = {'id': tg.id, 'x': tg.x, 'y': tg.y, 'depth': tg.depth,
                                        'confidence': tg.confidence, 'classification': tg.classification}
@@ -311,9 +313,43 @@ class Mission:
         self.last_pose = (t, x, y, yaw)
         if self.sm.state not in (*DRIVING, State.INVESTIGATING, State.MARKING, State.PAUSED):
             return []
+        if self._gap_from is not None:
+            self._bridge_gap(t, x, y, yaw)
         self.tracker.add_pose(x, y, yaw)
         self._rec(lambda: self.records.add_pose(t, x, y, yaw), t)
         return self._check_lanes(t, x, y)
+
+    def _bridge_gap(self, t: float, x: float, y: float, yaw: float) -> None:
+        """The first pose after a restart of this process: the robot went on following its plan
+        meanwhile, and those poses were never recorded. If it can only have driven straight ahead
+        between the last recorded pose and this one (same heading within 5 degrees, at most 5 cm
+        off the line, not faster than the robot's speed limit), the straight segment is recorded
+        as swept, as it was; otherwise the gap stays unswept and is re-swept."""
+        t0, x0, y0, yaw0 = self._gap_from
+        self._gap_from = None
+        dx, dy = x - x0, y - y0
+        along = dx * math.cos(yaw0) + dy * math.sin(yaw0)
+        lateral = abs(-dx * math.sin(yaw0) + dy * math.cos(yaw0))
+        dyaw = abs((yaw - yaw0 + math.pi) % (2 * math.pi) - math.pi)
+        dt = t - t0
+        if math.hypot(dx, dy) < 0.05:
+            return
+        if dt > 0 and dyaw <= math.radians(5.0) and lateral <= 0.05 and \
+                0.0 < abs(along) <= self.robot.max_linear * dt + 0.05:
+            n = max(2, int(math.ceil(math.hypot(dx, dy) / 0.05)))
+            for k in range(1, n):
+                f = k / n
+                px, py = x0 + f * dx, y0 + f * dy
+                ph = yaw0 + f * ((yaw - yaw0 + math.pi) % (2 * math.pi) - math.pi)
+                self.tracker.add_pose(px, py, ph)
+                tk = t0 + f * dt
+                self._rec(lambda tk=tk, px=px, py=py, ph=ph: self.records.add_pose(tk, px, py, ph), t)
+            why = (f'track gap of {dt:.1f} s while restarting bridged: {math.hypot(dx, dy):.2f} m straight '
+                   'ahead on the heading it had')
+        else:
+            why = (f'track gap of {dt:.1f} s while restarting not bridged ({math.hypot(dx, dy):.2f} m, '
+                   f'heading change {math.degrees(dyaw):.0f} deg, {lateral:.2f} m off line): re-swept')
+        self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'track_gap', why), t)
 
     def _check_lanes(self, t, x, y) -> list[Transition]:
         # a pending lane is done when the robot is at its end and its strip is swept (checked
@@ -410,12 +446,18 @@ class Mission:
         self.on_resweep_plan(t, plan)
         return plan
 
+    def known_hazards(self) -> list[tuple[float, float]]:
+        """(x, y) of every target not classified clutter (what the safety monitor's rule keeps the
+        wheels away from)."""
+        return [(tg['x'], tg['y']) for tg in self.targets.values() if tg['classification'] != 'clutter']
+
     def make_resweep_plan(self, planner_config=None, start=None) -> str | None:
         """Plan lanes over the pending missed strips with the planning layer
-        (``plan_coverage(..., region=missed)``), around every known hazard (:meth:`hazard_zones`);
-        None when nothing could be planned."""
-        from dataclasses import replace
-
+        (``plan_coverage(..., region=missed)``) from where the robot stands (position and heading),
+        keeping every wheel ``hazard_zone_radius`` from every known hazard (``hazards=``: lanes stop
+        short of it, turns and transits keep clear, the detector may still pass over it); a detour
+        first backs out along the robot's own track (:meth:`_escape`). None when nothing could be
+        planned."""
         import shapely
 
         from mine_robot.planning.planner import PlannerConfig, plan_coverage
@@ -423,24 +465,24 @@ class Mission:
         if missed is None or missed.is_empty:
             return None
         if start is None and self.last_pose is not None:
-            start = self.last_pose[1:3]
+            start = self.last_pose[1:4]
         if self._pending_kind == 'detour' and self.config.sidestep:
             plan = self.sidestep_plan()
             if plan is not None:
                 return plan
-        zones = self.hazard_zones()
-        escape = self._escape(zones) if self._pending_kind == 'detour' and self.last_pose else None
+        hazards = self.known_hazards()
+        escape = self._escape(hazards) if self.last_pose is not None and hazards else None
         if escape is not None:
-            start = escape[1]
+            start = (*escape[1], self.last_pose[3])
         # the ground swept so far is safe for the wheels inside the search area (``swept=``; swept
         # ground past the outer boundary stays outside the safety monitor's geofence): the planner
         # turns and transits on it instead of counting every corner there unsafe
         swept = self.tracker.swept().buffer(-0.02)
         swept = shapely.union_all([p for p in getattr(swept, 'geoms', [swept]) if p.area >= 0.5])
         try:
-            area = replace(self.area, no_go=[*self.area.no_go, *zones])
-            plan = plan_coverage(area, self.robot, planner_config or PlannerConfig(),
-                                 start=start, region=missed, swept=swept)
+            plan = plan_coverage(self.area, self.robot, planner_config or PlannerConfig(),
+                                 start=start, region=missed, swept=swept, hazards=hazards or None,
+                                 hazard_clearance=self.config.hazard_zone_radius)
         except ValueError as exc:  # PlannerError / AreaError derive from ValueError
             self.faults.append(f'resweep: missed strips ({missed.area:.2f} m²) not planned: {exc}')
             return None
@@ -449,11 +491,12 @@ class Mission:
             for seg in plan.segments:
                 seg.seq += 1
             plan.segments.insert(0, Segment('transit', np.array(escape), 0, direction='reverse'))
+        if plan.start_yaw is not None and self.last_pose is not None:
+            plan.start_yaw = float(self.last_pose[3])
         for piece in plan.stats.get('dropped') or []:
             self.plan_notes.append(f"re-plan left out {piece['area_m2']:.2f} m² at ({piece['where'][0]:.2f}, "
                                    f"{piece['where'][1]:.2f}): {piece['reason']}")
-        plan = self.drivable_prefix(plan, [(tg['x'], tg['y']) for tg in self.targets.values()
-                                           if tg['classification'] != 'clutter'])
+        plan = self.drivable_prefix(plan, hazards)
         return None if plan is None else plan.to_json()
 
     def drivable_prefix(self, plan, hazards=()):
@@ -583,25 +626,25 @@ class Mission:
                                    'from every hazard')
         return out.to_json()
 
-    def _escape(self, zones) -> tuple[tuple[float, float], tuple[float, float]] | None:
-        """The straight reverse move (back along the ground just driven) after which the body and
-        the detector head are clear of every hazard zone, so the detour plan can start there;
-        None when already clear or when 1.5 m of backing is not enough."""
-        import shapely
-
-        from mine_robot.planning.coverage import detector_outline, transform
-        if not zones:
-            return None
+    def _escape(self, hazards) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """The straight reverse move back along the robot's own track (swept ground) after which a
+        point turn keeps every wheel ``hazard_zone_radius`` from every known hazard (base_link that far
+        plus the wheels' turn radius away), so the re-plan can start there with any heading. None when
+        already clear; when 1.5 m of backing is not enough, the backup that gets furthest from them
+        (the planner then starts with the heading the robot has)."""
         _, x, y, yaw = self.last_pose
-        outlines = [self.robot.footprint(), detector_outline(self.robot)]
-        keep_out = shapely.union_all(zones).buffer(0.05)
-        for k in range(31):
-            d = 0.05 * k
-            pose = np.array([[x - d * math.cos(yaw), y - d * math.sin(yaw), yaw]])
-            body = shapely.union_all([shapely.Polygon(transform(o, pose)[0]) for o in outlines])
-            if not body.intersects(keep_out):
-                return None if k == 0 else ((x, y), (float(pose[0, 0]), float(pose[0, 1])))
-        return None
+        pts = np.asarray(hazards, dtype=float).reshape(-1, 2)
+        need = self.robot.wheel_turn_radius + self.config.hazard_zone_radius + 0.03
+        d = np.arange(31) * 0.05
+        px, py = x - d * math.cos(yaw), y - d * math.sin(yaw)
+        clear = np.hypot(px[:, None] - pts[None, :, 0], py[:, None] - pts[None, :, 1]).min(axis=1)
+        if clear[0] >= need:
+            return None
+        ok = np.flatnonzero(clear >= need)
+        k = int(ok[0]) if len(ok) else int(np.argmax(clear))
+        if k == 0:
+            return None
+        return (x, y), (float(px[k]), float(py[k]))
 
     def resweep_unplannable(self, t: float, reason: str | None = None) -> Transition:
         """No plan could be made for the missed strips: complete, reporting them as not searched

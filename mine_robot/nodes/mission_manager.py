@@ -128,15 +128,14 @@ class MissionManagerNode(Node):
             self.create_service(Trigger, f'mission/{name}', self._service(name), callback_group=self.group)
         self.create_timer(1.0 / status_rate, self._publish_status, callback_group=self.group)
         self._last_plan = None
-        self._publish_status()
         interrupted = interrupted_state(Path(self.config.output_dir) / 'mission.db')
+        self._auto_start = None
         if self.autostart or (resume_on_start and interrupted):
-            why = 'autostart' if self.autostart else f'resuming the mission interrupted in {interrupted}'
-            ok, message = self._start()
-            if ok:
-                self.get_logger().warning(f'{why}: {message}')
-            else:
-                self.get_logger().error(f'{why} failed: {message}')
+            # started from a status tick once the clock runs (under sim time it reads 0 until
+            # /clock arrives, and the records would say the mission restarted at t = 0)
+            self._auto_start = 'autostart' if self.autostart else \
+                f'resuming the mission interrupted in {interrupted}'
+        self._publish_status()
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -301,6 +300,13 @@ class MissionManagerNode(Node):
         self._follower_state = want
 
     def _publish_status(self) -> None:
+        if self._auto_start is not None and self._now() > 0.0:
+            why, self._auto_start = self._auto_start, None
+            ok, message = self._start()
+            if ok:
+                self.get_logger().warning(f'{why}: {message}')
+            else:
+                self.get_logger().error(f'{why} failed: {message}')
         m = self.mission
         status = m.status()
         status['area_file'] = self.area_file

@@ -521,7 +521,10 @@ class MarkingController:
                                    (float(target['x']), float(target['y'])),
                                    str(target.get('classification', 'unknown')), hazards=hazards,
                                    command_ids=self.ids)
-        out.events.append({'event': 'started', 'target_id': self.seq.target_id})
+        if marking_policy(self.seq.classification, self.config).mark:
+            # (a target not to be marked, e.g. clutter by policy, gets its outcome at once and
+            # never stops the robot: no 'started')
+            out.events.append({'event': 'started', 'target_id': self.seq.target_id})
         self._apply(now, self.seq.start(now, self.pose), out)
 
     def _apply(self, now: float, actions, out: MarkingStep) -> None:

@@ -34,7 +34,7 @@ class MissionConfig:
     resweep_min_width: float = 0.10     # m; unswept slivers narrower than this are ignored
     max_resweeps: int = 2
     lane_done_fraction: float = 0.98    # a lane is done when its swath is this much swept
-    mark_confidence: float = 0.5        # settled hazard targets at/above this are marked
+    mark_confidence: float = 0.0        # settled targets at/above this get a marking decision
     sweep_speed: float = 0.3            # m/s, for the ETA
     export_png: bool = True
     time_base: float = 0.0              # POSIX seconds added to mission times in the exports

@@ -70,3 +70,19 @@ def test_bad_override_is_refused_with_a_clear_message(tmp_path, capsys):
 def test_unknown_scenario_is_refused(tmp_path, capsys, scenario):
     assert main(['sweep', '--sim', scenario, '-o', str(tmp_path / 'o'), '--lockstep']) == 1
     assert 'error' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('mission', [False, True])
+def test_evaluate_writes_detections_and_the_judge_with_or_without_the_mission(tmp_path, capsys, mission):
+    path = tmp_path / 'field.yaml'
+    path.write_text(SCENARIO.replace('MINE_Y', '1.5'))
+    out = tmp_path / 'eval'
+    assert main(['evaluate', str(path), '-o', str(out), *(['--mission'] if mission else [])]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary['pd'] == 1.0 and summary['coverage_fraction'] > 0.95
+    features = json.loads((out / 'detections.geojson').read_text())['features']
+    lon, lat = features[0]['geometry']['coordinates']
+    assert 17.18 < lon < 17.20 and 44.77 < lat < 44.78          # WGS84, at the field
+    assert json.loads((out / 'judge.json').read_text())['detected'] == 1
+    # the mission also marks what it finds and keeps its records
+    assert (out / 'mission.db').is_file() == mission and (summary.get('marks') == 1) == mission

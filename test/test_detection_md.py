@@ -228,3 +228,16 @@ def test_latency_is_the_look_ahead():
     head_past = (-1.0 + 0.3 * t_rep + MD.coil_positions()[0, 0]) - 2.0
     assert abs(det.x - 2.0) < 0.03
     assert head_past < proc.config.window_ahead_m + 0.08
+
+
+@pytest.mark.parametrize('seed', [1, 2])
+def test_big_object_beside_the_array_is_one_loose_report(seed):
+    # a 900 g mortar 0.5 m beyond the outer coil: lateral position, depth and mass trade off,
+    # and two fits of it within each other's uncertainty are one object; the reported position
+    # covariance says it is placed loosely across the track and precisely along it
+    dets, _ = sweep([(3.0, 0.95, 0.15, 900.0)], seed=seed)
+    assert len(dets) == 1
+    d = dets[0]
+    assert abs(d.x - 3.0) < 0.03 and abs(d.y - 0.95) < 0.2
+    assert math.sqrt(d.extra['cov_yy']) > 0.05 > math.sqrt(d.extra['cov_xx'])
+    assert d.extra['peak_signal'] > 0 and abs(d.extra['peak_y'] - 0.44) < 0.01   # the outer coil

@@ -186,3 +186,49 @@ def test_first_id_lets_a_restarted_engine_continue_numbering():
     first = engine.update([md(1.0, 1.0, 2.0)])
     second = engine.update([md(2.0, 4.0, 2.0)])
     assert [t.id for t in first + second] == [4_230_010_001, 4_230_010_002]
+
+
+def fit(t, x, y, mass, depth, peak, peak_xy, cov=(0.0009, 0.0, 0.0009), snr=30.0):
+    """A metal-detector fit as md_detector reports it: position covariance and where/how strongly
+    the coils saw the object."""
+    return Detection(t=t, x=x, y=y, depth=depth, confidence=0.99, strength=peak, sensor='metal',
+                     sigma=math.sqrt(max(cov[0], cov[2])),
+                     extra={'mass_g': mass, 'snr': snr, 'cov_xx': cov[0], 'cov_xy': cov[1],
+                            'cov_yy': cov[2], 'peak_signal': peak, 'peak_x': peak_xy[0],
+                            'peak_y': peak_xy[1]})
+
+
+def test_big_object_seen_from_the_side_is_one_target_and_the_side_fit_stays_in_the_record():
+    eng = FusionEngine(config())
+    # first pass: the array went by 0.5 m beside a 900 g mortar at 15 cm and fitted it loosely
+    # (2 g at the surface 0.3 m off, peaking 0.12 at the outer coil)
+    eng.update([fit(10.0, 4.0, 7.6, 2.0, 0.0, 0.12, (4.0, 7.5))])
+    # next lane: right over it, a precise fit
+    eng.update([fit(60.0, 4.2, 7.9, 900.0, 0.15, 4.0, (4.2, 7.9), snr=3000.0)])
+    hazards = [t for t in eng.targets if t.classification != 'clutter']
+    assert len(hazards) == 1 and hazards[0].x == pytest.approx(4.2, abs=0.01)
+    side = next(t for t in eng.targets if t is not hazards[0])
+    assert side.classification == 'clutter' and side.duplicate_of == hazards[0].id
+    assert f'duplicate of target {hazards[0].id}' in side.explanation
+    assert side.to_dict()['duplicate_of'] == hazards[0].id
+
+
+def test_a_small_object_beside_a_big_one_is_not_taken_for_its_tail():
+    eng = FusionEngine(config())
+    eng.update([fit(60.0, 4.2, 7.9, 900.0, 0.15, 4.0, (4.2, 7.9), snr=3000.0)])
+    # a 5 g mine at 5 cm, 0.6 m away: the mortar predicts ~0.03 there, the coils saw 0.36
+    eng.update([fit(61.0, 4.2, 7.3, 5.0, 0.05, 0.36, (4.2, 7.3))])
+    assert len(eng.targets) == 2 and all(t.classification != 'clutter' for t in eng.targets)
+    assert all(t.duplicate_of is None for t in eng.targets)
+
+
+def test_a_loose_fit_joins_within_its_covariance_and_the_precise_fit_sets_the_position():
+    eng = FusionEngine(config())
+    # a fit beside the array: 0.2 m sigma across the track (y), 2 cm along it (x)
+    eng.update([fit(10.0, 3.0, 1.25, 5.0, 0.05, 0.1, (3.0, 1.1), cov=(0.0004, 0.0, 0.04))])
+    eng.update([fit(60.0, 3.0, 1.0, 5.0, 0.05, 0.36, (3.0, 1.0))])
+    assert len(eng.targets) == 1
+    assert eng.targets[0].y == pytest.approx(1.0, abs=0.02)
+    # but not along the track, where that fit is precise
+    eng.update([fit(70.0, 3.3, 1.25, 5.0, 0.05, 0.36, (3.3, 1.25), cov=(0.0004, 0.0, 0.04))])
+    assert len(eng.targets) == 2

@@ -68,9 +68,15 @@ class MetalDetectorConfig:
     explain_min_snr: float = 8.0        # from their tails) must be shallow, clear ...
     explain_max_mass_g: float = 30.0    # ... and mine- or fragment-sized
     duplicate_m: float = 0.12           # a fit this close to a report of this pass is that object
+    duplicate_sigma: float = 2.0        # ... and one within this many sigmas of it, both ways
     shadow_m: float = 0.4               # weaker fits this close to a report ...
-    shadow_ratio: float = 0.25          # ... with less than this share of its mass are dropped
+    shadow_ratio: float = 0.25          # ... with less than this share of its mass, or whose own
+                                        # peak response is below the report's response there, are
+                                        # that report's remainder
     min_explained: float = 0.2          # fit check: share of the window's excess energy explained
+    candidate_sep_m: float = 0.25       # a second peak across the array this far away is tried too
+    neighbour_min_m: float = 0.3        # a poor fit is retried with the responses of reports this
+    neighbour_max_m: float = 1.2        # far from it projected out (a strong neighbour's tail)
     deep_m: float = 0.25                # fits deeper than this (broad, ground-like responses) ...
     deep_threshold_sigma: float = 12.0  # ... need this SNR
     max_turn_deg: float = 12.0          # heading change that ends a straight window
@@ -78,14 +84,14 @@ class MetalDetectorConfig:
     norm_bins: int = 400                # bins of statistic history for the robust normalisation
     signal_per_gram: float = 1.0        # signal units per gram of metal on the coil axis at r=0
     position_floor_m: float = 0.015     # added (in quadrature) to the position sigma
-    position_scale_m: float = 0.12      # position sigma ~ this / SNR
+    max_sigma_m: float = 0.5            # cap of the fitted position/depth sigma
     sensor: str = 'metal'
 
     def __post_init__(self):
         positive = ('bin_m', 'window_back_m', 'min_back_m', 'window_ahead_m', 'ground_corr_m',
                     'threshold_sigma', 'initial_noise', 'lateral_step_m', 'max_depth_m',
                     'max_turn_deg', 'max_bin_s', 'signal_per_gram',
-                    'position_floor_m', 'position_scale_m')
+                    'position_floor_m', 'max_sigma_m')
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -199,11 +205,11 @@ class MetalDetectorProcessor:
         self._didx = GrowBuffer(len(self.lateral))      # depth index
         self._scale = np.ones(len(self.lateral))
         self._scale_stale = True
-        self._quiet_until = 0
+        self._quiet_until = np.zeros(len(self.lateral), dtype=np.int64)
         self._refine_result = ''
         self._hist = GrowBuffer(len(self.lateral))      # reference-depth T, for the normalisation
         self._next_centre = 0                  # absolute bin index of the next window centre
-        self._recent: list[tuple[float, float, float]] = []   # reported x, y, mass
+        self._recent: list[tuple] = []         # reported x, y, mass, depth, position covariance
         self.stats = {'samples': 0, 'dropped_no_pose': 0, 'rejected': 0, 'detections': 0}
         self.rejected: list[tuple] = []        # the last candidates refused by the fit check (diagnostics)
 
@@ -470,51 +476,55 @@ class MetalDetectorProcessor:
             hist = self._hist.view[max(0, c - cfg.norm_bins):c + 1]
             ok = np.isfinite(hist[:, 0])
             if ok.sum() >= 50:
+                # trimmed: the bins a strong or deep object (a UXO's broad response can fill a
+                # third of the history) lifts far above the spread are left out, twice, so a
+                # neighbour does not raise the threshold of the ground around it
                 h = hist[ok]
-                mad = 1.4826 * np.median(np.abs(h - np.median(h, axis=0)), axis=0)
-                self._scale = np.clip(mad, 0.8, 10.0)
+                med = np.median(h, axis=0)
+                mad = 1.4826 * np.median(np.abs(h - med), axis=0)
+                for _ in range(2):
+                    hm = np.where(np.abs(h - med) <= 4.0 * np.maximum(mad, 1e-9), h, np.nan)
+                    med = np.nanmedian(hm, axis=0)
+                    mad = 1.4826 * np.nanmedian(np.abs(hm - med), axis=0)
+                self._scale = np.clip(np.nan_to_num(mad, nan=10.0), 0.8, 10.0)
                 self._scale_stale = False
         snr_row = stat[c] / self._scale
-        j = int(np.nanargmax(snr_row))
-        peak = float(snr_row[j])
-        if not (peak >= cfg.threshold_sigma) or c_abs < self._quiet_until:
-            return None
-        o_i = int(self._didx.view[c, j]) // len(self.depths)
-        d_i = int(self._didx.view[c, j]) % len(self.depths)
+        # candidates: local maxima across the array above the threshold, strongest first; a
+        # strong neighbour's tail that fits poorly must not hide a weaker object elsewhere
+        row = np.where(np.isfinite(snr_row), snr_row, -np.inf)
+        padded = np.concatenate([[-np.inf], row, [-np.inf]])
+        local = (row >= padded[:-2]) & (row >= padded[2:]) & (row >= cfg.threshold_sigma)
+        order = [int(k) for k in np.argsort(-row) if local[k]]
         prev = stat[c - 1] / self._scale if c > 0 else None
-        growing = prev is not None and np.isfinite(prev[j]) and peak > float(np.nanmax(prev))
-        if o_i == len(self.offsets_s) - 1 and growing:
-            return None        # the best template is still the front one and rising: wait a bin
-        det = self._refine(c_abs, j, peak, float(self.offsets_s[o_i]), float(self.depths[d_i]))
-        if det is None and self._refine_result == 'poor_fit':
-            self._quiet_until = c_abs + 4      # a poor fit is not refitted every bin
-        return det
+        tried = []
+        for j in order[:3]:
+            if any(abs(self.lateral[j] - self.lateral[k]) < cfg.candidate_sep_m for k in tried):
+                continue
+            tried.append(j)
+            if c_abs < self._quiet_until[j]:
+                continue
+            peak = float(snr_row[j])
+            o_i = int(self._didx.view[c, j]) // len(self.depths)
+            d_i = int(self._didx.view[c, j]) % len(self.depths)
+            growing = prev is not None and np.isfinite(prev[j]) and peak > float(np.nanmax(prev))
+            if o_i == len(self.offsets_s) - 1 and growing:
+                return None    # the best template is still the front one and rising: wait a bin
+            det = self._refine(c_abs, j, peak, float(self.offsets_s[o_i]), float(self.depths[d_i]))
+            if det is not None:
+                return det
+            if self._refine_result == 'poor_fit':
+                # a poor fit is not refitted every bin (nor its neighbours across the array)
+                near = np.abs(self.lateral - self.lateral[j]) < cfg.candidate_sep_m
+                self._quiet_until[near] = c_abs + 4
+        return None
 
-    def _refine(self, c_abs: int, j: int, snr: float, s0: float, d0: float) -> Detection | None:
-        """Fit one object in the window of centre ``c_abs`` (exact coil positions of every bin,
-        the window's GLS metric); None if it is still ahead, fits poorly or is a fit's remainder."""
+    def _fit_one(self, q, y, cx, cy, place, j, s0, d0):
+        """Fit one object in a window with GLS metric ``q``: coarse grid around the detecting
+        template, then a shrinking pattern search. Returns (result '' | 'ahead' | 'poor_fit',
+        (along, lateral, depth), T, mass, explained share, excess chi-square)."""
         cfg = self.config
-        self._refine_result = ''
-        win = self._window(c_abs)
-        if win is None:
-            return None
-        nb, rows = win
-        bank = self._banks[nb]
-        y = rows[:, 8:8 + self.n].ravel()
-        qy = bank.q @ y
         a, h = self.coil_radius, self.coil_height
-        # coil centres of every bin in map coordinates (heading wobble and curvature included)
-        cx = (rows[:, 3:4] - rows[:, 6:7] * self.coil_y[None, :]).ravel()
-        cy = (rows[:, 4:5] + rows[:, 5:6] * self.coil_y[None, :]).ravel()
-        centre = rows[nb]
-        cos_y, sin_y = float(centre[5]), float(centre[6])
-        # direction of travel along the path (backwards on a reverse leg)
-        step_xy = rows[min(nb + 3, len(rows) - 1), 3:5] - rows[max(nb - 3, 0), 3:5]
-        norm = float(np.hypot(*step_xy))
-        ux, uy = (step_xy / norm) if norm > 1e-6 else (cos_y, sin_y)
-
-        def place(sv, uv):
-            return centre[3] + ux * sv - sin_y * uv, centre[4] + uy * sv + cos_y * uv
+        qy = q @ y
 
         def stat(pts):
             """T and mass of objects at ``pts`` (k, 3): along offset, lateral, depth."""
@@ -522,10 +532,9 @@ class MetalDetectorProcessor:
             r = np.hypot(cx[:, None] - px[None, :], cy[:, None] - py[None, :])
             g = md_kernel(a, r, h + np.maximum(pts[:, 2], 0.0)[None, :])
             num = qy @ g
-            den = np.maximum(np.einsum('mk,mk->k', g, bank.q @ g), 1e-30)
+            den = np.maximum(np.einsum('mk,mk->k', g, q @ g), 1e-30)
             return num / np.sqrt(den), num / den
 
-        # coarse grid around the detecting template, then a shrinking pattern search
         ahead = self._nf * cfg.bin_m
         deep = d0 >= 0.2
         s_vals = np.arange(-(0.25 if deep else cfg.refine_back_m), 0.5 * ahead + 1e-9, 0.03)
@@ -560,9 +569,6 @@ class MetalDetectorProcessor:
         yt = y.reshape(-1, self.n) - y.reshape(-1, self.n).mean(axis=0)
         m_ls = float(np.sum(gt * yt) / max(float(np.sum(gt * gt)), 1e-30))
         mass = min(mass, max(m_ls, 0.0) * 1.5)
-        if s_best > cfg.max_ahead_m:
-            self._refine_result = 'ahead'
-            return None        # the object is still ahead of the window centre: decide later
         # goodness of fit: the chi-square left after removing the fitted response, against the
         # degrees of freedom: a window whose energy the single-object model does not explain (the
         # edge of a stronger object ahead, ground the model misses) is not a clean detection
@@ -571,13 +577,97 @@ class MetalDetectorProcessor:
         scale2 = float(self._scale[j]) ** 2
         excess = (yqy - t_fit * t_fit) / scale2 - dof
         explained = (t_fit * t_fit / scale2) / max(yqy / scale2 - dof, 1e-9)
-        if excess > 6.0 * math.sqrt(2.0 * dof) and explained < cfg.min_explained:
+        if s_best > cfg.max_ahead_m:
+            result = 'ahead'
+        elif excess > 6.0 * math.sqrt(2.0 * dof) and explained < cfg.min_explained:
+            result = 'poor_fit'
+        else:
+            result = ''
+        return result, best, t_fit, mass, explained, excess
+
+    def _neighbour_templates(self, cx, cy, px, py):
+        """Unit responses at the window's coil samples of the reported objects near a candidate at
+        (px, py) (but not that candidate itself), with their derivatives along x, y and depth:
+        (m, 4k) or None."""
+        cfg = self.config
+        a, h = self.coil_radius, self.coil_height
+        cols = []
+        for ox, oy, _m, od, _cov in self._recent:
+            dist = math.hypot(ox - px, oy - py)
+            if not cfg.neighbour_min_m <= dist <= cfg.neighbour_max_m:
+                continue
+            if float(np.min(np.hypot(cx - ox, cy - oy))) > cfg.neighbour_max_m:
+                continue
+            e = 0.01
+            base = md_kernel(a, np.hypot(cx - ox, cy - oy), h + od)
+            cols += [base,
+                     (md_kernel(a, np.hypot(cx - ox - e, cy - oy), h + od) - base) / e,
+                     (md_kernel(a, np.hypot(cx - ox, cy - oy - e), h + od) - base) / e,
+                     (md_kernel(a, np.hypot(cx - ox, cy - oy), h + od + e) - base) / e]
+        if not cols:
+            return None
+        return np.column_stack(cols)
+
+    def _refine(self, c_abs: int, j: int, snr: float, s0: float, d0: float) -> Detection | None:
+        """Fit one object in the window of centre ``c_abs`` (exact coil positions of every bin,
+        the window's GLS metric); None if it is still ahead, fits poorly or is a fit's remainder."""
+        cfg = self.config
+        self._refine_result = ''
+        win = self._window(c_abs)
+        if win is None:
+            return None
+        nb, rows = win
+        bank = self._banks[nb]
+        y = rows[:, 8:8 + self.n].ravel()
+        a, h = self.coil_radius, self.coil_height
+        # coil centres of every bin in map coordinates (heading wobble and curvature included)
+        cx = (rows[:, 3:4] - rows[:, 6:7] * self.coil_y[None, :]).ravel()
+        cy = (rows[:, 4:5] + rows[:, 5:6] * self.coil_y[None, :]).ravel()
+        centre = rows[nb]
+        cos_y, sin_y = float(centre[5]), float(centre[6])
+        # direction of travel along the path (backwards on a reverse leg)
+        step_xy = rows[min(nb + 3, len(rows) - 1), 3:5] - rows[max(nb - 3, 0), 3:5]
+        norm = float(np.hypot(*step_xy))
+        ux, uy = (step_xy / norm) if norm > 1e-6 else (cos_y, sin_y)
+
+        def place(sv, uv):
+            return centre[3] + ux * sv - sin_y * uv, centre[4] + uy * sv + cos_y * uv
+
+        q = bank.q
+        fit = self._fit_one(q, y, cx, cy, place, j, s0, d0)
+        if fit[0] == 'poor_fit':
+            # a known strong neighbour's tail in the window (a reported object the data were not
+            # corrected for: large or deep): its response, with free amplitude and small position
+            # and depth corrections, becomes a nuisance projected out of the metric; refit
+            px, py = place(fit[1][0], fit[1][1])
+            nuis = self._neighbour_templates(cx, cy, px, py)
+            if nuis is not None:
+                qb = q @ nuis
+                gram = nuis.T @ qb
+                try:
+                    q2 = q - qb @ np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(len(gram)), qb.T)
+                except np.linalg.LinAlgError:
+                    q2 = None
+                if q2 is not None:
+                    fit2 = self._fit_one(0.5 * (q2 + q2.T), y, cx, cy, place, j, s0, d0)
+                    if fit2[0] != 'poor_fit' and fit2[2] / float(self._scale[j]) >= cfg.threshold_sigma:
+                        self.stats['refit_beside_neighbour'] = self.stats.get('refit_beside_neighbour', 0) + 1
+                        q, fit = 0.5 * (q2 + q2.T), fit2
+                        snr = 0.0        # the bank's statistic held the neighbour: the refit's counts
+        result, best, t_fit, mass, explained, excess = fit
+        s_best, u_best, d_best = (float(v) for v in best)
+        if result == 'ahead':
+            self._refine_result = 'ahead'
+            return None        # the object is still ahead of the window centre: decide later
+        if result == 'poor_fit':
             self.stats['poor_fit'] = self.stats.get('poor_fit', 0) + 1
             self._refine_result = 'poor_fit'
             self.rejected.append((*place(s_best, u_best), 'poor_fit', snr, round(explained, 2),
                                   round(excess, 1)))
             del self.rejected[:-50]
             return None
+        px, py = place(s_best, u_best)
+        g = md_kernel(a, np.hypot(cx - px, cy - py), h + d_best).reshape(-1, self.n)
         if not (mass > 0 and math.isfinite(mass) and math.isfinite(t_fit)):
             return None
         x, yy = (float(v) for v in place(s_best, u_best))
@@ -594,25 +684,82 @@ class MetalDetectorProcessor:
         strength = mass * float(md_kernel(a, abs(self.coil_y[nearest] - u_best), h + d_best))
         if strength < cfg.min_amplitude:
             return None
+        # position uncertainty: the Cramer-Rao bound of this fit (Fisher information of along,
+        # lateral, depth and mass in the window's GLS metric, inflated by the normalisation
+        # scale), rotated into map; an object beside the array or a deep, broad one is placed
+        # much less precisely than one under a coil, and fusion's gates and weights need to know
+        cov, depth_sigma = self._fit_covariance(q, cx, cy, place, best, mass, float(self._scale[j]),
+                                                (ux, uy), (cos_y, sin_y))
+        cov = cov + np.eye(2) * cfg.position_floor_m ** 2
         # what a fit leaves of an object it just explained (its depth and mass trade off, more so
-        # in a causal window) is not a second object: weak fits close to a stronger report are not
-        for px, py, pm in self._recent:
+        # in a causal window) is not a second object: weak fits close to a stronger report are
+        # not, and neither is a fit that lies within the other's uncertainty while the other lies
+        # within its own (two loose fits of one object beside the array)
+        peak = mass * float(md_kernel(a, 0.0, h + d_best))
+        for px, py, pm, pd, pcov in self._recent:
             dist = math.hypot(x - px, yy - py)
-            if dist < cfg.duplicate_m or (dist < cfg.shadow_m and mass < cfg.shadow_ratio * pm):
+            d = np.array([x - px, yy - py])
+            mutual = max(float(d @ np.linalg.solve(cov, d)), float(d @ np.linalg.solve(pcov, d)))
+            tail = pm * float(md_kernel(a, dist, h + pd))     # the report's response here
+            if dist < cfg.duplicate_m or mutual < cfg.duplicate_sigma ** 2 or (
+                    dist < cfg.shadow_m and (mass < cfg.shadow_ratio * pm or peak < tail)):
                 self.stats['shadowed'] = self.stats.get('shadowed', 0) + 1
                 self._refine_result = 'poor_fit'
                 return None
-        sigma = math.hypot(min(cfg.position_scale_m / max(snr, 1e-3), 0.5), cfg.position_floor_m)
+        sigma = math.sqrt(min(float(np.linalg.eigvalsh(cov)[-1]), cfg.max_sigma_m ** 2))
+        # where the coils saw the fitted object most strongly, and how strongly: what the data
+        # of this report actually hold, whatever the fit's position (fusion uses it to tell a
+        # neighbour's tail, fitted as a second object, from a second object)
+        resp = mass * g.ravel()
+        k_peak = int(np.argmax(resp))
         conf = float(1.0 / (1.0 + math.exp(-(snr - cfg.threshold_sigma) * 1.5)))
         det = Detection(
             t=float(row[0]), x=float(x), y=float(yy), depth=d_best, confidence=conf,
             strength=float(strength), sensor=cfg.sensor, id=self._next_id, sigma=sigma,
             extra={'mass_g': mass / cfg.signal_per_gram, 'snr': float(snr), 'coil': nearest,
-                   'lateral_m': u_best, 'depth_sigma': None})
+                   'lateral_m': u_best, 'depth_sigma': depth_sigma,
+                   'cov_xx': float(cov[0, 0]), 'cov_xy': float(cov[0, 1]), 'cov_yy': float(cov[1, 1]),
+                   'peak_signal': float(resp[k_peak]), 'peak_x': float(cx[k_peak]),
+                   'peak_y': float(cy[k_peak])})
         self._next_id += 1
         self._recent = [r for r in self._recent if math.hypot(x - r[0], yy - r[1]) < 2.0][-20:]
-        self._recent.append((float(x), float(yy), float(mass)))
+        self._recent.append((float(x), float(yy), float(mass), float(d_best), cov))
         return det
+
+    def _fit_covariance(self, q, cx, cy, place, best, mass, scale, along_dir, head):
+        """(2x2 map-frame position covariance, depth sigma) of a fitted object: the inverse Fisher
+        information of (along, lateral, depth, mass) for ``mass * g`` in the GLS metric ``q``
+        (unit-variance statistic), times ``scale^2`` (the adaptive normalisation: the noise the
+        model misses). Capped at ``max_sigma_m`` per axis."""
+        cfg = self.config
+        a, h = self.coil_radius, self.coil_height
+        step = 0.004
+        s0, u0, d0 = (float(v) for v in best)
+
+        def g(sv, uv, dv):
+            px, py = place(sv, uv)
+            return md_kernel(a, np.hypot(cx - px, cy - py), h + max(dv, 0.0))
+
+        d_lo = max(d0 - step, 0.0)
+        d_hi = d_lo + 2.0 * step
+        cols = [mass * (g(s0 + step, u0, d0) - g(s0 - step, u0, d0)) / (2 * step),
+                mass * (g(s0, u0 + step, d0) - g(s0, u0 - step, d0)) / (2 * step),
+                mass * (g(s0, u0, d_hi) - g(s0, u0, d_lo)) / (d_hi - d_lo),
+                g(s0, u0, d0)]
+        jac = np.column_stack(cols)
+        info = jac.T @ (q @ jac)
+        cap = cfg.max_sigma_m ** 2
+        try:
+            cov4 = np.linalg.inv(info + np.diag([1.0 / cap, 1.0 / cap, 1.0 / cap, 0.0])) * scale * scale
+        except np.linalg.LinAlgError:
+            return np.eye(2) * cap, cfg.max_sigma_m
+        # (along, lateral) -> map: along = travel direction, lateral = body left (heading + 90 deg)
+        ux, uy = along_dir
+        cos_y, sin_y = head
+        rot = np.array([[ux, -sin_y], [uy, cos_y]])
+        cov = rot @ cov4[:2, :2] @ rot.T
+        cov = 0.5 * (cov + cov.T)
+        return cov, float(math.sqrt(max(min(cov4[2, 2], cap), 0.0)))
 
     def _subtract(self, det: Detection) -> None:
         cfg = self.config

@@ -36,6 +36,20 @@ CLASSES = ('unknown', 'mine', 'uxo', 'clutter')   # index = `class` field on the
 APPROACH_LOOKBACK_M = 1.0   # a sensor that passed a target up to this far back still counts as a pass
 
 
+MAHALANOBIS_GATE = 3.0      # point association: combined-covariance distance (sigmas)
+
+
+def detection_covariance(det: Detection) -> np.ndarray:
+    """2x2 position covariance of a detection in map: ``extra`` ``cov_xx/cov_xy/cov_yy`` when the
+    detector gives it (metal detector: the fit's Cramer-Rao bound), else ``sigma^2`` isotropic."""
+    e = det.extra
+    if all(k in e for k in ('cov_xx', 'cov_xy', 'cov_yy')):
+        cov = np.array([[e['cov_xx'], e['cov_xy']], [e['cov_xy'], e['cov_yy']]], dtype=float)
+        if np.all(np.isfinite(cov)) and cov[0, 0] > 0 and cov[0, 0] * cov[1, 1] - cov[0, 1] ** 2 > 0:
+            return cov
+    return np.eye(2) * det.sigma ** 2
+
+
 class FusionError(ValueError):
     """Invalid fusion configuration or input."""
 
@@ -61,6 +75,13 @@ class SensorModel:
     gate_m: float = 0.25             # association gate
     association: str = 'point'       # 'point' | 'slant_range'
     metal: bool = False              # hits are metal alarms (kept for the MD-only record)
+    # metal sensors whose hits carry mass_g, depth, peak_signal, peak_x/y: the coil response
+    # kernel (coil radius, coil height above ground; "robot" = config/robot.yaml) with which
+    # fusion predicts a target's response elsewhere, and so recognises a second fit that a
+    # stronger target's response explains (a big object's tail fitted as another object)
+    coil: tuple[float, float] = ()
+    explain_ratio: float = 0.5       # ... explained when the prediction reaches this share of it
+    explain_max_m: float = 1.0       # ... within this distance
 
     def __post_init__(self):
         if len(self.bins) != len(self.llr_hit) or not self.bins:
@@ -71,6 +92,8 @@ class SensorModel:
             raise FusionError(f"sensor {self.name}: association must be 'point' or 'slant_range'")
         if self.weight < 0 or self.reach_m < 0 or self.gate_m <= 0 or self.miss_delay_m < 0:
             raise FusionError(f'sensor {self.name}: weight/reach_m/miss_delay_m must be >= 0, gate_m > 0')
+        if self.coil and (len(self.coil) != 2 or min(self.coil) <= 0):
+            raise FusionError(f'sensor {self.name}: coil must be [radius, height], both > 0')
 
     def hit_llr(self, det: Detection) -> float:
         value = det.confidence if self.feature == 'confidence' else (
@@ -99,8 +122,11 @@ class FusionConfig:
         return None
 
 
-def fusion_config_from_dict(data: dict) -> FusionConfig:
-    """Build the config from the plain dict of ``config/detection.yaml`` (detection_fusion node)."""
+def fusion_config_from_dict(data: dict, robot=None) -> FusionConfig:
+    """Build the config from the plain dict of ``config/detection.yaml`` (detection_fusion node).
+
+    ``"coil": "robot"`` in a sensor entry takes the coil radius and height from ``robot`` (a
+    :class:`~mine_robot.robot.RobotGeometry`; default: the package's config/robot.yaml)."""
     if not isinstance(data, dict) or not isinstance(data.get('sensors'), dict) or not data['sensors']:
         raise FusionError('fusion config: "sensors" must map sensor names to their models')
     sensors = []
@@ -115,6 +141,17 @@ def fusion_config_from_dict(data: dict) -> FusionConfig:
         for key in ('bins', 'llr_hit', 'mount'):
             if key in kw:
                 kw[key] = tuple(float(v) for v in kw[key])
+        if kw.get('coil') == 'robot':
+            if robot is None:
+                from mine_robot.robot import load_robot
+                robot = load_robot()
+            kw['coil'] = (robot.metal_detector.coil_radius, robot.metal_detector.coil_height)
+        elif 'coil' in kw:
+            try:
+                kw['coil'] = tuple(float(v) for v in kw['coil'])
+            except (TypeError, ValueError) as exc:
+                raise FusionError(f'fusion config: sensor {name!r}: coil must be [radius, height] or '
+                                  '"robot"') from exc
         try:
             sensors.append(SensorModel(name=str(name), **kw))
         except TypeError as exc:
@@ -158,8 +195,20 @@ class Target:
     explanation: str = ''
     point_weight: float = 0.0       # sum of 1/sigma^2 of point detections
     settled: bool = False           # every sensor that could see it has had its chance
+    duplicate_of: int | None = None  # another target's response explains this one's fits
+    duplicate_reason: str = ''
     # closest approach of each covering sensor: name -> [min_dist, path length at min]
     _approach: dict = field(default_factory=dict, repr=False)
+    # information (inverse covariance) of the point detections and information-weighted sum
+    _info: np.ndarray | None = field(default=None, repr=False)
+    _info_xy: np.ndarray | None = field(default=None, repr=False)
+    _depth_weight: float = field(default=0.0, repr=False)
+
+    def covariance(self) -> np.ndarray:
+        """2x2 covariance of the position in map (isotropic ``sigma`` until a point sensor hit)."""
+        if self._info is None:
+            return np.eye(2) * self.sigma ** 2
+        return np.linalg.inv(self._info)
 
     @property
     def sensors(self) -> list[str]:
@@ -176,6 +225,7 @@ class Target:
                'confidence': round(self.confidence, 4), 'classification': self.classification,
                'settled': self.settled, 'sensors': self.sensors, 'first_t': round(self.first_t, 3),
                'last_t': round(self.last_t, 3), 'explanation': self.explanation,
+               'duplicate_of': self.duplicate_of,
                'evidence': {k: v.to_dict() for k, v in self.evidence.items()}}
         if frame is not None:
             lon, lat = frame.to_wgs84(self.x, self.y)
@@ -217,11 +267,73 @@ class FusionEngine:
             self._absorb(target, det, model)
             self._classify(target)
             changed[target.id] = target
+            if model.metal and model.coil:
+                for tgt in self._merge_explained(target, model):
+                    changed[tgt.id] = tgt
         return list(changed.values())
+
+    # ------------------------------------------------------------------ one target per object
+    @staticmethod
+    def _fit(tgt: Target, model: SensorModel):
+        """(mass, depth, peak signal, peak x, peak y) of the target's best fit by ``model``."""
+        ev = tgt.evidence.get(model.name)
+        if ev is None or not ev.hits:
+            return None
+        f = ev.features
+        try:
+            out = tuple(float(f[k]) for k in ('mass_g', 'peak_signal', 'peak_x', 'peak_y'))
+        except (KeyError, TypeError, ValueError):
+            return None
+        depth = float(f.get('depth', tgt.depth)) if math.isfinite(tgt.depth) else 0.0
+        return out[0], max(depth, 0.0), out[1], out[2], out[3]
+
+    def _explains(self, a: Target, b: Target, model: SensorModel) -> str | None:
+        """Why ``a``'s fitted response explains the fit of ``b`` (None if it does not): ``a`` is the
+        stronger object, and its predicted response where the coils saw ``b`` most strongly is at
+        least ``explain_ratio`` of what they saw there."""
+        fa, fb = self._fit(a, model), self._fit(b, model)
+        if fa is None or fb is None or a is b:
+            return None
+        mass, depth, peak_a, _, _ = fa
+        _, _, peak_b, bx, by = fb
+        if peak_a <= peak_b or math.hypot(a.x - b.x, a.y - b.y) > model.explain_max_m:
+            return None
+        radius, height = model.coil
+        r = math.hypot(a.x - bx, a.y - by)
+        predicted = mass * (radius ** 2 / (radius ** 2 + r ** 2 + (height + depth) ** 2)) ** 3
+        if predicted < model.explain_ratio * peak_b:
+            return None
+        return (f'duplicate of target {a.id}: its fitted response ({mass:.0f} g at {100 * depth:.0f} cm) '
+                f'predicts {predicted:.3g} where this fit peaked at {peak_b:.3g}')
+
+    def _merge_explained(self, target: Target, model: SensorModel) -> list[Target]:
+        """One target per object: a metal-only target whose fit a stronger neighbour's response
+        explains is that neighbour seen from the side (a large object's tail, a loose fit beside
+        the array). It is kept, classified clutter with ``duplicate_of`` and the reason."""
+        changed = []
+        if target.duplicate_of is not None:
+            return changed
+        for other in self.targets:
+            if other is target or other.duplicate_of is not None:
+                continue
+            for a, b in ((target, other), (other, target)):
+                if b.duplicate_of is not None or set(b.sensors) - {model.name}:
+                    continue     # only a metal-only fit can be another's remainder
+                why = self._explains(a, b, model)
+                if why is not None:
+                    b.duplicate_of, b.duplicate_reason = a.id, why
+                    self._classify(b)
+                    changed.append(b)
+                    break
+            if target.duplicate_of is not None:
+                break
+        return changed
 
     def _associate(self, det: Detection, model: SensorModel) -> Target | None:
         best, best_score = None, math.inf
         for tgt in self.targets:
+            if tgt.duplicate_of is not None:
+                continue
             if model.association == 'slant_range':
                 score = self._slant_score(tgt, det, model)
             else:
@@ -231,8 +343,13 @@ class FusionEngine:
                     slant = self._slant_score_from(det, tgt, model)
                     score = slant if slant is not None else math.inf
                 else:
-                    gate = max(model.gate_m, 3.0 * math.hypot(tgt.sigma, det.sigma))
-                    score = dist / gate if dist <= gate else math.inf
+                    # within the sensor's gate, or within 3 sigma of the combined position
+                    # covariance (a fit beside the array is placed loosely across the track only)
+                    score = dist / model.gate_m
+                    if score > 1.0:
+                        cov = tgt.covariance() + detection_covariance(det)
+                        d = np.array([det.x - tgt.x, det.y - tgt.y])
+                        score = math.sqrt(max(float(d @ np.linalg.solve(cov, d)), 0.0)) / MAHALANOBIS_GATE
             if score < best_score:
                 best, best_score = tgt, score
         return best if best_score <= 1.0 else None
@@ -282,9 +399,16 @@ class FusionEngine:
         llr = model.hit_llr(det)
         ev.hits += 1
         ev.max_confidence = max(ev.max_confidence, det.confidence)
-        if det.strength >= ev.max_strength or ev.hits == 1:
-            ev.max_strength = det.strength
+        snr = det.extra.get('snr') if model.metal else None
+        if snr is not None:      # metal: the features of the best-determined fit
+            better = float(snr) >= float(ev.features.get('snr', -math.inf))
+        else:
+            better = det.strength >= ev.max_strength
+        ev.max_strength = max(ev.max_strength, det.strength)
+        if better or ev.hits == 1:
             ev.features = dict(det.extra)
+            if math.isfinite(det.depth):
+                ev.features.setdefault('depth', det.depth)
             if model.association == 'slant_range':
                 ev.features.setdefault('track_x', det.x)
                 ev.features.setdefault('track_y', det.y)
@@ -292,20 +416,25 @@ class FusionEngine:
         ev.missed = False
         tgt.last_t = max(tgt.last_t, det.t)
         if model.association == 'point':
-            w = 1.0 / det.sigma ** 2
+            # information-weighted position (each detection's 2x2 covariance: a fit under the
+            # array outweighs one beside it across the track, not along it)
+            info = np.linalg.inv(detection_covariance(det))
             if tgt.point_weight == 0.0:
-                tgt.x, tgt.y, tgt.sigma = det.x, det.y, det.sigma
-                if math.isfinite(det.depth):
-                    tgt.depth = det.depth
+                tgt._info, tgt._info_xy = info, info @ np.array([det.x, det.y])
             else:
-                total = tgt.point_weight + w
-                tgt.x = (tgt.x * tgt.point_weight + det.x * w) / total
-                tgt.y = (tgt.y * tgt.point_weight + det.y * w) / total
-                tgt.sigma = 1.0 / math.sqrt(total)
-                if math.isfinite(det.depth):
-                    tgt.depth = det.depth if not math.isfinite(tgt.depth) else (
-                        (tgt.depth * tgt.point_weight + det.depth * w) / total)
-            tgt.point_weight += w
+                tgt._info = tgt._info + info
+                tgt._info_xy = tgt._info_xy + info @ np.array([det.x, det.y])
+            tgt.x, tgt.y = (float(v) for v in np.linalg.solve(tgt._info, tgt._info_xy))
+            tgt.sigma = math.sqrt(float(np.linalg.eigvalsh(tgt.covariance())[-1]))
+            depth_sigma = det.extra.get('depth_sigma')
+            w = 1.0 / (float(depth_sigma) ** 2 + 1e-4 if depth_sigma else det.sigma ** 2)
+            if math.isfinite(det.depth):
+                if not math.isfinite(tgt.depth) or tgt._depth_weight == 0.0:
+                    tgt.depth = det.depth
+                else:
+                    tgt.depth = (tgt.depth * tgt._depth_weight + det.depth * w) / (tgt._depth_weight + w)
+                tgt._depth_weight += w
+            tgt.point_weight += 1.0 / det.sigma ** 2
         elif tgt.point_weight == 0.0 and not math.isfinite(tgt.depth):
             tgt.depth = det.depth
 
@@ -323,7 +452,7 @@ class FusionEngine:
             return changed
         mounts = body_to_map(pose, np.array([s.mount for s in covering]))
         for tgt in self.targets:
-            if tgt.settled:
+            if tgt.settled or tgt.duplicate_of is not None:
                 continue
             touched = False
             for s, (mx, my) in zip(covering, mounts):
@@ -374,7 +503,9 @@ class FusionEngine:
         snr = max((float(e.features.get('snr', 0.0) or 0.0) for e in metal), default=0.0)
         shape = next((e.features.get('shape') for e in tgt.evidence.values() if e.features.get('shape')),
                      None)
-        if tgt.confidence >= cfg.report_threshold:
+        if tgt.duplicate_of is not None:
+            cls = 'clutter'      # kept in the record; the target it duplicates carries the object
+        elif tgt.confidence >= cfg.report_threshold:
             cls = 'uxo' if (mass >= cfg.uxo_mass_g or shape == 'elongated') else 'mine'
         elif tgt.confidence <= cfg.clutter_threshold and not pending and snr < cfg.strong_metal_snr:
             cls = 'clutter'
@@ -386,7 +517,8 @@ class FusionEngine:
         why = ', '.join(parts)
         tail = f'; waiting for {", ".join(pending)}' if pending else ''
         extra = f'; metal ~{mass:.1f} g' if metal else ''
-        tgt.explanation = f'{cls}: P(hazard)={tgt.confidence:.2f} from {why}{extra}{tail}'
+        dup = f'; {tgt.duplicate_reason}' if tgt.duplicate_of is not None else ''
+        tgt.explanation = f'{cls}: P(hazard)={tgt.confidence:.2f} from {why}{extra}{tail}{dup}'
 
     def reported(self) -> list[Target]:
         """Targets reported as possible hazards (mine, uxo, unknown)."""

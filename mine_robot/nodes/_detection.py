@@ -15,6 +15,7 @@ from mine_robot.ros.conversions import cloud_to_fields, fields_to_cloud, stamp_t
 from mine_robot.ros.diagnostics import OK, WARN, Diagnostics
 
 DETECTION_FIELDS = ('x', 'y', 'z', 'confidence', 'strength', 'id', 'depth', 'sigma')
+FIT_FIELDS = ('cov_xx', 'cov_xy', 'cov_yy', 'depth_sigma', 'peak_signal', 'peak_x', 'peak_y')
 
 
 def detections_to_cloud(dets: list[Detection], frame_id: str, stamp: float) -> PointCloud2:
@@ -31,6 +32,11 @@ def detections_to_cloud(dets: list[Detection], frame_id: str, stamp: float) -> P
     if any('mass_g' in d.extra for d in dets):
         fields['mass_g'] = [float(d.extra.get('mass_g', 0.0)) for d in dets]
         fields['snr'] = [float(d.extra.get('snr', 0.0)) for d in dets]
+    # fit quality of point sensors (metal detector): position covariance, depth sigma, where and
+    # how strongly the coils saw the object
+    for key in FIT_FIELDS:
+        if any(d.extra.get(key) is not None for d in dets):
+            fields[key] = [float(d.extra[key]) if d.extra.get(key) is not None else np.nan for d in dets]
     if any('hazard_score' in d.extra for d in dets):
         fields['hazard_score'] = [float(d.extra.get('hazard_score', 1.0)) for d in dets]
         fields['axis_ratio'] = [float(d.extra.get('axis_ratio', 1.0)) for d in dets]
@@ -56,6 +62,9 @@ def cloud_to_detections(msg: PointCloud2, sensor: str, slant: bool = False) -> l
                           ('range_tolerance', 'range_tolerance_m')):
             if key in f:
                 extra[name] = float(f[key][i])
+        for key in FIT_FIELDS:
+            if key in f and math.isfinite(float(f[key][i])):
+                extra[key] = float(f[key][i])
         if slant:
             extra['slant_range_m'] = depth
         if 'axis_ratio' in extra:

@@ -318,3 +318,66 @@ def test_cli_plan_rejects_a_bad_area_file(tmp_path):
     assert result.returncode == 1
     assert 'invalid polygon' in result.stderr
     assert not (tmp_path / 'p.geojson').exists()
+
+
+def test_known_hazards_are_ground_no_wheel_may_touch_even_when_swept():
+    """Keep-out discs around hazards (mission re-plans): the incremental raster refuses any move whose
+    wheels touch one over its whole length (the detector sweeping ahead does not make it safe), and
+    the replay reports such a move as a hazard violation."""
+    from mine_robot.planning.safety import SweptRaster
+    hazard = Point(4.0, 0.28).buffer(0.25)               # in the left wheel track of a lane along y = 0
+    sw = SweptRaster(ROBOT, (-5, -5, 15, 10), box(-5, -3, 0, 3), margin=0.03, keepout=hazard)
+    free = SweptRaster(ROBOT, (-5, -5, 15, 10), box(-5, -3, 0, 3), margin=0.03)
+    assert free.straight_ok(-3.0, 0.0, 0.0, 9.0)
+    assert not sw.straight_ok(-3.0, 0.0, 0.0, 9.0)       # the wheels would roll past the hazard
+    assert sw.straight_ok(-3.0, 0.0, 0.0, 2.0)           # stopping well short of it is fine
+    sw.sweep_straight(-3.0, 0.0, 0.0, 10.0)              # the detector passes over it: still no wheel
+    sw.sweep_straight(-3.0, -1.0, 0.0, 10.0)             # and over the lane beside it
+    assert not sw.straight_ok(6.5, 0.0, math.pi, 3.0)    # coming back the other way
+    assert not sw.turn_ok(4.4, 0.0, 0.0, math.pi / 2)    # turning next to it
+    assert sw.straight_ok(6.5, -0.5, math.pi, 3.0)       # a pass beside it keeps the clearance
+    area = local_area(box(0, -2, 12, 8), safe=[box(-5, -3, 0, 3)])
+    lane = CoveragePlan([Segment('lane', [[-3.0, 0.0], [9.0, 0.0]], 0, 0)], spacing=1.0)
+    assert raster_check(lane, ROBOT, area).violations == []
+    hits = [v for v in raster_check(lane, ROBOT, area, keepout=hazard).violations if v.kind == 'hazard']
+    assert hits and hits[0].segment == 0
+
+
+def test_a_plan_with_a_start_heading_replays_the_first_turn():
+    area = local_area(box(0, -2, 12, 8), safe=[box(-5, 0.6, 0, 1.4)])       # a 0.8 m wide access track
+    lane = [Segment('lane', [[-1.0, 1.0], [9.0, 1.0]], 0, 0)]
+    plain = CoveragePlan(lane, spacing=1.0)
+    # facing south at the start: the point turn to east swings the wheels off the narrow track
+    turned = CoveragePlan(lane, spacing=1.0, start_yaw=-math.pi / 2)
+    assert raster_check(plain, ROBOT, area).violations == []
+    assert any(v.kind == 'turn' for v in raster_check(turned, ROBOT, area).violations)
+    first = turned.poses(0.1, 0.05)
+    assert -math.pi / 2 < first[0, 2] < -math.pi / 2 + 0.1 and len(first) > len(plain.poses(0.1, 0.05))
+    assert CoveragePlan.from_json(turned.to_json()).start_yaw == pytest.approx(-math.pi / 2)
+    assert CoveragePlan.from_json(plain.to_json()).start_yaw is None
+
+
+def test_region_plan_keeps_every_wheel_clear_of_known_hazards():
+    """A re-plan over part of a field with hazards found in it: lanes stop short of each hazard, the
+    detector still sweeps over it, and no wheel comes within the clearance anywhere on the plan."""
+    import shapely
+
+    from mine_robot.planning.coverage import transform
+    area = local_area(box(0, 0, 8, 6), safe=[box(-3.5, -0.3, 0, 1.4)])
+    hazards = [(4.2, 3.1), (6.6, 1.3)]
+    plan = plan_coverage(area, ROBOT, start=(-1.5, 0.55, 0.0), region=box(0, 0, 8, 6), hazards=hazards,
+                         hazard_clearance=0.25)
+    s = plan.stats
+    assert s['hazards'] == 2 and s['safe_to_drive'], s['unsafe_reasons']
+    assert plan.start_yaw == 0.0
+    poses = plan.poses(0.03, 0.05)
+    wheels = transform(ROBOT.wheel_patches().reshape(-1, 2), poses[:, :3]).reshape(len(poses), 4, 4, 2)
+    d = shapely.distance(shapely.polygons(wheels)[:, :, None], shapely.points(np.array(hazards))[None, None])
+    assert d.min() >= 0.25 - 0.02                          # raster cells: within 2 cm of exact
+    tracker = CoverageTracker(ROBOT)
+    tracker.add_poses(poses[:, :3])
+    # what the plan leaves unswept is listed with the reason, not hidden. Known gap: a lane stopped by
+    # a hazard on ground nobody has swept yet ends its cell (the way around it has no swept ground to
+    # turn on), so the rest waits for the mission's next re-plan
+    assert tracker.fraction(area.searchable) > 0.15
+    assert s['dropped_m2'] > 0 and all('reason' in d for d in s['dropped'])

@@ -53,6 +53,10 @@ class CoveragePlan:
     stats: dict = field(default_factory=dict)
     swath_width: float = 0.0
     spacing: float = 0.0
+    # the robot's heading where the plan starts (a mission re-plan from where the robot stands):
+    # poses, vertex poses and the safety replays begin with the point turn from it; None = unknown
+    # (the plan starts facing its first move)
+    start_yaw: float | None = None
 
     @property
     def length(self) -> float:
@@ -67,6 +71,7 @@ class CoveragePlan:
 
     def to_dict(self) -> dict:
         return {'swath_width': self.swath_width, 'spacing': self.spacing, 'stats': self.stats,
+                **({'start_yaw': round(float(self.start_yaw), 6)} if self.start_yaw is not None else {}),
                 'segments': [{'role': s.role, 'seq': s.seq, 'lane': s.lane,
                               **({'direction': s.direction} if s.direction != 'forward' else {}),
                               'points': np.round(s.points, 4).tolist()} for s in self.segments]}
@@ -81,9 +86,11 @@ class CoveragePlan:
             segments = [Segment(role=s['role'], points=np.asarray(s['points'], dtype=float),
                                 seq=int(s['seq']), lane=s.get('lane'),
                                 direction=s.get('direction', 'forward')) for s in data['segments']]
+            start_yaw = data.get('start_yaw')
             return cls(segments=segments, stats=dict(data.get('stats', {})),
                        swath_width=float(data.get('swath_width', 0.0)),
-                       spacing=float(data.get('spacing', 0.0)))
+                       spacing=float(data.get('spacing', 0.0)),
+                       start_yaw=None if start_yaw is None else float(start_yaw))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise PlanError(f'not a coverage plan: {exc}') from exc
 
@@ -125,7 +132,7 @@ class CoveragePlan:
         (the direction of travel, or its opposite on ``reverse`` segments), with in-place rotations
         (every ``yaw_step`` rad) where the heading changes."""
         out = []
-        yaw_prev = None
+        yaw_prev = self.start_yaw
         for idx, seg in enumerate(self.segments):
             pts = seg.points
             flip = math.pi if seg.direction == 'reverse' else 0.0
@@ -159,7 +166,7 @@ class CoveragePlan:
         heading or rotates in place, so this is the exact motion in the fewest poses.
         """
         out = []
-        yaw_prev = None
+        yaw_prev = self.start_yaw
         for idx, seg in enumerate(self.segments):
             flip = math.pi if seg.direction == 'reverse' else 0.0
             for a, b in zip(seg.points[:-1], seg.points[1:]):

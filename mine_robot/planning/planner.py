@@ -934,12 +934,23 @@ class _Ring:
 
 
 def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig | None = None,
-                  start=None, region=None, swept=None) -> CoveragePlan:
+                  start=None, region=None, swept=None, hazards=None,
+                  hazard_clearance: float = 0.25) -> CoveragePlan:
     """Plan a coverage path over ``area`` (or over ``region``, e.g. the unswept remainder).
 
-    ``start`` is the robot's (x, y) in the map frame; it should be on declared safe ground
-    (``safe_access``), where the robot may turn. Default: the point of the safe ground (eroded by
-    the wheels' turning circle) nearest to the area, else the area's boundary.
+    ``start`` is the robot's (x, y) in the map frame, or (x, y, yaw) when its heading is known (a
+    mission re-plan from where the robot stands): the first turn is then planned and checked like
+    every other corner (backed up, probed, or preceded by a retreat along the robot's own track) and
+    the plan carries ``start_yaw`` so every replay starts with it. It should be on declared safe
+    ground (``safe_access``), where the robot may turn. Default: the point of the safe ground (eroded
+    by the wheels' turning circle) nearest to the area, else the area's boundary.
+
+    ``hazards``: known hazards ((N, 2) points) no wheel contact patch may come within
+    ``hazard_clearance`` of. Unlike no-go zones they do not keep the detector away: lanes run up to
+    a square around each hazard (base_link ``wheel reach + clearance`` from it, so the detector still
+    sweeps past the hazard and the lanes on its other side reach back over it), turns and transits
+    keep the wheels' turn circle clear of it, and the emitter and the replay treat the discs as ground
+    no wheel may touch (``stats['safety']`` items of kind ``hazard``).
 
     ``swept``: ground the detector has already swept (a mission re-plan): the wheels may use it
     where it lies inside the search area. Unlike ``area.safe`` it never extends the ground the
@@ -958,6 +969,12 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             area = replace(area, safe=[*area.safe, *extra])
     cfg = config or PlannerConfig()
     cfg.validate()
+    hz = np.zeros((0, 2)) if hazards is None else np.asarray(hazards, dtype=float).reshape(-1, 2)
+    hz = hz[np.isfinite(hz).all(axis=1)]
+    if len(hz) and not hazard_clearance > 0:
+        raise PlannerError(f'hazard_clearance must be > 0, got {hazard_clearance}')
+    keepout = shapely.union_all(shapely.buffer(shapely.points(hz), hazard_clearance, quad_segs=8)) \
+        if len(hz) else None
     if cfg.turn_radius > 0 or robot.drive == 'ackermann':
         raise PlannerError('the wheel-safe turn primitive needs point turns (skid steer); car-like '
                            'platforms (turn_radius > 0 or drive: ackermann) are not supported')
@@ -1022,9 +1039,22 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     transit_region = shapely.make_valid(transit_region)
     router = _Router(transit_region)
 
+    if len(hz):
+        # base_link keeps the wheels' turn circle clear of every hazard (a regular octagon around the
+        # circle: its edges are that far away)
+        r_hz = (r_turn + hazard_clearance + 0.02) / math.cos(math.pi / 8)
+        transit_region = shapely.make_valid(transit_region.difference(shapely.union_all(
+            shapely.buffer(shapely.points(hz), r_hz, quad_segs=2))))
+        router = _Router(transit_region)
+
     # start (default: chosen once the first entry is known, below)
     start_given = start is not None
-    start = np.asarray(start, dtype=float) if start_given else None
+    start_yaw = None
+    if start_given:
+        start = np.asarray(start, dtype=float).ravel()
+        if len(start) >= 3 and math.isfinite(start[2]):
+            start_yaw = float(start[2])
+        start = start[:2]
 
     # rings around zones near the ground to sweep
     rings: list[_Ring] = []
@@ -1078,6 +1108,16 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     links: dict = {}
     if not lane_region.is_empty:
         region_r = _rotate(lane_region, -theta)
+        if len(hz):
+            # lanes (and connectors, square to them) stop where a wheel would come within the clearance
+            wheels = robot.wheel_patches()
+            half = float(np.abs(wheels).max(axis=(0, 1)).max()) + hazard_clearance + 0.01
+            hz_r = hz @ rot
+            squares = [shapely.box(px - half, py - half, px + half, py + half) for px, py in hz_r]
+            region_r = shapely.make_valid(region_r.difference(shapely.union_all(squares)))
+            region_r = shapely.union_all([p for p in _polys(region_r) if p.area > 0.05]) \
+                if _polys(region_r) else Polygon()
+    if not lane_region.is_empty and not region_r.is_empty:
         inside_r = prep(region_r.buffer(1e-6))
         rings_r = _Rings(region_r)
         lanes = _make_lanes(region_r, rings_r, spacing)
@@ -1099,7 +1139,9 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             pts = shapely.points(np.asarray(entries))
             k = int(np.argmin(shapely.distance(ground, pts)))
             start = np.asarray(shapely.shortest_line(ground, pts[k]).coords[0])
-    start_safe = bool(not safe.is_empty and safe.buffer(1e-6).covers(Point(start).buffer(r_turn)))
+    turn_ground = safe if keepout is None or safe.is_empty else safe.difference(keepout)
+    start_safe = bool(not turn_ground.is_empty
+                      and turn_ground.buffer(1e-6).covers(Point(start).buffer(r_turn)))
     drop = cfg.drop_unsafe if cfg.drop_unsafe is not None else region is not None
     allowed_prep = prep(allowed.buffer(1e-6))
     # a start outside the transit region (a mission re-plan from where the robot stands, e.g. close
@@ -1127,7 +1169,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     # may go for a probe: wheels inside the area, detector clear of every zone in any pose
     b = shapely.union_all([area.search, safe]).bounds if not safe.is_empty else area.search.bounds
     sweeper = SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin,
-                          allowed=allowed if fenced else None)
+                          allowed=allowed if fenced else None, keepout=keepout)
     room = shapely.union_all([outer.buffer(-e_out), t_safe]) if not t_safe.is_empty else outer.buffer(-e_out)
     if not zone_u.is_empty:
         room = room.difference(zone_u.buffer(coil_swing + 0.03, quad_segs=4))
@@ -1323,8 +1365,9 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     if cfg.spur_min_area > 0:
         trial = _Emitter(backup, math.radians(cfg.backup_angle_deg), start,
                          SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin,
-                                     allowed=allowed if fenced else None), room,
+                                     allowed=allowed if fenced else None, keepout=keepout), room,
                          check=False)
+        trial.heading = start_yaw
         if lead is not None:
             trial.drive(lead, 'transit')
         emit(trial, [])
@@ -1339,17 +1382,18 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
     banned: dict = {}
     for _round in range(4):
         em = _Emitter(backup, math.radians(cfg.backup_angle_deg), start, sweeper, room)
+        em.heading = start_yaw
         em.reroute, em.may_retreat, em.ground = router.route, drop, allowed_prep
         log: list = []
         if lead is not None:
             em.drive(lead, 'transit')
         emit(em, spurs, dict(banned), log)
-        plan = CoveragePlan(em.segments, {}, swath_width=w, spacing=spacing)
+        plan = CoveragePlan(em.segments, {}, swath_width=w, spacing=spacing, start_yaw=start_yaw)
         for i, seg in enumerate(plan.segments):
             seg.seq = i
         if not any(sg.role == 'lane' for sg in plan.segments):
             break
-        stats = plan_stats(plan, area, robot, q, cfg if cfg.verify else None, details=True)
+        stats = plan_stats(plan, area, robot, q, cfg if cfg.verify else None, details=True, keepout=keepout)
         if not (drop and cfg.verify):
             break
         items = [('swept ground', it) for it in stats['safety']['items_all']] + \
@@ -1370,7 +1414,7 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
             break
         banned.update(culprits)
         sweeper = SweptRaster(robot, b, safe, cell=cfg.raster_cell, margin=cfg.wheel_margin,
-                          allowed=allowed if fenced else None)
+                          allowed=allowed if fenced else None, keepout=keepout)
 
     skipped = [e for e in log if e['reason'] is not None]
     if not any(sg.role == 'lane' for sg in plan.segments):
@@ -1397,6 +1441,8 @@ def plan_coverage(area: SearchArea, robot: RobotGeometry, config: PlannerConfig 
                   'start': [round(float(start[0]), 3), round(float(start[1]), 3)],
                   'start_on_safe_ground': start_safe, 'route_failures': router.failures,
                   'tasks_left_out': len(skipped), 'drop_unsafe': drop, 'wheels_inside': fenced,
+                  'hazards': len(hz),
+                  'hazard_clearance': round(float(hazard_clearance), 3) if len(hz) else None,
                   'distances_m': {'lane_to_boundary': round(e_out, 3), 'ring_to_zone': round(d_ring, 3),
                                   'lane_end_to_zone': round(d_lane, 3),
                                   'transit_to_zone': round(d_transit, 3),
@@ -1454,7 +1500,7 @@ def _drivable(stats: dict) -> tuple[bool, list[str]]:
 
 
 def plan_stats(plan: CoveragePlan, area: SearchArea, robot: RobotGeometry, region=None,
-               config: PlannerConfig | None = None, details: bool = False) -> dict:
+               config: PlannerConfig | None = None, details: bool = False, keepout=None) -> dict:
     """Coverage, length, lower bound, no-go/outside metres, continuity, and (with ``config``) the
     raster swept-ground replay. Coverage is exact (CoverageTracker over the plan's vertex poses)
     without ``config`` or with ``config.exact_coverage``, else the replay raster's conservative
@@ -1463,7 +1509,7 @@ def plan_stats(plan: CoveragePlan, area: SearchArea, robot: RobotGeometry, regio
     t0 = time.perf_counter()
     check = None
     if config is not None:
-        check = raster_check(plan, robot, area, cell=config.raster_cell, region=region)
+        check = raster_check(plan, robot, area, cell=config.raster_cell, region=region, keepout=keepout)
     t_check = time.perf_counter() - t0
     t0 = time.perf_counter()
     if check is None or config.exact_coverage:

@@ -98,7 +98,7 @@ class SweptIndex:
 class Violation:
     segment: int
     role: str
-    kind: str            # 'straight' | 'turn'
+    kind: str            # 'straight' | 'turn' | 'hazard' (a wheel in a keep-out, raster_check)
     metres: float
     area_m2: float
     x: float
@@ -405,8 +405,9 @@ def _parts(geom) -> list:
 
 
 def _moves(plan):
-    """(kind, segment, role, x, y, yaw0, yaw1_or_yaw, dist, reverse) primitives of a plan."""
-    yaw = None
+    """(kind, segment, role, x, y, yaw0, yaw1_or_yaw, dist, reverse) primitives of a plan (with the
+    point turn from ``plan.start_yaw`` when the plan has one)."""
+    yaw = getattr(plan, 'start_yaw', None)
     for i, seg in enumerate(plan.segments):
         rev = seg.direction == 'reverse'
         for a, b in zip(seg.points[:-1], seg.points[1:]):
@@ -425,7 +426,7 @@ def _moves(plan):
 
 
 def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=None,
-                 yaw_step: float = 0.1) -> RasterCheck:
+                 yaw_step: float = 0.1, keepout=None) -> RasterCheck:
     """Replay a plan on a raster: swept-ground violations, swept fraction of ``region`` (default the
     searchable area), detector overhang into no-go zones and past the search area's outer boundary.
 
@@ -434,6 +435,9 @@ def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=No
     part behind the detector's near edge in the start frame, which the detector does not sweep
     first) must lie on pixels already swept or declared safe. Wheel patches are shrunk by half a
     cell so pixel rounding on both sides does not report touching edges.
+
+    ``keepout``: ground no wheel may touch at all (discs around known hazards); every move whose
+    wheels touch it, over its whole length, is a violation (``kind`` ``hazard``).
     """
     region = area.searchable if region is None else region
     path = plan.path()
@@ -453,6 +457,7 @@ def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=No
     wy0 = wheels[:, :, 1].min(axis=1) + shrink
     wy1 = wheels[:, :, 1].max(axis=1) - shrink
     scratch = grid.zeros()
+    free = grid.fill(grid.zeros(), keepout) ^ 1 if keepout is not None and not keepout.is_empty else None
     violations: list[Violation] = []
     extremes = []          # detector outline points at every pose and turn step (overhang)
 
@@ -485,7 +490,21 @@ def raster_check(plan, robot: RobotGeometry, area, cell: float = 0.02, region=No
     test = WheelTest(robot, grid, 0.0)
     test = test if test.polar else None
     raw_x0, raw_x1 = wx0 - shrink, wx1 + shrink
+    hazard_reason = 'a wheel within the clearance of a known hazard'
     for kind, seg, role, x, y, y0, y1, dist, rev in _moves(plan):
+        if free is not None:
+            if test is None:
+                raise ValueError('raster_check: keepout needs a robot whose wheels allow the polar test')
+            if kind == 'turn':
+                hit = test.turn(free, x, y, y0, y1) if abs(y1 - y0) <= math.pi + 1e-9 else \
+                    test.turn(free, x, y, y0, (y0 + y1) / 2) + test.turn(free, x, y, (y0 + y1) / 2, y1)
+            else:
+                lo = raw_x0 - dist if rev else raw_x0
+                hi = raw_x1 if rev else raw_x1 + dist
+                hit = test.straight(free, x, y, y0, lo, hi)
+            if hit:
+                violations.append(Violation(seg, role, 'hazard', dist if kind == 'straight' else 0.0,
+                                            hit * cell * cell, x, y, hazard_reason))
         if kind == 'turn':
             n = max(1, math.ceil(abs(y1 - y0) / yaw_step))
             yaws = y0 + (y1 - y0) * np.arange(n + 1) / n
@@ -566,7 +585,8 @@ class SweptRaster:
     """
 
     def __init__(self, robot: RobotGeometry, bounds, safe=None, cell: float = 0.02,
-                 margin: float = 0.03, yaw_step: float = 0.1, pad: float = 3.0, allowed=None):
+                 margin: float = 0.03, yaw_step: float = 0.1, pad: float = 3.0, allowed=None,
+                 keepout=None):
         self.grid = Grid(bounds, cell, pad=pad)
         self.swept = self.grid.zeros()
         if safe is not None and not safe.is_empty:
@@ -576,6 +596,14 @@ class SweptRaster:
         self.allowed = None
         if allowed is not None and not allowed.is_empty:
             self.allowed = self.grid.fill(self.grid.zeros(), allowed)
+        # ground no wheel may touch however well it was swept (discs around known hazards): never
+        # swept, and a forward move is tested against it over its whole length, not only the part
+        # behind the detector
+        self.free = None
+        if keepout is not None and not keepout.is_empty:
+            self.free = self.grid.fill(self.grid.zeros(), keepout) ^ 1
+            self.allowed = self.free if self.allowed is None else self.allowed & self.free
+        if self.allowed is not None:
             self.swept &= self.allowed
         self.outline = detector_outline(robot)
         self.det_min = float(self.outline[:, 0].min())
@@ -632,6 +660,8 @@ class SweptRaster:
         return self._unswept(polys) == 0
 
     def straight_ok(self, x, y, yaw, dist, reverse=False) -> bool:
+        if self.free is not None and not reverse and not self._clear_of_keepout(x, y, yaw, dist):
+            return False
         if self.wheel_test is not None:
             half = self.grid.cell / 2
             lo = (self.wx0 - dist if reverse else self.wx0) - half
@@ -647,6 +677,21 @@ class SweptRaster:
             return True
         pts = self._place(np.asarray(rects).reshape(-1, 2), x, y, np.array([yaw]))[0]
         return self._unswept(self.grid.pix(pts).reshape(-1, 4, 2)) == 0
+
+    def _clear_of_keepout(self, x, y, yaw, dist) -> bool:
+        """The wheels' whole trail of a forward move of ``dist`` stays off the keep-out ground."""
+        if self.wheel_test is not None:
+            half = self.grid.cell / 2
+            return self.wheel_test.straight(self.free, x, y, yaw, self.wx0 - half,
+                                            self.wx1 + dist + half) == 0
+        rects = [[[self.wx0[k], self.wy0[k]], [self.wx1[k] + dist, self.wy0[k]],
+                  [self.wx1[k] + dist, self.wy1[k]], [self.wx0[k], self.wy1[k]]] for k in range(4)]
+        pts = self._place(np.asarray(rects).reshape(-1, 2), x, y, np.array([yaw]))[0]
+        saved, self.swept = self.swept, self.free
+        try:
+            return self._unswept(self.grid.pix(pts).reshape(-1, 4, 2)) == 0
+        finally:
+            self.swept = saved
 
     def _clip(self, pix) -> None:
         """Keep only allowed ground among the cells a fill of ``pix`` may have set."""

@@ -56,12 +56,16 @@ def plan_sidestep(robot: RobotGeometry, pose, lane, hazards, swept, *, clearance
                   extra_offsets=(0.0, 0.1, 0.2, 0.3, 0.4), max_candidates: int = 600,
                   why_not: dict | None = None) -> Sidestep | None:
     """A sidestep around the hazards blocking the straight ``lane`` ((x, y) start, (x, y) end)
-    that the robot at ``pose`` (x, y, yaw) is driving.
+    from the robot at ``pose`` (x, y, yaw): on that lane, or near it with another heading (held in
+    the turn onto it, or on the lane before it), in which case the moves first bring it onto the
+    lane line.
 
     ``hazards``: (N, 2) known hazard positions; ``swept``: the ground already swept or declared
     safe (shapely geometry); ``inside``: where the body may be (search area plus safe ground);
-    ``no_go``: where the detector head may not go. None when no hazard blocks the lane ahead or no
-    candidate passes every check.
+    ``no_go``: where the detector head may not go. When no hazard blocks the lane line ahead but the
+    robot is off it or turned away from it (a hazard holds the turn onto it), the answer is a plain
+    rejoin (offset 0): back up, go to the lane line ahead, turn onto it. None when no candidate
+    passes every check (or the robot is on the lane, facing along it, and nothing blocks it).
     """
     px, py, yaw = (float(v) for v in pose)
     start, end = (np.asarray(p, dtype=float) for p in lane)
@@ -71,8 +75,10 @@ def plan_sidestep(robot: RobotGeometry, pose, lane, hazards, swept, *, clearance
     along = (px - start[0]) * c + (py - start[1]) * s_
     x0, y0 = start[0] + along * c, start[1] + along * s_        # the robot's foot on the lane line
     remaining = float(np.hypot(end[0] - x0, end[1] - y0)) if along < np.hypot(*(end - start)) else 0.0
-    if not len(hz) or remaining < 0.5 or abs(_wrap(heading - yaw)) > math.radians(30.0):
+    if not len(hz) or remaining < 0.5:
         return None
+    y_robot = (py - y0) * c - (px - x0) * s_                    # lateral offset of the robot
+    turned = _wrap(yaw - heading)
     rel = hz - [x0, y0]
     hx, hy = rel @ [c, s_], rel @ [-s_, c]                      # lane frame at that foot
     patches = robot.wheel_patches()
@@ -83,15 +89,18 @@ def plan_sidestep(robot: RobotGeometry, pose, lane, hazards, swept, *, clearance
     ahead = (hx > -reach_x - clearance) & (hx < remaining)
     near = ahead & (np.abs(hy) < keep + 0.05)
     blocking = ahead & (np.abs(hy) > lat_in - clearance) & (np.abs(hy) < lat_out + clearance)
-    if not blocking.any():              # straight on, no wheel comes within clearance of a hazard
-        return None
     bx, by = hx[near], hy[near]
-    # just clear of the hazards, or further out (e.g. onto the middle of the lane swept before,
-    # where point turns stay on swept ground)
-    offsets = sorted({round(float(v), 3) for e in extra_offsets
-                      for v in np.concatenate([by + keep + e, by - keep - e])}, key=abs)
-    offsets = [s for s in offsets if np.all(np.abs(by - s) >= keep - 1e-9) and abs(s) <= 1.5]
-    x_clear = float(bx.max()) + reach_x + clearance + margin    # base_link x with rear wheels past
+    if blocking.any():
+        # just clear of the hazards, or further out (e.g. onto the middle of the lane swept before,
+        # where point turns stay on swept ground)
+        offsets = sorted({round(float(v), 3) for e in extra_offsets
+                          for v in np.concatenate([by + keep + e, by - keep - e])}, key=abs)
+        offsets = [s for s in offsets if np.all(np.abs(by - s) >= keep - 1e-9) and abs(s) <= 1.5]
+        x_clear = float(bx.max()) + reach_x + clearance + margin    # base_link x with rear wheels past
+    elif abs(y_robot) > 0.05 or abs(turned) > math.radians(10.0):
+        offsets, x_clear = [0.0], -math.inf                      # a plain rejoin of the lane line
+    else:               # on the lane, straight on: no wheel comes within clearance of a hazard
+        return None
     if not offsets:
         return None
 
@@ -112,16 +121,24 @@ def plan_sidestep(robot: RobotGeometry, pose, lane, hazards, swept, *, clearance
     # candidates, shortest first: the first that passes every check is the answer
     cands = []
     for s in offsets:
-        for a_out in angles_deg:
-            run_out = abs(s) / math.tan(math.radians(a_out))
-            for a_ret in angles_deg:
-                run_ret = abs(s) / math.tan(math.radians(a_ret))
-                for b in backups:
-                    x1 = -b + run_out
+        for b in backups:
+            # the backup runs along the robot's own heading (its track), not the lane's
+            bx0 = -b * math.cos(turned)
+            by0 = y_robot - b * math.sin(turned)
+            for a_out in angles_deg:
+                run_out = abs(s - by0) / math.tan(math.radians(a_out))
+                x1 = bx0 + run_out
+                if s == 0.0 and not blocking.any():                # plain rejoin: onto the line
+                    if x1 > remaining - 0.8 or math.hypot(x1 - bx0, by0) < 0.1:
+                        continue
+                    cands.append((b + math.hypot(run_out, s - by0), s, a_out, a_out, b, [(x1, 0.0)]))
+                    continue
+                for a_ret in angles_deg:
+                    run_ret = abs(s) / math.tan(math.radians(a_ret))
                     x2 = max(x_clear, x1)
                     if x2 + run_ret > remaining - 0.3:
                         continue
-                    length = b + math.hypot(run_out, s) + (x2 - x1) + math.hypot(run_ret, s)
+                    length = b + math.hypot(run_out, s - by0) + (x2 - x1) + math.hypot(run_ret, s)
                     pts = [(x1, s)] + ([(x2, s)] if x2 > x1 + 1e-6 else []) + [(x2 + run_ret, 0.0)]
                     cands.append((length, s, a_out, a_ret, b, pts))
     cands.sort(key=lambda c: c[0])

@@ -257,17 +257,18 @@ def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path,
     from mine_robot.planning.coverage import CoverageTracker, transform
     from mine_robot.planning.plan import CoveragePlan
 
-    m = make(tmp_path, hazard_detour_after=3.0, hazard_zone_radius=0.3, sidestep=False)
+    m = make(tmp_path, hazard_detour_after=3.0, hazard_zone_radius=0.25, sidestep=False)
     m.start(0.0, str(area_file))
     m.on_plan(0.0, plan_json(YS))
     t = 0.0
     for i in range(73):                                     # half of lane 0, heading east
         t += 0.1
         m.on_pose(t, -1.2 + 0.1 * i, 0.5, 0.0)
-    # a mine right in the left wheel track ahead; clutter is never a hazard zone
-    m.on_targets(t, [{'id': 'T1', 'x': 7.0, 'y': 0.78, 'classification': 'mine', 'confidence': 0.9},
+    # a mine right in the left wheel track ahead, 0.6 m from base_link (too close to turn there);
+    # clutter is never a hazard
+    m.on_targets(t, [{'id': 'T1', 'x': 6.55, 'y': 0.78, 'classification': 'mine', 'confidence': 0.9},
                      {'id': 'C1', 'x': 9.0, 'y': 2.0, 'classification': 'clutter', 'confidence': 0.9}])
-    assert [z.centroid.coords[0] for z in m.hazard_zones()] == [pytest.approx((7.0, 0.78))]
+    assert m.known_hazards() == [(6.55, 0.78)]
     why = ['hazard: a wheel would come within 0.10 m of known hazard target T1']
     m.marking = 'T1'                                        # held while marking: no detour yet
     assert m.on_safety(t, True, why) is None and m.on_safety(t + 5, True, why) is None
@@ -282,20 +283,24 @@ def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path,
     m.on_resweep_plan(t + 10, text)
     plan = CoveragePlan.from_json(text)
     poses = plan.poses(0.05)
-    # it starts where the robot stands, backing straight out along its own track until the body
-    # and the detector head are clear of the hazard zone, then goes on from there
+    # it starts where the robot stands, with its heading, backing straight out along its own track
+    # until a point turn keeps every wheel hazard_zone_radius from the mine, then goes on from there
+    assert plan.start_yaw == pytest.approx(0.0)
     first = plan.segments[0]
     assert first.role == 'transit' and first.direction == 'reverse'
     assert np.allclose(first.points[0], (6.0, 0.5)) and first.points[1][0] < 6.0
     assert first.points[1][1] == pytest.approx(0.5)
+    assert np.hypot(*first.points[1] - (6.55, 0.78)) >= ROBOT.wheel_turn_radius + 0.25
     assert np.hypot(*(poses[0, :2] - (6.0, 0.5))) < 1e-6
     # the re-plan knows the ground swept so far is safe: it starts there, with room to turn
     assert plan.stats['start_on_safe_ground'] is True
+    assert plan.stats['hazards'] == 1
+    assert not [i for i in plan.stats['safety']['items'] if i['kind'] == 'hazard']
     hazards = HazardRule(near=100.0)
-    hazards.set('T1', 7.0, 0.78)
+    hazards.set('T1', 6.55, 0.78)
     patches = ROBOT.wheel_patches()
     wheels = transform(patches.reshape(-1, 2), poses[:, :3]).reshape(-1, patches.shape[1], 2)
-    assert hazards.nearest(wheels, (7.0, 0.78))[0] >= 0.3   # no wheel near the mine on the new path
+    assert hazards.nearest(wheels, (6.55, 0.78))[0] >= 0.2   # no wheel near the mine on the new path
     tracker = CoverageTracker(ROBOT)
     tracker.add_poses(poses[:, :3])
     # it sweeps what is left, up to the first move the planner could not make wheel-safe (cut
@@ -377,7 +382,7 @@ def test_no_sidestep_falls_back_to_the_replan(tmp_path, area_file):
         m.on_safety(t + 1 + k, True, why)
     assert m.detours == 1
     text = m.make_resweep_plan()
-    assert m.sidestep_notes == ['not on a straight forward piece of the plan']
+    assert m.sidestep_notes == ['not on the plan (more than 0.4 m from every piece)']
     assert text is None or json.loads(text)['stats'].get('kind') != 'sidestep'
     m.close()
 

@@ -42,8 +42,9 @@ class MissionConfig:
     # lanes is a mission fault naming the rule, instead of a sweep that waits forever; 0 = never.
     safety_stall_timeout: float = 90.0
     # A known hazard in the path (the safety monitor's 'hazard' stop, held this long while driving
-    # lanes and not marking) ends the current plan: the ground still unswept is re-planned from
-    # where the robot stands with every known hazard a no-go disc of hazard_zone_radius (m).
+    # lanes and not marking) is a detour: a sidestep or rejoin that keeps the plan, else the ground
+    # still unswept is re-planned from where the robot stands (after backing out along its own
+    # track) with every wheel kept hazard_zone_radius (m) from every known hazard.
     hazard_detour_after: float = 3.0
     hazard_zone_radius: float = 0.25
     max_detours: int = 20
@@ -104,12 +105,13 @@ def lanes_from_plan_json(plan_json: str) -> list[tuple[int, list]]:
     return out
 
 
-def _not_escaping(badness: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """``bad`` without the plan's opening run of poses whose ``badness`` strictly decreases (the
-    robot getting out of a bad place it starts in)."""
+def _not_escaping(badness: np.ndarray, bad: np.ndarray, slack: float = -1e-9) -> np.ndarray:
+    """``bad`` without the plan's opening run of poses whose ``badness`` decreases (the robot getting
+    out of a bad place it starts in): by more than ``-slack`` at every pose (``slack`` > 0 also lets
+    it stay level, as the safety monitor's hazard rule does: no wheel closer than it already is)."""
     out = bad.copy()
     k = 0
-    while k < len(out) and out[k] and (k == 0 or badness[k] < badness[k - 1] - 1e-9):
+    while k < len(out) and out[k] and (k == 0 or badness[k] < badness[k - 1] + slack):
         out[k] = False
         k += 1
     return out
@@ -390,14 +392,6 @@ class Mission:
         self.pending_resweep, self._pending_kind = missed, 'detour'
         return tr
 
-    def hazard_zones(self) -> list:
-        """No-go discs (``hazard_zone_radius``) around the known hazards inside the search area."""
-        from shapely.geometry import Point
-        r = self.config.hazard_zone_radius
-        discs = [Point(tg['x'], tg['y']).buffer(r, quad_segs=4) for tg in self.targets.values()
-                 if tg['classification'] != 'clutter']
-        return [d for d in discs if d.intersection(self.area.search).area >= 0.05 * d.area]
-
     def finish_lanes(self, t: float) -> list[Transition]:
         """The follower has driven the whole plan: go to re-sweep (or complete)."""
         out = []
@@ -456,11 +450,10 @@ class Mission:
         (``plan_coverage(..., region=missed)``) from where the robot stands (position and heading),
         keeping every wheel ``hazard_zone_radius`` from every known hazard (``hazards=``: lanes stop
         short of it, turns and transits keep clear, the detector may still pass over it); a detour
-        first backs out along the robot's own track (:meth:`_escape`). None when nothing could be
-        planned."""
+        backs out along the robot's own track first when it stands too close to a hazard to turn
+        (:meth:`_escapes`). None when nothing could be planned."""
         import shapely
 
-        from mine_robot.planning.planner import PlannerConfig, plan_coverage
         missed = self.pending_resweep
         if missed is None or missed.is_empty:
             return None
@@ -471,14 +464,26 @@ class Mission:
             if plan is not None:
                 return plan
         hazards = self.known_hazards()
-        escape = self._escape(hazards) if self.last_pose is not None and hazards else None
-        if escape is not None:
-            start = (*escape[1], self.last_pose[3])
         # the ground swept so far is safe for the wheels inside the search area (``swept=``; swept
         # ground past the outer boundary stays outside the safety monitor's geofence): the planner
         # turns and transits on it instead of counting every corner there unsafe
         swept = self.tracker.swept().buffer(-0.02)
         swept = shapely.union_all([p for p in getattr(swept, 'geoms', [swept]) if p.area >= 0.5])
+        # from where the robot stands, else after backing out along its own track: first far enough
+        # for a point turn clear of every hazard, then further (the first plan with a drivable lane wins)
+        escapes = self._escapes(hazards) if self.last_pose is not None and hazards else []
+        starts = escapes + [None] if escapes and escapes[0] is not None else [None] + escapes[1:]
+        for escape in starts:
+            at = start if escape is None else (*escape[1], self.last_pose[3])
+            plan = self._plan_missed(planner_config, missed, at, swept, hazards, escape)
+            if plan is not None:
+                return plan.to_json()
+        return None
+
+    def _plan_missed(self, planner_config, missed, start, swept, hazards, escape):
+        """One re-plan of ``missed`` from ``start`` (after the reverse move ``escape``, if any): its
+        drivable prefix, or None (reasons in ``plan_notes`` / ``faults``)."""
+        from mine_robot.planning.planner import PlannerConfig, plan_coverage
         try:
             plan = plan_coverage(self.area, self.robot, planner_config or PlannerConfig(),
                                  start=start, region=missed, swept=swept, hazards=hazards or None,
@@ -491,13 +496,15 @@ class Mission:
             for seg in plan.segments:
                 seg.seq += 1
             plan.segments.insert(0, Segment('transit', np.array(escape), 0, direction='reverse'))
+            for item in (plan.stats.get('safety') or {}).get('items') or []:
+                if 'segment' in item:       # the planner's findings name its own segments
+                    item['segment'] = int(item['segment']) + 1
         if plan.start_yaw is not None and self.last_pose is not None:
             plan.start_yaw = float(self.last_pose[3])
         for piece in plan.stats.get('dropped') or []:
             self.plan_notes.append(f"re-plan left out {piece['area_m2']:.2f} m² at ({piece['where'][0]:.2f}, "
                                    f"{piece['where'][1]:.2f}): {piece['reason']}")
-        plan = self.drivable_prefix(plan, hazards)
-        return None if plan is None else plan.to_json()
+        return self.drivable_prefix(plan, hazards)
 
     def drivable_prefix(self, plan, hazards=()):
         """The part of a re-plan the robot may drive: the segments before the first move that the
@@ -539,7 +546,7 @@ class Mission:
             if len(hazards):
                 pts = shapely.points(np.asarray(hazards, dtype=float))
                 near = np.min(shapely.distance(wheel_polys[:, :, None], pts[None, None, :]), axis=(1, 2))
-                close = _not_escaping(-near, near < self.config.sidestep_clearance)
+                close = _not_escaping(-near, near < self.config.sidestep_clearance, slack=1e-3)
                 why = np.where((why == '') & close, 'a wheel next to a known hazard', why)
             if not no_go.is_empty:
                 into = np.zeros(len(poses), dtype=bool)
@@ -563,11 +570,12 @@ class Mission:
         return plan
 
     def sidestep_plan(self) -> str | None:
-        """The plan being driven with a sidestep around the hazards blocking the lane the robot is
-        on (:func:`mine_robot.planning.sidestep.plan_sidestep`), spliced in where the robot stands:
+        """The plan being driven with a sidestep around the hazards that hold the robot
+        (:func:`mine_robot.planning.sidestep.plan_sidestep`), spliced in where the robot stands:
         the sidestep's moves, the rest of that lane from the rejoin point, the rest of the plan.
-        None when the robot is not on a straight forward piece or no sidestep is safe (the reason is
-        kept in ``sidestep_notes``)."""
+        Tried on the straight piece the robot is on, then on the next straight forward pieces of the
+        plan (the robot held in the turn onto a lane, or by a hazard next to that turn, rejoins the
+        lane further on). None when no sidestep is safe (the reason is kept in ``sidestep_notes``)."""
         import shapely
 
         from mine_robot.planning.plan import CoveragePlan, PlanError, Segment
@@ -579,72 +587,97 @@ class Mission:
         except PlanError:
             return None
         _, x, y, yaw = self.last_pose
-        best = None
-        for k, seg in enumerate(plan.segments):
-            if seg.direction != 'forward':      # lanes and forward transits (e.g. a sidestep's own)
+        pieces = [(k, i, seg.points[i], seg.points[i + 1]) for k, seg in enumerate(plan.segments)
+                  for i in range(len(seg.points) - 1)]
+        here = None
+        for n, (k, _i, a, b) in enumerate(pieces):
+            d = b - a
+            length = float(np.hypot(*d))
+            if length < 1e-6:
                 continue
-            for i, (a, b) in enumerate(zip(seg.points[:-1], seg.points[1:])):
-                d = b - a
-                length = float(np.hypot(*d))
-                if length < 0.5:
-                    continue
-                u = d / length
-                along = (x - a[0]) * u[0] + (y - a[1]) * u[1]
-                off = abs((y - a[1]) * u[0] - (x - a[0]) * u[1])
-                dyaw = abs((math.atan2(u[1], u[0]) - yaw + math.pi) % (2 * math.pi) - math.pi)
-                if -0.3 <= along <= length and off <= 0.3 and dyaw <= math.radians(25.0) \
-                        and (best is None or off < best[0]):
-                    best = (off, k, i)
-        if best is None:
-            self.sidestep_notes.append('not on a straight forward piece of the plan')
+            u = d / length
+            along = float(np.clip((x - a[0]) * u[0] + (y - a[1]) * u[1], 0.0, length))
+            off = float(np.hypot(x - a[0] - along * u[0], y - a[1] - along * u[1]))
+            face = math.atan2(u[1], u[0]) + (math.pi if plan.segments[k].direction == 'reverse' else 0.0)
+            dyaw = abs((face - yaw + math.pi) % (2 * math.pi) - math.pi)
+            score = off + 0.1 * dyaw
+            if off <= 0.4 and (here is None or score < here[0] - 1e-6):
+                here = (score, n)
+        if here is None:
+            self.sidestep_notes.append('not on the plan (more than 0.4 m from every piece)')
             return None
-        _, k, i = best
-        seg = plan.segments[k]
-        hazards = [(tg['x'], tg['y']) for tg in self.targets.values() if tg['classification'] != 'clutter']
+        # candidates: the piece the robot is on, then forward pieces starting within 3 m of the plan ahead
+        cands, ahead = [], 0.0
+        for n in range(here[1], len(pieces)):
+            k, i, a, b = pieces[n]
+            length = float(np.hypot(*(b - a)))
+            if plan.segments[k].direction == 'forward' and length >= 0.5:
+                cands.append(n)
+            ahead += length if n > here[1] else 0.0
+            if ahead > 3.0 or len(cands) >= 4:
+                break
+        hazards = self.known_hazards()
         safe = self.area.safe_ground
         swept = shapely.union_all([self.tracker.swept(), safe]) if not safe.is_empty else self.tracker.swept()
         inside = shapely.union_all([self.area.search, safe]) if not safe.is_empty else self.area.search
         why: dict = {}
-        step = plan_sidestep(self.robot, (x, y, yaw), (seg.points[i], seg.points[i + 1]), hazards, swept,
-                             clearance=self.config.sidestep_clearance, margin=self.config.sidestep_margin,
-                             inside=inside, no_go=self.area.no_go_union, why_not=why)
+        step = None
+        for n in cands:
+            k, i, a, b = pieces[n]
+            step = plan_sidestep(self.robot, (x, y, yaw), (a, b), hazards, swept,
+                                 clearance=self.config.sidestep_clearance, margin=self.config.sidestep_margin,
+                                 inside=inside, no_go=self.area.no_go_union, why_not=why)
+            if step is not None:
+                break
         if step is None:
             self.sidestep_notes.append('no safe sidestep: ' + (', '.join(f'{n} x {r}' for r, n in
                                                                           sorted(why.items())) or
-                                                               'no hazard blocks the lane ahead'))
+                                                               'no hazard blocks the plan ahead'))
             return None
+        seg = plan.segments[k]
         rest = Segment(seg.role, np.vstack([step.rejoin, seg.points[i + 1:]]), 0, lane=seg.lane)
         segments = [*step.segments, rest, *plan.segments[k + 1:]]
-        for n, s in enumerate(segments):
-            s.seq = n
+        for m, s in enumerate(segments):
+            s.seq = m
         out = CoveragePlan(segments, {'kind': 'sidestep', 'offset_m': round(step.offset, 3),
                                       'min_wheel_to_hazard_m': round(step.min_hazard_distance, 3),
                                       'sidestep_length_m': round(step.length, 2)},
-                           swath_width=plan.swath_width, spacing=plan.spacing)
-        self.sidestep_notes.append(f'sidestep {step.offset:+.2f} m beside lane {seg.lane}, '
+                           swath_width=plan.swath_width, spacing=plan.spacing, start_yaw=yaw)
+        what = 'rejoin of' if step.offset == 0.0 else f'sidestep {step.offset:+.2f} m beside'
+        self.sidestep_notes.append(f'{what} {seg.role} {seg.lane if seg.lane is not None else k}, '
                                    f'{step.length:.1f} m, wheels >= {step.min_hazard_distance:.2f} m '
                                    'from every hazard')
         return out.to_json()
 
-    def _escape(self, hazards) -> tuple[tuple[float, float], tuple[float, float]] | None:
-        """The straight reverse move back along the robot's own track (swept ground) after which a
-        point turn keeps every wheel ``hazard_zone_radius`` from every known hazard (base_link that far
-        plus the wheels' turn radius away), so the re-plan can start there with any heading. None when
-        already clear; when 1.5 m of backing is not enough, the backup that gets furthest from them
-        (the planner then starts with the heading the robot has)."""
+    def _escapes(self, hazards) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+        """Straight reverse moves back along the robot's heading (its own track), on swept ground and
+        inside the area: the shortest after which a point turn keeps every wheel ``hazard_zone_radius``
+        from every known hazard (base_link that far plus the wheels' turn radius away, the planner's
+        own keep-off), then 0.5, 1.0 and 1.5 m ones (a re-plan that finds no safe way on from the
+        first start tries the next). Starts with None when the robot may already turn where it is."""
+        import shapely
+
+        from mine_robot.planning.coverage import wheel_polygons
         _, x, y, yaw = self.last_pose
         pts = np.asarray(hazards, dtype=float).reshape(-1, 2)
-        need = self.robot.wheel_turn_radius + self.config.hazard_zone_radius + 0.03
-        d = np.arange(31) * 0.05
+        keep_off = self.robot.wheel_turn_radius + self.config.hazard_zone_radius + 0.02
+        need = keep_off / math.cos(math.pi / 8) + 0.02
+        d = np.arange(41) * 0.05
         px, py = x - d * math.cos(yaw), y - d * math.sin(yaw)
         clear = np.hypot(px[:, None] - pts[None, :, 0], py[:, None] - pts[None, :, 1]).min(axis=1)
-        if clear[0] >= need:
-            return None
         ok = np.flatnonzero(clear >= need)
-        k = int(ok[0]) if len(ok) else int(np.argmax(clear))
-        if k == 0:
-            return None
-        return (x, y), (float(px[k]), float(py[k]))
+        picks = sorted({int(ok[0]) if len(ok) else 0, 10, 20, 30} - {0})
+        ground = shapely.union_all([self.tracker.swept(), self.area.safe_ground]).buffer(0.02)
+        inside = shapely.union_all([self.area.search, self.area.safe_ground]).buffer(1e-6)
+        out = []
+        for k in picks:
+            trail = shapely.union_all([shapely.convex_hull(shapely.union_all([a, b])) for a, b in zip(
+                wheel_polygons(self.robot, x, y, yaw), wheel_polygons(self.robot, px[k], py[k], yaw))])
+            if not (ground.covers(trail) and inside.covers(trail)):
+                break           # the track behind is not all swept (or leaves the area): no further
+            out.append(((x, y), (float(px[k]), float(py[k]))))
+        # [None, ...]: the robot may turn where it stands (a re-plan from there comes first)
+        return [None, *out] if clear[0] >= need else out
 
     def resweep_unplannable(self, t: float, reason: str | None = None) -> Transition:
         """No plan could be made for the missed strips: complete, reporting them as not searched

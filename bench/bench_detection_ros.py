@@ -60,7 +60,7 @@ def main() -> int:
     from sensor_msgs.msg import Image, PointCloud2
     from std_msgs.msg import String
 
-    from mine_robot.detection.metal_detector import MetalDetectorConfig
+    from mine_robot.detection.chain import load_detection_settings
     from mine_robot.resources import resource
     from mine_robot.robot import load_robot
     from mine_robot.ros import qos
@@ -117,10 +117,14 @@ def main() -> int:
             md_pub.publish(fields_to_cloud({'x': coils[:, 0], 'y': coils[:, 1], 'z': np.zeros(len(coils)),
                                             'signal': sig, 'coil': np.arange(len(coils))}, 'md_array', now))
             if k % 2 == 0:
-                img = Image(height=gpr_model.config.samples, width=1, encoding='32FC1', step=4)
+                # one scan of the antenna array: samples x antennas
+                ant = robot.gpr.channel_positions()
+                scan = gpr_model.traces(x + ant[:, 0], ant[:, 1])
+                img = Image(height=gpr_model.config.samples, width=len(ant), encoding='32FC1',
+                            step=4 * len(ant))
                 img.header.stamp = sec_to_stamp(now)
                 img.header.frame_id = 'gpr_antenna'
-                img.data = gpr_model.trace(x + robot.gpr.xyz[0], 0.0).astype('<f4').tobytes()
+                img.data = np.ascontiguousarray(scan.T).astype('<f4').tobytes()
                 gpr_pub.publish(img)
             k += 1
             rclpy.spin_once(node, timeout_sec=0.0)
@@ -151,7 +155,7 @@ def main() -> int:
         truth_lat.append(rt - t_over)
         print(f'{o.id}: {o.metal_g} g at {o.depth_m} m, y {o.y:+.2f}: {t["classification"]}, '
               f'latency {lat[-1]:.3f} s from its sample, {truth_lat[-1]:.3f} s from the head being over it')
-    look = MetalDetectorConfig().window_ahead_m / args.speed
+    look = load_detection_settings(params).md.window_ahead_m / args.speed
     print(f'\nspeed {args.speed} m/s; {found}/{len(sc.objects)} objects reported')
     if lat:
         print(f'sample -> target update: median {np.median(lat):.3f} s, p95 {np.percentile(lat, 95):.3f} s, '

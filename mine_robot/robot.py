@@ -71,6 +71,25 @@ class MetalDetectorGeometry:
 
 
 @dataclass(frozen=True)
+class GprGeometry:
+    """The GPR antenna array: the head mount ``frame``/``xyz`` (base_link) and one monostatic
+    antenna (channel) per entry of ``channel_y``, offset across the head like the coils."""
+
+    frame: str
+    xyz: tuple[float, float, float]
+    channel_y: tuple[float, ...] = (0.0,)
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def channels(self) -> int:
+        return len(self.channel_y)
+
+    def channel_positions(self) -> np.ndarray:
+        """(n, 2) antenna centres in base_link (x forward, y left), channel 0 first."""
+        return np.array([[self.xyz[0], self.xyz[1] + y] for y in self.channel_y])
+
+
+@dataclass(frozen=True)
 class CameraGeometry:
     frame: str
     optical_frame: str
@@ -113,7 +132,7 @@ class RobotGeometry:
     max_linear_accel: float
     max_angular_accel: float
     metal_detector: MetalDetectorGeometry
-    gpr: Mount
+    gpr: GprGeometry
     camera: CameraGeometry
     gnss: Mount
     imu: Mount
@@ -210,6 +229,12 @@ def robot_from_dict(data: dict) -> RobotGeometry:
     if drive == 'ackermann' and min_turn_radius <= 0.0:
         raise RobotConfigError('robot.min_turn_radius must be > 0 for an ackermann robot')
     coil_y = _vec(md['coil_y'], len(md['coil_y']), 'metal_detector.coil_y')
+    channel_y = gpr.get('channel_y', [0.0]) if isinstance(gpr, dict) else [0.0]
+    if not isinstance(channel_y, (list, tuple)) or not 1 <= len(channel_y) <= 64:
+        raise RobotConfigError(f'robot.gpr.channel_y must list 1..64 antenna offsets, got {channel_y!r}')
+    channel_y = _vec(channel_y, len(channel_y), 'gpr.channel_y')
+    if len(set(channel_y)) != len(channel_y):
+        raise RobotConfigError(f'robot.gpr.channel_y has two antennas at the same offset: {channel_y}')
     if not coil_y:
         raise RobotConfigError('robot.metal_detector.coil_y must list at least one coil')
     geom = RobotGeometry(
@@ -236,7 +261,7 @@ def robot_from_dict(data: dict) -> RobotGeometry:
             coil_radius=_positive(md['coil_radius'], 'metal_detector.coil_radius'),
             coil_height=_positive(md['coil_height'], 'metal_detector.coil_height'),
             coil_y=coil_y),
-        gpr=Mount(str(gpr['frame']), _vec(gpr['xyz'], 3, 'gpr.xyz')),
+        gpr=GprGeometry(str(gpr['frame']), _vec(gpr['xyz'], 3, 'gpr.xyz'), channel_y),
         camera=CameraGeometry(
             frame=str(cam['frame']), optical_frame=str(cam['optical_frame']),
             xyz=_vec(cam['xyz'], 3, 'camera.xyz'), rpy=_vec(cam['rpy'], 3, 'camera.rpy'),

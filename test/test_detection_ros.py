@@ -97,10 +97,14 @@ def test_signals_in_targets_out(ros_context, ros_node_factory):
                                                 'z': np.zeros(len(coils)), 'signal': sig,
                                                 'coil': np.arange(len(coils))}, 'md_array', now))
                 if k % 2 == 0:
-                    img = Image(height=gpr_model.config.samples, width=1, encoding='32FC1', step=4)
+                    # one scan of the antenna array: samples x antennas
+                    ant = robot.gpr.channel_positions()
+                    scan = gpr_model.traces(x + ant[:, 0], ant[:, 1])
+                    img = Image(height=gpr_model.config.samples, width=len(ant), encoding='32FC1',
+                                step=4 * len(ant))
                     img.header.stamp = sec_to_stamp(now)
                     img.header.frame_id = 'gpr_antenna'
-                    img.data = gpr_model.trace(x + robot.gpr.xyz[0], 0.0).astype('<f4').tobytes()
+                    img.data = np.ascontiguousarray(scan.T).astype('<f4').tobytes()
                     gpr_pub.publish(img)
                 k += 1
                 time.sleep(max(0.0, 0.02 - (time.time() - now)))

@@ -118,3 +118,32 @@ def test_gpr_traces_as_images_with_bad_frames(ros_context, ros_node_factory):
         finally:
             node.close()
             node.destroy_node()
+
+
+def test_gpr_array_frames_are_assembled_into_scans(ros_context, ros_node_factory):
+    with PtyDevice() as dev:
+        params = overrides(dev.path, time_window_ns=16.0)
+        node = GprDriverNode(context=ros_context, parameter_overrides=params)
+        probe = ros_node_factory('probe')
+        traces = MessageCollector(probe, Image, 'gpr/trace', DEEP)
+        try:
+            with BackgroundSpinner(ros_context, node, probe):
+                assert node.stream.transport.wait_connected(3)
+                time.sleep(0.5)
+                rng = np.random.default_rng(5)
+                scans = [rng.normal(0, 1, (3, 64)).astype(np.float32) for _ in range(4)]
+                frames = [[gpr.encode_trace(i, i * 40000, scan[c], 16.0, channel=c, channel_count=3)
+                           for c in range(3)] for i, scan in enumerate(scans)]
+                frames[1][2] = b''                      # scan 1 loses its last antenna: dropped whole
+                dev.write(b''.join(f for scan in frames for f in scan))
+                got = traces.wait_for(3, timeout=10)
+                assert [(m.height, m.width, m.step) for m in got] == [(64, 3, 12)] * 3
+                for msg, i in zip(got, (0, 2, 3)):
+                    image = np.frombuffer(bytes(msg.data), '<f4').reshape(64, 3)
+                    assert np.array_equal(image.T, scans[i])          # column c = antenna c
+                time.sleep(0.3)
+                assert len(traces.messages) == 3 and node.scan.incomplete == 1
+                assert node.stream.sequence.lost == 1                 # the one antenna frame
+        finally:
+            node.close()
+            node.destroy_node()

@@ -110,3 +110,24 @@ def test_fuzz_corruption_detected(pos, byte):
         return
     with pytest.raises(ProtocolError):
         gpr.parse(corrupted)
+
+
+def test_v2_array_frame_carries_the_antenna_and_v1_is_channel_0():
+    frame = gpr.encode_trace(1, 2, [0.5, -1.0, 2.0], 20.0, channel=3, channel_count=5)
+    assert len(frame) == 38 + 3 * 4
+    assert frame[6] == 2 and frame[32:34] == bytes([3, 5])
+    assert struct.unpack_from('<I', frame, 2)[0] == 32 + 3 * 4
+    t = gpr.parse(frame)
+    assert (t.channel, t.channel_count, t.seq) == (3, 5, 1) and list(t.samples) == [0.5, -1.0, 2.0]
+    v1 = gpr.parse(GOLDEN_FLOAT)
+    assert (v1.channel, v1.channel_count) == (0, 1)
+    # an antenna index outside the array is a bad frame, never a silent mix-up
+    bad = bytearray(frame[:-4])
+    bad[32] = 5
+    with pytest.raises(ProtocolError, match='channel 5 of 5'):
+        gpr.parse(_recrc(bytes(bad)))
+    with pytest.raises(ValueError, match='channel 5 of 5'):
+        gpr.encode_trace(1, 2, [0.0], 20.0, channel=5, channel_count=5)
+    # the framer accepts the largest v2 frame
+    big = gpr.encode_trace(1, 2, np.zeros(gpr.MAX_SAMPLES), 20.0, channel=0, channel_count=2)
+    assert gpr.make_framer().feed(big) == [big]

@@ -91,14 +91,23 @@ def test_virtual_gpr_sends_binary_traces(tmp_path, world):
     dev = VirtualGpr(tmp_path, world.config.gpr)
     try:
         with serial.Serial(dev.path, timeout=0.2) as port:
-            traces = world.step(0.2, 0.2, 0.0).gpr
-            for tr in traces:
-                dev.trace(tr.t, tr.trace)
-            frames = _read_frames(port, gpr_proto.make_framer(), len(traces))
+            scans = world.step(0.2, 0.2, 0.0).gpr
+            n = world.robot.gpr.channels
+            assert n == 5 and all(scan.trace.shape[0] == n for scan in scans)
+            framer, frames = gpr_proto.make_framer(), []
+            for scan in scans:                        # a scan at a time (the pty buffer is small)
+                for channel, trace in enumerate(scan.trace):
+                    dev.trace(scan.t, trace, channel, n)
+                frames += _read_frames(port, framer, n)
             parsed = [gpr_proto.parse(f) for f in frames]
-            assert len(parsed) == len(traces) == 5
-            assert np.array_equal(parsed[-1].samples, traces[-1].trace)
+            assert len(parsed) == len(scans) * n == 5 * n           # 5 scans of every antenna
+            assert np.array_equal(parsed[-1].samples, scans[-1].trace[-1])
             assert parsed[-1].time_window_ns == world.config.gpr.time_window_ns
+            # version-2 frames: antenna index and count; one seq (and time) per scan
+            assert [p.channel for p in parsed[:n]] == list(range(n))
+            assert {p.channel_count for p in parsed} == {n}
+            assert [p.seq for p in parsed[::n]] == list(range(5))
+            assert len({p.device_time_us for p in parsed[:n]}) == 1
     finally:
         dev.close()
 

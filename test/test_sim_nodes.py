@@ -75,9 +75,10 @@ def test_drive_the_simulated_robot_and_receive_every_sensor(ros_context, ros_nod
     assert np.allclose(md['y'], world.robot.metal_detector.coil_y)
     assert col['md'].messages[-1].header.frame_id == 'md_array'
     gpr = col['gpr'].messages[-1]
-    assert (gpr.height, gpr.width, gpr.encoding) == (512, 1, '32FC1')
-    trace = np.frombuffer(bytes(gpr.data), dtype=np.float32)
-    assert trace.shape == (512,) and np.abs(trace).max() > 0.2           # the surface reflection
+    n = world.robot.gpr.channels                     # one column per antenna of the array
+    assert (gpr.height, gpr.width, gpr.encoding) == (512, n, '32FC1') and n == 5
+    scan = np.frombuffer(bytes(gpr.data), dtype=np.float32).reshape(512, n)
+    assert np.all(np.abs(scan).max(axis=0) > 0.2)            # every antenna sees the surface echo
     img, info = col['image'].messages[-1], col['info'].messages[-1]
     assert (img.height, img.width, img.encoding, img.header.frame_id) == (480, 640, 'bgr8', 'camera_optical')
     assert info.k[0] == pytest.approx(world.robot.camera.focal_px) and info.k[2] == 320

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import json
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from mine_robot.detection.camera import CameraConfig, CameraProcessor
@@ -80,7 +81,12 @@ class DetectionChain:
         self.md.add_sample(t, signals)
 
     def add_gpr(self, t: float, trace) -> None:
-        self.gpr.add_trace(t, trace)
+        """One GPR scan: (antennas, samples), or (samples,) for a one-antenna radar."""
+        values = np.asarray(trace)
+        if values.ndim == 2:
+            self.gpr.add_scan(t, values)
+        else:
+            self.gpr.add_trace(t, values)
 
     def add_image(self, t: float, image) -> None:
         self.camera.add_image(t, image)

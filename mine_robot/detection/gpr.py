@@ -1,8 +1,9 @@
 """GPR processing: traces + robot poses -> georeferenced hyperbola detections.
 
-Traces from the monostatic antenna are assembled into a B-scan along the driven path (each trace
-placed by the robot pose at its timestamp and the antenna offset from ``config/robot.yaml``).
-Then, per trace:
+The radar is an array of monostatic antennas across the detector head (``config/robot.yaml``
+``gpr.channel_y``, one per coil by default). Each antenna (channel) has its own B-scan along the
+path it drives: each of its traces is placed by the robot pose at the trace's timestamp and that
+antenna's offset. Then, per channel and trace:
 
 1. **Background and ground-surface removal.** A running mean trace (exponential, over about a metre
    of travel) holds the ground-surface reflection and any horizontal banding; each trace has that
@@ -41,6 +42,9 @@ class GprConfig:
     attenuation_per_m: float = 3.0      # amplitude attenuation used for the reflectivity feature
     background_m: float = 1.0           # running-mean background length along the path
     aperture_m: float = 0.2             # half-aperture of the migration
+    aperture_traces: int = 21           # traces summed per migrated trace (evenly over the aperture)
+    range_step_m: float = 0.004         # slant-range step of the migrated image (>= one sample)
+    beam_half_angle_deg: float = 45.0   # antenna beam: gain exp(-(angle off nadir / this)^2)
     max_range_m: float = 0.7            # deepest slant range searched
     max_loss_gain: float = 60.0         # ... and no deeper than where attenuation divides by this
     min_range_m: float = 0.02           # shallowest (the surface echo itself is excluded)
@@ -53,10 +57,13 @@ class GprConfig:
 
     def __post_init__(self):
         for name in ('time_window_ns', 'permittivity', 'background_m', 'aperture_m', 'max_range_m',
-                     'threshold_sigma', 'peak_window_m', 'range_tolerance_m', 'position_sigma_m'):
+                     'threshold_sigma', 'peak_window_m', 'range_tolerance_m', 'position_sigma_m',
+                     'range_step_m', 'beam_half_angle_deg'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise DetectionError(f'gpr config: {name} must be > 0, got {value!r}')
+        if not 3 <= self.aperture_traces <= 401:
+            raise DetectionError(f'gpr config: aperture_traces must be 3..401, got {self.aperture_traces!r}')
         if self.permittivity < 1.0:
             raise DetectionError(f'gpr config: permittivity must be >= 1, got {self.permittivity}')
 
@@ -78,13 +85,62 @@ def _envelope(x: np.ndarray) -> np.ndarray:
 
 
 class GprProcessor:
-    """Streaming B-scan processor. ``add_pose``, ``add_trace``, ``poll() -> detections``."""
+    """Streaming processor of the whole antenna array: ``add_pose``, ``add_trace(t, trace,
+    channel)``, ``poll() -> detections`` (of every channel; ``extra['channel']`` says which)."""
 
     def __init__(self, robot: RobotGeometry, config: GprConfig | None = None,
                  poses: PoseHistory | None = None):
         self.config = config or GprConfig()
-        self.offset = np.array([robot.gpr.xyz[:2]])
         self.poses = poses if poses is not None else PoseHistory()
+        self.offsets = robot.gpr.channel_positions()
+        self._ids = [1]
+        self.channels = [GprChannel(self.config, self.poses, self.offsets[i], i, self._ids)
+                         for i in range(len(self.offsets))]
+
+    @property
+    def stats(self) -> dict:
+        out: dict = {}
+        for ch in self.channels:
+            for k, v in ch.stats.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def add_pose(self, t: float, x: float, y: float, yaw: float) -> None:
+        self.poses.add(t, x, y, yaw)
+
+    def add_trace(self, t: float, trace, channel: int = 0) -> None:
+        """One trace of antenna ``channel`` (0 = the first entry of ``gpr.channel_y``)."""
+        if not isinstance(channel, (int, np.integer)) or not 0 <= channel < len(self.channels):
+            raise DetectionError(f'GPR channel {channel!r} is not one of the {len(self.channels)} '
+                                 'antennas of config/robot.yaml gpr.channel_y')
+        self.channels[int(channel)].add_trace(t, trace)
+
+    def add_scan(self, t: float, traces) -> None:
+        """Traces of all channels fired at ``t``: an array (channels, samples)."""
+        values = np.asarray(traces, dtype=float)
+        if values.ndim != 2 or values.shape[0] != len(self.channels):
+            raise DetectionError(f'GPR scan of shape {values.shape}: expected ({len(self.channels)}, '
+                                 'samples), one trace per antenna')
+        for i, row in enumerate(values):
+            self.channels[i].add_trace(t, row)
+
+    def poll(self) -> list[Detection]:
+        return [d for ch in self.channels for d in ch.poll()]
+
+    def flush(self) -> list[Detection]:
+        return [d for ch in self.channels for d in ch.flush()]
+
+
+class GprChannel:
+    """Streaming B-scan processor of one antenna. ``add_trace``, ``poll() -> detections``."""
+
+    def __init__(self, config: GprConfig, poses: PoseHistory, offset, channel: int = 0,
+                 ids: list[int] | None = None):
+        self.config = config
+        self.offset = np.asarray(offset, dtype=float).reshape(1, 2)
+        self.channel = int(channel)
+        self.poses = poses
+        self._ids = ids if ids is not None else [1]
         self._pending: list[tuple[float, np.ndarray]] = []
         self._samples: int | None = None
         self._mean: np.ndarray | None = None
@@ -93,30 +149,29 @@ class GprProcessor:
         self._last_t = -math.inf
         self._traces: GrowBuffer | None = None     # cleaned traces
         self._meta = GrowBuffer(5)                  # t, s, x, y, heading
-        self._mig_rows: list[np.ndarray] = []
+        self._mig: GrowBuffer | None = None        # envelopes of the migrated traces
         self._next_mig = 0
         self._next_final = 0
         self._noise = None
-        self._next_id = 1
         self.stats = {'traces': 0, 'rejected': 0, 'dropped_no_pose': 0, 'detections': 0}
-
-    def add_pose(self, t: float, x: float, y: float, yaw: float) -> None:
-        self.poses.add(t, x, y, yaw)
 
     def add_trace(self, t: float, trace) -> None:
         values = np.asarray(trace, dtype=float).ravel()
         if values.size < 16:
             self.stats['rejected'] += 1
-            raise DetectionError(f'GPR trace has {values.size} samples; at least 16 are needed')
+            raise DetectionError(f'GPR channel {self.channel}: trace has {values.size} samples; at least 16 '
+                                 'are needed')
         if self._samples is not None and values.size != self._samples:
             self.stats['rejected'] += 1
-            raise DetectionError(f'GPR trace has {values.size} samples, earlier traces had {self._samples}')
+            raise DetectionError(f'GPR channel {self.channel}: trace has {values.size} samples, earlier '
+                                 f'traces had {self._samples}')
         if not np.all(np.isfinite(values)):
             self.stats['rejected'] += 1
-            raise DetectionError('GPR trace contains non-finite samples')
+            raise DetectionError(f'GPR channel {self.channel}: trace contains non-finite samples')
         if not math.isfinite(t) or t <= self._last_t:
             self.stats['rejected'] += 1
-            raise DetectionError(f'GPR trace time {t} is not after the previous {self._last_t}')
+            raise DetectionError(f'GPR channel {self.channel}: trace time {t} is not after the previous '
+                                 f'{self._last_t}')
         self._last_t = t
         self._samples = values.size
         self._pending.append((float(t), values))
@@ -172,24 +227,34 @@ class GprProcessor:
         self._traces.append(clean)
         self._meta.append((t, self._s, xy[0], xy[1], heading))
 
-    def _migrate(self, k: int, traces: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Migrated trace at apex k (envelope), over slant ranges index j (range = j*dr)."""
-        cfg = self.config
-        v = cfg.velocity
+    def _migrate(self, ks: np.ndarray, traces: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Envelopes of the migrated traces at apexes ``ks`` (K,) -> (K, ranges).
+
+        The aperture is sampled at ``aperture_traces`` offsets evenly spread over
+        ``±aperture_m``, each taken from the nearest trace (the hyperbola moves less than half a
+        wavelet period between them); all apexes are migrated in one vectorised gather."""
         n = traces.shape[1]
-        lo = int(np.searchsorted(s, s[k] - cfg.aperture_m, side='left'))
-        hi = int(np.searchsorted(s, s[k] + cfg.aperture_m, side='right'))
-        offs = s[lo:hi] - s[k]
-        ranges = self._ranges
-        t_idx = (self._k_surface + (2.0 * np.sqrt(ranges[None, :] ** 2 + offs[:, None] ** 2) / v)
-                 / self.dt_ns)
-        i0 = np.clip(t_idx.astype(int), 0, n - 2)
+        u = self._aperture_offsets
+        want = s[ks][:, None] + u[None, :]                                   # (K, M)
+        if len(s) > 1:
+            idx = np.clip(np.searchsorted(s, want), 1, len(s) - 1)
+            idx -= (want - s[idx - 1]) < (s[idx] - want)                     # nearest trace
+        else:
+            idx = np.zeros(want.shape, dtype=np.intp)
+        offs = s[idx] - s[ks][:, None]
+        near = np.abs(offs - u[None, :]) <= self._aperture_step               # a trace is there
+        t_idx = (self._k_surface + np.sqrt(self._ranges2[None, None, :] + offs[:, :, None] ** 2)
+                 * self._two_over_v_dt)                                      # (K, M, R)
+        i0 = t_idx.astype(np.intp)
+        valid = near[:, :, None] & (i0 < n - 1)
+        np.minimum(i0, n - 2, out=i0)
         frac = t_idx - i0
-        rows = np.arange(lo, hi)[:, None]
-        vals = traces[rows, i0] * (1 - frac) + traces[rows, i0 + 1] * frac
-        valid = t_idx < n - 1
-        stack = np.where(valid, vals, 0.0).sum(axis=0) / np.maximum(valid.sum(axis=0), 1)
-        return stack
+        flat = traces.ravel()
+        base = (idx * n)[:, :, None] + i0
+        vals = flat[base] * (1.0 - frac) + flat[base + 1] * frac
+        vals[~valid] = 0.0
+        stack = vals.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+        return _envelope(stack)
 
     def _detect(self, flush: bool) -> list[Detection]:
         cfg = self.config
@@ -198,9 +263,9 @@ class GprProcessor:
         meta = self._meta.view
         s = meta[:, 1]
         traces = self._traces.view
-        if not hasattr(self, '_ranges'):
+        if self._mig is None:
             v = cfg.velocity
-            dr = v * self.dt_ns / 2.0
+            dr = max(v * self.dt_ns / 2.0, cfg.range_step_m)
             # deepest range whose whole aperture hyperbola fits in the trace (deeper, fewer traces
             # are stacked and the end of the record rings), and where the loss correction of the
             # reflectivity stays below max_loss_gain (deeper, the soil hides everything anyway)
@@ -210,62 +275,104 @@ class GprProcessor:
                       if cfg.attenuation_per_m > 0 else math.inf)
             top = min(cfg.max_range_m, r_fit, max(r_loss, 0.1))
             self._ranges = np.arange(max(cfg.min_range_m, dr), max(top, 2 * dr), dr)
-        # migrate every trace whose aperture is complete
+            self._ranges2 = self._ranges ** 2
+            self._two_over_v_dt = 2.0 / v / self.dt_ns
+            m = max(int(cfg.aperture_traces), 3) | 1
+            self._aperture_offsets = np.linspace(-cfg.aperture_m, cfg.aperture_m, m)
+            self._aperture_step = cfg.aperture_m / (m - 1)
+            self._mig = GrowBuffer(len(self._ranges))
+        # migrate every trace whose aperture is complete, in batches
         last_mig = len(s) if flush else int(np.searchsorted(s, s[-1] - cfg.aperture_m, side='right'))
-        for k in range(self._next_mig, last_mig):
-            stack = self._migrate(k, traces, s)
-            env = _envelope_1d(stack)
-            self._mig_rows.append(env)
+        for k0 in range(self._next_mig, last_mig, 64):
+            ks = np.arange(k0, min(k0 + 64, last_mig))
+            for row in self._migrate(ks, traces, s):
+                self._mig.append(row)
         self._next_mig = max(self._next_mig, last_mig)
-        if not self._mig_rows:
+        if not len(self._mig):
             return []
-        img = np.asarray(self._mig_rows)
+        img = self._mig.view
         out = []
-        base = len(s) - len(meta)  # always 0: indices of img and meta coincide
         last_final = len(img) if flush else int(np.searchsorted(
             s[:len(img)], s[len(img) - 1] - cfg.peak_window_m, side='right'))
-        for k in range(self._next_final, last_final):
-            row = img[k]
-            noise = self._update_noise(row)
+        if last_final <= self._next_final:
+            return []
+        rows = img[self._next_final:last_final]
+        noise = self._update_noise(rows, s[self._next_final:last_final] < cfg.warmup_m)
+        snr = rows / noise
+        peaks = snr.argmax(axis=1)
+        for i, k in enumerate(range(self._next_final, last_final)):
             if s[k] < cfg.warmup_m:
                 continue
-            j = int(np.argmax(row))
-            if row[j] < cfg.threshold_sigma * noise:
+            j = int(peaks[i])
+            row = rows[i]
+            if snr[i, j] < cfg.threshold_sigma:
                 continue
             lo = int(np.searchsorted(s, s[k] - cfg.peak_window_m, side='left'))
             hi = min(int(np.searchsorted(s, s[k] + cfg.peak_window_m, side='right')), len(img))
             jl, jh = max(j - 6, 0), j + 7
-            block = img[lo:hi, jl:jh]
-            if row[j] < block.max() or np.argwhere(block == row[j])[0][0] != k - lo:
+            block = img[lo:hi, jl:jh] / noise[i, jl:jh]
+            if snr[i, j] < block.max() or np.argwhere(block == block.max())[0][0] != k - lo:
                 continue
-            out.append(self._make_detection(k + base, j, float(row[j]), noise, meta))
-        self._next_final = max(self._next_final, last_final)
+            det = self._make_detection(k, j, float(row[j]), float(noise[i, j]), meta)
+            det.extra['mdr'] = self._min_detectable(noise[i])
+            out.append(det)
+        self._next_final = last_final
         self._trim()
         self.stats['detections'] += len(out)
         return out
 
-    def _update_noise(self, row: np.ndarray) -> float:
-        level = float(np.median(row)) * 1.4826 / 1.1774  # median of a Rayleigh envelope -> sigma
+    def _update_noise(self, rows: np.ndarray, warming: np.ndarray) -> np.ndarray:
+        """Noise sigma per slant range (the stack's noise varies with range: surface residue near
+        the top, fewer samples deep), tracked along the path: the mean envelope of noise is
+        ``sigma sqrt(pi/2)`` (Rayleigh); each row updates it with its envelope clipped at 2x the
+        current mean, so a reflector barely moves it (during the warm-up: a plain, faster mean).
+        Returns the sigma in force for each row (K, ranges)."""
+        out = np.empty_like(rows)
         if self._noise is None:
-            self._noise = level
-        else:
-            self._noise += 0.05 * (level - self._noise)
-        return max(self._noise, 1e-12)
+            self._noise = rows[0].copy()
+        mean = self._noise
+        for i, row in enumerate(rows):
+            out[i] = mean
+            if warming[i]:
+                mean += 0.1 * (row - mean)
+            else:
+                mean += 0.02 * (np.minimum(row, 2.0 * mean) - mean)
+        return np.maximum(out / 1.2533, 1e-12)
 
     def _make_detection(self, k, j, amp, noise, meta) -> Detection:
         cfg = self.config
         t, _s, x, y, heading = meta[k]
         c = float(self._ranges[j])
-        loss = min(1.0, 0.1 / max(c, 1e-3)) * math.exp(-2.0 * cfg.attenuation_per_m * c)
+        loss = self._loss(c)
         snr = amp / noise
         conf = float(1.0 / (1.0 + math.exp(-(snr - cfg.threshold_sigma))))
         det = Detection(t=float(t), x=float(x), y=float(y), depth=c, confidence=conf, strength=amp,
-                        sensor=cfg.sensor, id=self._next_id, sigma=cfg.position_sigma_m,
+                        sensor=cfg.sensor, id=self._ids[0], sigma=cfg.position_sigma_m,
                         extra={'slant_range_m': c, 'heading': float(heading), 'amplitude': amp,
-                               'reflectivity': amp / loss, 'snr': snr,
+                               'reflectivity': amp / loss, 'snr': snr, 'channel': self.channel,
                                'range_tolerance_m': cfg.range_tolerance_m})
-        self._next_id += 1
+        self._ids[0] += 1
         return det
+
+    def _min_detectable(self, noise_row: np.ndarray, slant: float = 0.1) -> float:
+        """Smallest reflectivity this channel detects now at ``slant`` m under its track (the
+        threshold over the current noise at that range, divided by the loss): fusion uses it to
+        judge how much a pass without a hit says."""
+        j = min(int(np.searchsorted(self._ranges, slant)), len(self._ranges) - 1)
+        return float(self.config.threshold_sigma * noise_row[j] / self._loss(float(self._ranges[j])))
+
+    def _path_loss(self, r, theta):
+        cfg = self.config
+        return (np.minimum(1.0, 0.1 / np.maximum(r, 1e-3)) * np.exp(-2.0 * cfg.attenuation_per_m * r)
+                * np.exp(-(np.degrees(theta) / cfg.beam_half_angle_deg) ** 2))
+
+    def _loss(self, c: float) -> float:
+        """Migrated amplitude of a reflector of reflectivity 1 at slant range ``c`` on the track:
+        spreading, attenuation and the beam pattern averaged over the migration aperture, so
+        ``reflectivity = amplitude / loss`` estimates the reflector's own reflectivity."""
+        u = self._aperture_offsets
+        r = np.sqrt(c * c + u * u)
+        return float(np.mean(self._path_loss(r, np.arctan2(np.abs(u), c))))
 
     def _trim(self) -> None:
         cfg = self.config
@@ -278,10 +385,8 @@ class GprProcessor:
             return
         self._traces.drop(keep_from)
         self._meta.drop(keep_from)
-        del self._mig_rows[:keep_from]
+        self._mig.drop(keep_from)
         self._next_mig -= keep_from
         self._next_final -= keep_from
 
 
-def _envelope_1d(x: np.ndarray) -> np.ndarray:
-    return _envelope(x[None, :])[0]

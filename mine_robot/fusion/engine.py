@@ -67,7 +67,23 @@ class SensorModel:
     llr_hit: tuple[float, ...] = (1.0,)
     llr_miss: float = 0.0            # added once when the footprint passed without a hit
     mount: tuple[float, float] = (0.0, 0.0)   # sensor position in base_link (for coverage)
+    # several antennas/heads: their positions in base_link (replaces ``mount``; in the config a
+    # list of [x, y] or "gpr" for the GPR channels of config/robot.yaml)
+    mounts: tuple[tuple[float, float], ...] = ()
     reach_m: float = 0.0             # lateral half-width within which a miss counts (0: never)
+    # slant-range sensors: antenna beam gain exp(-(angle off nadir / this)^2); when a hit joins a
+    # target whose position is known, its feature is corrected for the beam (0: no correction)
+    beam_half_angle_deg: float = 0.0
+    max_beam_angle_deg: float = 60.0  # the correction stops here (noise would be amplified)
+    # a miss weighs llr_miss x min(1, gain / miss_full_gain), gain = the beam gain expected at the
+    # target's offset from the nearest antenna track and its depth; below miss_min_gain the sensor
+    # could not have seen the target and the miss carries no evidence (needs beam_half_angle_deg)
+    miss_full_gain: float = 0.5
+    miss_min_gain: float = 0.1
+    # with > 0: hits carry extra['mdr'] (the sensor's current minimum detectable feature); a miss
+    # weighs nothing unless this reference (e.g. the reflectivity of a small mine body) times the
+    # beam gain exceeds the mdr, and fully from twice the mdr (a blind sensor does not reject)
+    miss_reference: float = 0.0
     miss_delay_m: float = 0.5        # travel past the target before a miss is declared
     # a miss says nothing about objects shallower than this (e.g. a GPR cannot tell an object on
     # the surface from the surface echo); the target's depth comes from the other sensors
@@ -95,13 +111,35 @@ class SensorModel:
         if self.coil and (len(self.coil) != 2 or min(self.coil) <= 0):
             raise FusionError(f'sensor {self.name}: coil must be [radius, height], both > 0')
 
-    def hit_llr(self, det: Detection) -> float:
+    @property
+    def mount_points(self) -> tuple[tuple[float, float], ...]:
+        return self.mounts if self.mounts else (self.mount,)
+
+    def feature_of(self, det: Detection):
         value = det.confidence if self.feature == 'confidence' else (
             det.strength if self.feature == 'strength' else det.extra.get(self.feature))
         if value is None or not math.isfinite(float(value)):
+            return None
+        return float(value)
+
+    def llr_of(self, value: float | None) -> float:
+        if value is None:
             return 0.0
         idx = int(np.searchsorted(np.asarray(self.bins), float(value), side='right')) - 1
         return float(self.llr_hit[idx]) if idx >= 0 else 0.0
+
+    def hit_llr(self, det: Detection) -> float:
+        return self.llr_of(self.feature_of(det))
+
+    def beam_gain(self, lateral: float, slant: float, cap: bool = True) -> float:
+        """Relative beam gain of an object ``lateral`` m off the antenna track at slant range
+        ``slant`` (1 under the track); ``cap``: no angle beyond ``max_beam_angle_deg``."""
+        if self.beam_half_angle_deg <= 0.0:
+            return 1.0
+        depth = math.sqrt(max(slant * slant - lateral * lateral, 1e-6))
+        theta = math.degrees(math.atan2(abs(lateral), depth))
+        theta = min(theta, self.max_beam_angle_deg) if cap else theta
+        return math.exp(-(theta / self.beam_half_angle_deg) ** 2)
 
 
 @dataclass(frozen=True)
@@ -125,8 +163,9 @@ class FusionConfig:
 def fusion_config_from_dict(data: dict, robot=None) -> FusionConfig:
     """Build the config from the plain dict of ``config/detection.yaml`` (detection_fusion node).
 
-    ``"coil": "robot"`` in a sensor entry takes the coil radius and height from ``robot`` (a
-    :class:`~mine_robot.robot.RobotGeometry`; default: the package's config/robot.yaml)."""
+    ``"coil": "robot"`` in a sensor entry takes the coil radius and height from ``robot``, and
+    ``"mounts": "gpr"`` the GPR antenna positions (a :class:`~mine_robot.robot.RobotGeometry`;
+    default: the package's config/robot.yaml), so the models follow config/robot.yaml."""
     if not isinstance(data, dict) or not isinstance(data.get('sensors'), dict) or not data['sensors']:
         raise FusionError('fusion config: "sensors" must map sensor names to their models')
     sensors = []
@@ -152,6 +191,8 @@ def fusion_config_from_dict(data: dict, robot=None) -> FusionConfig:
             except (TypeError, ValueError) as exc:
                 raise FusionError(f'fusion config: sensor {name!r}: coil must be [radius, height] or '
                                   '"robot"') from exc
+        if 'mounts' in kw:
+            kw['mounts'] = _mounts(name, kw['mounts'], robot)
         try:
             sensors.append(SensorModel(name=str(name), **kw))
         except TypeError as exc:
@@ -163,6 +204,23 @@ def fusion_config_from_dict(data: dict, robot=None) -> FusionConfig:
     return FusionConfig(sensors=tuple(sensors), **top)
 
 
+def _mounts(name, value, robot) -> tuple[tuple[float, float], ...]:
+    if isinstance(value, str):
+        if value != 'gpr':
+            raise FusionError(f'fusion config: sensor {name!r}: mounts must be a list of [x, y] or "gpr"')
+        if robot is None:
+            from mine_robot.robot import load_robot
+            robot = load_robot()
+        return tuple((float(x), float(y)) for x, y in robot.gpr.channel_positions())
+    try:
+        out = tuple((float(x), float(y)) for x, y in value)
+    except (TypeError, ValueError) as exc:
+        raise FusionError(f'fusion config: sensor {name!r}: mounts must be a list of [x, y]') from exc
+    if not out:
+        raise FusionError(f'fusion config: sensor {name!r}: mounts is empty')
+    return out
+
+
 @dataclass
 class SensorEvidence:
     hits: int = 0
@@ -171,6 +229,9 @@ class SensorEvidence:
     max_strength: float = 0.0
     features: dict = field(default_factory=dict)    # extra of the strongest hit
     missed: bool = False
+    miss_weight: float = 1.0     # fraction of llr_miss a miss carries (how well it could see)
+    # slant-range hits: (track x, track y, heading, slant range, feature), for the beam correction
+    slant_hits: list = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         return {'hits': self.hits, 'llr': None if self.hits == 0 else round(self.best_llr, 3),
@@ -245,6 +306,7 @@ class FusionEngine:
         self._last_pose: np.ndarray | None = None
         self._t = 0.0
         self.stats = {'detections': 0, 'unknown_sensor': 0}
+        self._mdr: dict[str, float] = {}     # sensor -> latest minimum detectable feature
 
     # ------------------------------------------------------------------ detections
     def update(self, detections: list[Detection]) -> list[Target]:
@@ -257,6 +319,9 @@ class FusionEngine:
                                   'config (add an entry under detection_fusion.sensors)')
             self.stats['detections'] += 1
             self._t = max(self._t, det.t)
+            mdr = det.extra.get('mdr')
+            if mdr is not None and math.isfinite(float(mdr)) and float(mdr) > 0.0:
+                self._mdr[det.sensor] = float(mdr)
             target = self._associate(det, model)
             if target is None:
                 target = Target(id=self._next_id, x=det.x, y=det.y, sigma=det.sigma,
@@ -365,14 +430,17 @@ class FusionEngine:
     def _slant_score(self, tgt: Target, det: Detection, model: SensorModel) -> float:
         along, lateral = self._slant_geometry(det, tgt.x, tgt.y)
         slant = float(det.extra.get('slant_range_m', det.depth))
-        depth = tgt.depth if math.isfinite(tgt.depth) else 0.0
-        if tgt.point_weight == 0.0:   # both slant-range: compare positions along track only
-            lateral, depth = 0.0, slant
-        predicted = math.hypot(lateral, depth)
         tol = float(det.extra.get('range_tolerance_m', 0.1)) + tgt.sigma
         if abs(along) > model.gate_m + tgt.sigma:
             return math.inf
-        miss = abs(predicted - slant)
+        if tgt.point_weight == 0.0:   # both slant-range: along track and slant range
+            miss = abs(slant - float(next((e.features.get('slant_range_m', slant) for e in
+                                           tgt.evidence.values() if e.hits), slant)))
+            miss = 0.0 if miss <= tol else miss
+        else:
+            # the point sensors' depth is too rough to predict the slant range; the geometry only
+            # requires the slant range to reach the target's lateral offset
+            miss = max(abs(lateral) - slant, 0.0)
         if miss > tol:
             return math.inf
         return max(abs(along) / (model.gate_m + tgt.sigma), miss / tol)
@@ -387,10 +455,9 @@ class FusionEngine:
                         depth=f['slant_range_m'], confidence=0.5, strength=0.0, sensor='slant',
                         extra=f)
         along, lateral = self._slant_geometry(ref, det.x, det.y)
-        depth = det.depth if math.isfinite(det.depth) else 0.0
         if abs(along) > model.gate_m + det.sigma + 0.05:
             return math.inf
-        miss = abs(math.hypot(lateral, depth) - f['slant_range_m'])
+        miss = max(abs(lateral) - f['slant_range_m'], 0.0)
         tol = float(f.get('range_tolerance_m', 0.1)) + det.sigma
         return math.inf if miss > tol else max(abs(along) / (model.gate_m + det.sigma + 0.05), miss / tol)
 
@@ -414,6 +481,9 @@ class FusionEngine:
                 ev.features.setdefault('track_y', det.y)
         ev.best_llr = max(ev.best_llr, llr)
         ev.missed = False
+        if model.association == 'slant_range' and len(ev.slant_hits) < 32:
+            ev.slant_hits.append((det.x, det.y, float(det.extra.get('heading', 0.0)),
+                                  float(det.extra.get('slant_range_m', det.depth)), model.feature_of(det)))
         tgt.last_t = max(tgt.last_t, det.t)
         if model.association == 'point':
             # information-weighted position (each detection's 2x2 covariance: a fit under the
@@ -450,26 +520,35 @@ class FusionEngine:
         covering = [s for s in self.config.sensors if s.reach_m > 0.0]
         if not covering or not self.targets:
             return changed
-        mounts = body_to_map(pose, np.array([s.mount for s in covering]))
+        mounts = [body_to_map(pose, np.array(s.mount_points)) for s in covering]
+        c, sn = math.cos(yaw), math.sin(yaw)
         for tgt in self.targets:
             if tgt.settled or tgt.duplicate_of is not None:
                 continue
             touched = False
-            for s, (mx, my) in zip(covering, mounts):
+            for s, pts in zip(covering, mounts):
                 ev = tgt.evidence.get(s.name)
                 if ev is not None and (ev.hits or ev.missed):
                     continue
-                # lateral distance of the target from the sensor's line of travel
-                dx, dy = tgt.x - mx, tgt.y - my
-                lateral = abs(-dx * math.sin(yaw) + dy * math.cos(yaw))
-                along = dx * math.cos(yaw) + dy * math.sin(yaw)
+                # lateral distance of the target from the nearest antenna's line of travel
+                dx, dy = tgt.x - pts[:, 0], tgt.y - pts[:, 1]
+                lat = np.abs(-dx * sn + dy * c)
+                along = dx * c + dy * sn
+                # the antenna is abreast of the target or already past it (a detector reports a
+                # target after its sensors passed it): the pass happened ``-along`` metres ago
+                near = (along < 0.1) & (along > -APPROACH_LOOKBACK_M)
+                if near.any():
+                    i = int(np.argmin(np.where(near, lat, np.inf)))
+                    lateral, passed_at = float(lat[i]), self._path + min(float(along[i]), 0.0)
+                else:
+                    lateral, passed_at = math.inf, self._path
                 rec = tgt._approach.setdefault(s.name, [math.inf, 0.0])
-                # abreast of the target, or already past it (detectors report after their sensor
-                # passed: a target may be created behind a sensor): the pass was -along m ago
-                if lateral <= s.reach_m and -APPROACH_LOOKBACK_M < along < 0.1 and lateral < rec[0]:
-                    rec[0], rec[1] = lateral, self._path + min(along, 0.0)
+                if lateral <= s.reach_m and lateral < rec[0]:
+                    rec[0], rec[1] = lateral, passed_at
                 if rec[0] <= s.reach_m and self._path - rec[1] >= s.miss_delay_m:
-                    tgt.evidence.setdefault(s.name, SensorEvidence()).missed = True
+                    ev = tgt.evidence.setdefault(s.name, SensorEvidence())
+                    ev.missed = True
+                    ev.miss_weight = self._miss_weight(tgt, s, rec[0], self._mdr.get(s.name))
                     touched = True
             if touched:
                 self._classify(tgt)
@@ -484,6 +563,9 @@ class FusionEngine:
         pending = []
         for s in cfg.sensors:
             ev = tgt.evidence.get(s.name)
+            if ev is not None and ev.hits and ev.slant_hits and s.beam_half_angle_deg > 0.0 \
+                    and tgt.point_weight > 0.0:
+                self._beam_corrected(tgt, ev, s)
             if ev is not None and ev.hits:
                 llr += s.weight * ev.best_llr
                 parts.append(f'{s.name} hit x{ev.hits} {s.weight * ev.best_llr:+.1f}')
@@ -491,8 +573,12 @@ class FusionEngine:
                 if math.isfinite(tgt.depth) and tgt.depth < s.miss_min_depth_m:
                     parts.append(f'{s.name} passed, blind at {100 * tgt.depth:.0f} cm depth')
                 else:
-                    llr += s.weight * s.llr_miss
-                    parts.append(f'{s.name} passed, no response {s.weight * s.llr_miss:+.1f}')
+                    miss = s.weight * s.llr_miss * ev.miss_weight
+                    llr += miss
+                    if ev.miss_weight > 0.0:
+                        parts.append(f'{s.name} passed, no response {miss:+.1f}')
+                    else:
+                        parts.append(f'{s.name} passed too far off its beam to tell')
             elif s.reach_m > 0.0:
                 pending.append(s.name)
         tgt.confidence = 1.0 / (1.0 + math.exp(-max(min(llr, 50.0), -50.0)))
@@ -519,6 +605,44 @@ class FusionEngine:
         extra = f'; metal ~{mass:.1f} g' if metal else ''
         dup = f'; {tgt.duplicate_reason}' if tgt.duplicate_of is not None else ''
         tgt.explanation = f'{cls}: P(hazard)={tgt.confidence:.2f} from {why}{extra}{tail}{dup}'
+
+    @staticmethod
+    def _miss_weight(tgt: Target, s: SensorModel, lateral: float, mdr: float | None = None) -> float:
+        """How much a miss of slant-range sensor ``s`` says: by the beam gain it had on the target
+        (closest antenna ``lateral`` m off, target depth from the point sensors or 0.1 m) and, with
+        ``miss_reference``, by whether a reference hazard would have stood above the sensor's
+        current minimum detectable feature ``mdr``."""
+        if s.beam_half_angle_deg <= 0.0:
+            return 1.0
+        depth = tgt.depth if math.isfinite(tgt.depth) else 0.1
+        depth = min(max(depth, 0.02), 0.5)
+        gain = s.beam_gain(lateral, math.hypot(lateral, depth), cap=False) if lateral > 0 else 1.0
+        if gain < s.miss_min_gain:
+            return 0.0
+        weight = min(1.0, gain / s.miss_full_gain)
+        if s.miss_reference > 0.0:
+            if mdr is None:
+                return 0.0      # the sensor has not yet shown what it can see here: no verdict
+            margin = s.miss_reference * gain / mdr          # expected hit over the detection floor
+            weight *= min(max(margin - 1.0, 0.0), 1.0)
+        return weight
+
+    def _beam_corrected(self, tgt: Target, ev: SensorEvidence, s: SensorModel) -> None:
+        """Best hit llr of a slant-range sensor with each hit's feature corrected for the beam
+        gain at the target's offset from that antenna's track (the target's position is known
+        from point sensors): an object between two antennas is seen off-nadir and weaker."""
+        best, best_value = -math.inf, None
+        for x, y, heading, slant, value in ev.slant_hits:
+            if value is None:
+                continue
+            lateral = -(tgt.x - x) * math.sin(heading) + (tgt.y - y) * math.cos(heading)
+            corrected = value / s.beam_gain(lateral, slant)
+            llr = s.llr_of(corrected)
+            if llr > best or best_value is None:
+                best, best_value = llr, corrected
+        if best_value is not None:
+            ev.best_llr = best
+            ev.features[f'{s.feature}_corrected'] = best_value
 
     def reported(self) -> list[Target]:
         """Targets reported as possible hazards (mine, uxo, unknown)."""

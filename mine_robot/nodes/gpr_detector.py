@@ -1,6 +1,7 @@
-"""``gpr_detector``: gpr/trace (Image 32FC1, samples x 1) + odometry/filtered -> detections/gpr
-(``depth`` = slant range; extra fields ``heading``, ``reflectivity``, ``range_tolerance``).
-Algorithm: mine_robot.detection.gpr."""
+"""``gpr_detector``: gpr/trace (Image 32FC1, samples x antennas: one scan of the array of
+config/robot.yaml ``gpr.channel_y``, column i = antenna i) + odometry/filtered -> detections/gpr
+(``depth`` = slant range; extra fields ``heading``, ``reflectivity``, ``range_tolerance``,
+``channel``, ``mdr``). Algorithm: mine_robot.detection.gpr (one B-scan per antenna)."""
 
 from __future__ import annotations
 
@@ -51,10 +52,14 @@ class GprDetectorNode(DetectorNodeMixin, Node):
             if msg.encoding != '32FC1':
                 raise DetectionError(f'encoding {msg.encoding!r}, expected 32FC1')
             dtype = np.dtype('>f4' if msg.is_bigendian else '<f4')
-            trace = np.frombuffer(bytes(msg.data), dtype=dtype)
-            if trace.size != msg.height * msg.width:
-                raise DetectionError(f'{trace.size} samples for a {msg.height}x{msg.width} image')
-            self.processor.add_trace(stamp_to_sec(msg.header.stamp), trace)
+            values = np.frombuffer(bytes(msg.data), dtype=dtype)
+            if values.size != msg.height * msg.width:
+                raise DetectionError(f'{values.size} samples for a {msg.height}x{msg.width} image')
+            channels = len(self.processor.channels)
+            if msg.width != channels:
+                raise DetectionError(f'scan of {msg.width} antennas; config/robot.yaml gpr.channel_y '
+                                     f'has {channels}')
+            self.processor.add_scan(stamp_to_sec(msg.header.stamp), values.reshape(msg.height, msg.width).T)
         except DetectionError as exc:
             self._bad_input('gpr/trace', exc)
             return

@@ -6,6 +6,11 @@ int16 or float32 samples, CRC-32) becomes one ``sensor_msgs/Image`` 32FC1 of ``s
 ``time_window_ns`` (interfaces.md fixes it by config); a trace with another window is counted as
 bad, because consumers would misplace every reflection in depth.
 
+An antenna array sends version-2 frames, one per antenna, all antennas of one scan with the same
+``seq``; the driver assembles them into one Image of ``samples x channel_count`` (column i =
+antenna i) and publishes it when the scan is complete. A scan that misses an antenna (a frame lost
+or bad) is dropped whole and counted (``incomplete_scans``), so consumers never see a partial scan.
+
 Plain Node: the port is opened in the constructor and retried with backoff; ``close()`` releases it.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import functools
 import sys
 
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -34,6 +40,32 @@ def parse_checked(frame: bytes, time_window_ns: float, tolerance: float = 1e-3) 
     return trace
 
 
+class ScanAssembler:
+    """Groups the per-antenna frames of one scan (same seq) into a (samples, channels) array."""
+
+    def __init__(self):
+        self.incomplete = 0
+        self._seq: int | None = None
+        self._parts: dict[int, gpr.GprTrace] = {}
+
+    def add(self, trace: gpr.GprTrace) -> tuple[gpr.GprTrace, np.ndarray] | None:
+        if trace.channel_count == 1:
+            return trace, trace.samples.reshape(-1, 1)
+        if self._parts and (trace.seq != self._seq or trace.channel in self._parts
+                            or len(trace.samples) != len(next(iter(self._parts.values())).samples)):
+            self.incomplete += 1             # the previous scan lost an antenna: dropped whole
+            self._parts = {}
+        self._seq = trace.seq
+        self._parts[trace.channel] = trace
+        if len(self._parts) < trace.channel_count:
+            return None
+        parts, self._parts = self._parts, {}
+        if sorted(parts) != list(range(trace.channel_count)):
+            self.incomplete += 1
+            return None
+        return parts[0], np.stack([parts[c].samples for c in range(trace.channel_count)], axis=1)
+
+
 class GprDriverNode(Node):
     def __init__(self, **kwargs):
         super().__init__('gpr_driver', **kwargs)
@@ -45,16 +77,25 @@ class GprDriverNode(Node):
         self.diag = Diagnostics(self, hardware_id=config.port)
         self.stamp = DeviceStamper(self, default='arrival')
         self.stream = DeviceStream('gpr', config, gpr, self._on_trace, on_error=self._on_bad,
-                                   on_connection=self._on_connection, seq_of=lambda t: t.seq,
+                                   on_connection=self._on_connection,
+                                   # every antenna frame counts: scan seq x antennas + antenna
+                                   seq_of=lambda t: t.seq * t.channel_count + t.channel,
+                                   seq_modulus=2 ** 32 * gpr.MAX_CHANNELS,
                                    parser=functools.partial(parse_checked, time_window_ns=window))
+        self.scan = ScanAssembler()
         self.create_timer(1.0, self._publish_health)
         self.stream.start()
 
     def _on_trace(self, trace: gpr.GprTrace, t: float) -> None:
-        msg = Image(height=len(trace.samples), width=1, encoding='32FC1', is_bigendian=0, step=4)
-        msg.header.stamp = self.stamp(trace.device_time, t)
+        scan = self.scan.add(trace)
+        if scan is None:
+            return
+        first, samples = scan
+        rows, cols = samples.shape
+        msg = Image(height=rows, width=cols, encoding='32FC1', is_bigendian=0, step=4 * cols)
+        msg.header.stamp = self.stamp(first.device_time, t)
         msg.header.frame_id = self.frame_id
-        msg.data = trace.samples.astype('<f4').tobytes()
+        msg.data = samples.astype('<f4').tobytes()
         self.pub.publish(msg)
 
     def _on_bad(self, exc: ProtocolError, t: float) -> None:
@@ -65,7 +106,8 @@ class GprDriverNode(Node):
 
     def _publish_health(self) -> None:
         h = self.stream.health()
-        self.diag.update(h.level, h.message, h.values, force=True)
+        self.diag.update(h.level, h.message, {**h.values, 'incomplete_scans': self.scan.incomplete},
+                         force=True)
 
     def close(self) -> None:
         self.stream.close()

@@ -10,8 +10,8 @@ real-time factor. Publishes
 
 - ``metal_detector/signal`` PointCloud2, one point per coil, fields ``x y z`` (coil centre in
   ``md_array``), ``signal`` (detector units, see ``mine_robot.sim.sensors``) and ``coil`` (uint32);
-- ``gpr/trace`` Image ``32FC1``, ``samples`` × 1, frame ``gpr_antenna`` (time window
-  ``gpr.time_window_ns``);
+- ``gpr/trace`` Image ``32FC1``, ``samples`` × antennas (column i = antenna i of
+  ``gpr.channel_y``), one per scan, frame ``gpr_antenna`` (time window ``gpr.time_window_ns``);
 - ``camera/image_raw`` Image ``bgr8`` and ``camera/camera_info``, frame ``camera_optical``.
 
 With ``virtual_devices`` the metal detector and GPR are also pty serial devices speaking the
@@ -179,13 +179,16 @@ class SimSensorsNode(Node):
                 cloud.header.stamp = sec_to_stamp(sample.t)
                 self.md_pub.publish(cloud)
         elif name == 'gpr':
-            for trace in self.suite.gpr_batch(times, poses):
+            for scan in self.suite.gpr_batch(times, poses):
+                n = len(scan.trace)
                 if self.devices is not None:
-                    self.devices.gpr(trace.t, trace.trace)
+                    for i, trace in enumerate(scan.trace):       # one v2 frame per antenna
+                        self.devices.gpr(scan.t, trace, i if n > 1 else None, n)
                 if not self.settings.publish_direct:
                     continue
-                self.gpr_pub.publish(conv.image(trace.t, self.robot.gpr.frame, trace.trace.reshape(-1, 1),
-                                                '32FC1'))
+                # samples x antennas (column i = antenna i of gpr.channel_y)
+                self.gpr_pub.publish(conv.image(scan.t, self.robot.gpr.frame,
+                                                np.ascontiguousarray(scan.trace.T), '32FC1'))
         else:
             t, pose = times[-1], poses[-1]     # a late camera frame is dropped, not queued
             frame = self.suite.camera_frame(t, pose)

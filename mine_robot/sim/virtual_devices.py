@@ -14,7 +14,8 @@ the pty buffer is full, output is dropped and counted (``dropped``), as a real d
   acknowledgement again without re-applying.
 - **GNSS**: per fix, GGA (+ RMC and GST) NMEA sentences with the simulated position, fix quality
   (4 RTK, 5 float, 1 single, 0 none), satellites, HDOP and GST sigmas; UTC = ``time_base`` + sim time.
-- **GPR**: one binary frame per trace, float32 samples, the configured time window.
+- **GPR**: one binary frame per trace, float32 samples, the configured time window; an antenna
+  array sends version-2 frames, one per antenna per scan (docs/protocols.md).
 - **marker**: ``$MKC`` commands; FIRE is acknowledged, the slide moves to ``slide_mm`` and the mark
   lands in the simulated world at the nozzle's **true** position (``SimWorld.mark``); ``$MKD``
   follows after ``duration_ms`` of sim time. STATUS/LEVEL/CLEAR as documented; ``$MKS`` at least
@@ -149,9 +150,13 @@ class VirtualGpr(VirtualDevice):
         self.config = config
         self.seq = 0
 
-    def trace(self, t: float, samples) -> None:
-        self.send(gpr_proto.encode_trace(self.seq, int(round(t * 1e6)), samples, self.config.time_window_ns))
-        self.seq += 1
+    def trace(self, t: float, samples, channel: int | None = None, channels: int = 1) -> None:
+        """One trace: a v1 frame, or with ``channel`` a v2 frame of that antenna; the antennas of
+        one scan share seq and time (``seq`` advances after the last channel)."""
+        self.send(gpr_proto.encode_trace(self.seq, int(round(t * 1e6)), samples, self.config.time_window_ns,
+                                         channel=channel, channel_count=channels))
+        if channel is None or channel == channels - 1:
+            self.seq += 1
 
 
 class VirtualGnss(VirtualDevice):
@@ -265,8 +270,8 @@ class SensorDevices:
     def metal_detector(self, t: float, values) -> None:
         self.md.sample(t, values)
 
-    def gpr(self, t: float, samples) -> None:
-        self.gpr_device.trace(t, samples)
+    def gpr(self, t: float, samples, channel: int | None = None, channels: int = 1) -> None:
+        self.gpr_device.trace(t, samples, channel, channels)
 
     def links(self) -> dict[str, str]:
         return {d.name: d.path for d in (self.md, self.gpr_device)}

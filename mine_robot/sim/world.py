@@ -113,10 +113,13 @@ class MdSample:
 
 @dataclass(frozen=True)
 class GprTrace:
+    """One scan of the GPR: every antenna of the array (robot.yaml ``gpr.channel_y``) fired at
+    ``t``; ``trace[i]`` is antenna i's trace, ``antenna_xy[i]`` its true ground point."""
     t: float
-    x: float              # true antenna ground point
+    x: float              # true ground point of the array's mount (gpr.xyz)
     y: float
-    trace: np.ndarray     # float32 (samples,)
+    trace: np.ndarray     # float32 (antennas, samples)
+    antenna_xy: np.ndarray | None = None    # (antennas, 2)
 
 
 @dataclass(frozen=True)
@@ -174,9 +177,10 @@ class SensorSuite:
         self.gpr = GprModel(scenario, robot, rngs[1], config.gpr) if config.gpr_rate > 0 else None
         self.camera = CameraModel(scenario, robot, rngs[2]) if config.camera_rate > 0 else None
         self._coils = robot.metal_detector.coil_positions()
-        self._gpr_offset = np.array([robot.gpr.xyz[:2]])
+        self._gpr_offset = robot.gpr.channel_positions()
         self._coil_list = [(float(px), float(py)) for px, py in self._coils]
-        self._gpr_list = [(float(robot.gpr.xyz[0]), float(robot.gpr.xyz[1]))]
+        self._gpr_list = [(float(px), float(py)) for px, py in self._gpr_offset]
+        self._gpr_mount = [(float(robot.gpr.xyz[0]), float(robot.gpr.xyz[1]))]
 
     @classmethod
     def seeded(cls, scenario: Scenario, robot: RobotGeometry, seed: int, config: SimConfig) -> SensorSuite:
@@ -201,18 +205,21 @@ class SensorSuite:
         return [MdSample(t, xy[i], signals[i]) for i, t in enumerate(ts)]
 
     def gpr_batch(self, ts: list[float], poses: list[tuple[float, float, float]]) -> list[GprTrace]:
-        """GPR traces at k times/poses in one vectorised call."""
-        xy = self._place(poses, self._gpr_list)[:, 0, :]
-        traces = self.gpr.traces(xy[:, 0], xy[:, 1])
-        return [GprTrace(t, gx, gy, traces[i]) for i, (t, (gx, gy)) in enumerate(zip(ts, xy.tolist()))]
+        """GPR scans at k times/poses in one vectorised call (every antenna fires at each time)."""
+        xy = self._place(poses, self._gpr_list)                      # (k, antennas, 2)
+        mount = self._place(poses, self._gpr_mount)[:, 0, :]
+        k, n = xy.shape[0], xy.shape[1]
+        flat = xy.reshape(-1, 2)
+        traces = self.gpr.traces(flat[:, 0], flat[:, 1]).reshape(k, n, -1)
+        return [GprTrace(t, float(mount[i, 0]), float(mount[i, 1]), traces[i], xy[i])
+                for i, t in enumerate(ts)]
 
     def md_sample(self, t: float, pose: tuple[float, float, float]) -> MdSample:
         xy = body_to_world(pose, self._coils)
         return MdSample(t, xy, self.md.sample(t, xy))
 
     def gpr_trace(self, t: float, pose: tuple[float, float, float]) -> GprTrace:
-        gx, gy = body_to_world(pose, self._gpr_offset)[0]
-        return GprTrace(t, float(gx), float(gy), self.gpr.trace(gx, gy))
+        return self.gpr_batch([t], [pose])[0]
 
     def camera_frame(self, t: float, pose: tuple[float, float, float]) -> CameraFrame:
         return CameraFrame(t, pose, self.camera.render(pose))

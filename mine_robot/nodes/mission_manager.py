@@ -57,7 +57,7 @@ _DESCRIPTIONS = {
                             '(s; 0 = never)',
     'hazard_detour_after': 'a known hazard holding the robot this long (s) makes the mission re-plan '
                            'the unswept ground around it',
-    'hazard_zone_radius': 'no-go disc around each known hazard in re-plans (m)',
+    'hazard_zone_radius': 'clearance (m) kept from every wheel to every known hazard in mission re-plans',
     'max_detours': 'how many hazard detours at most before the mission faults',
     'sidestep': 'a hazard detour first tries a sidestep beside the lane (on swept ground) and keeps '
                 'the rest of the plan; false: always re-plan',

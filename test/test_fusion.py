@@ -184,10 +184,10 @@ def test_metal_beside_the_gpr_array_stays_unknown_not_clutter():
     assert eng.targets[-1] in eng.reported()
 
 
-def test_metal_between_two_antennas_near_the_surface_gets_no_gpr_verdict():
+def test_shallow_metal_between_two_antennas_gets_no_gpr_verdict():
     eng = FusionEngine(config())
     gpr_floor(eng, mdr=0.03)
-    eng.update([md(1.0, 3.0, 0.11, depth=0.03)])   # 11 cm off both antennas, 3 cm deep: 75 deg
+    eng.update([md(1.0, 3.0, 0.11, depth=0.06)])   # 11 cm off both antennas, 6 cm deep: 61 deg
     drive(eng)
     tgt = eng.targets[-1]
     assert tgt.classification == 'unknown' and 'too far off its beam' in tgt.explanation
@@ -272,3 +272,23 @@ def test_a_loose_fit_joins_within_its_covariance_and_the_precise_fit_sets_the_po
     # but not along the track, where that fit is precise
     eng.update([fit(70.0, 3.3, 1.25, 5.0, 0.05, 0.36, (3.3, 1.25), cov=(0.0004, 0.0, 0.04))])
     assert len(eng.targets) == 2
+
+
+def test_a_pass_in_a_turn_is_no_evidence_of_absence():
+    eng = FusionEngine(config())
+    gpr_floor(eng, mdr=0.03)
+    eng.update([md(1.0, 3.0, 0.22, mass=3.0, depth=0.08)])
+    # the head swings over the target while the robot turns on the spot next to it
+    for k in range(200):
+        eng.add_pose(2.0 + k / 50, 2.22, 0.0, -math.pi / 2 + k / 200 * math.pi)
+    assert eng.targets[-1].classification == 'unknown' and not eng.targets[-1].evidence.get('gpr')
+    drive(eng, t0=10.0)                           # then a straight pass: now it counts
+    assert eng.targets[-1].classification == 'clutter'
+
+
+def test_a_weak_gpr_echo_within_the_blind_depth_does_not_reject_a_surface_mine():
+    eng = FusionEngine(config())
+    eng.update([md(1.0, 3.0, 0.0, mass=2.0, depth=0.02)])
+    eng.update([gpr(1.2, 3.0, 0.0, 0.03, refl=0.02)])
+    tgt = eng.targets[0]
+    assert 'too shallow' in tgt.explanation and tgt.classification != 'clutter'

@@ -25,6 +25,7 @@ Method (docs/fusion.md has the full description):
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 import math
 
@@ -34,6 +35,8 @@ from mine_robot.detection.types import Detection, body_to_map
 
 CLASSES = ('unknown', 'mine', 'uxo', 'clutter')   # index = `class` field on the targets topic
 APPROACH_LOOKBACK_M = 1.0   # a sensor that passed a target up to this far back still counts as a pass
+STRAIGHT_WINDOW_M = 0.3     # passes count on straight travel: heading within STRAIGHT_MAX_TURN_DEG
+STRAIGHT_MAX_TURN_DEG = 8.0  # over the last STRAIGHT_WINDOW_M of path
 
 
 MAHALANOBIS_GATE = 3.0      # point association: combined-covariance distance (sigmas)
@@ -304,6 +307,8 @@ class FusionEngine:
         self._next_id = int(first_id)
         self._path = 0.0
         self._last_pose: np.ndarray | None = None
+        self._headings: deque = deque()        # (path, yaw) over the last STRAIGHT_WINDOW_M
+        self._straight_since = 0.0             # path where the current straight stretch began
         self._t = 0.0
         self.stats = {'detections': 0, 'unknown_sensor': 0}
         self._mdr: dict[str, float] = {}     # sensor -> latest minimum detectable feature
@@ -516,6 +521,17 @@ class FusionEngine:
             self._path += float(np.hypot(*(pose[:2] - self._last_pose[:2])))
         self._last_pose = pose
         self._t = max(self._t, t)
+        # a pass counts only on straight travel: a detector's window breaks in a turn (metal
+        # detector) or its B-scan is no hyperbola there (GPR), so a sweep across a target in a
+        # turn is no evidence of absence. The straight stretch starts where the heading last
+        # differed by more than STRAIGHT_MAX_TURN_DEG over STRAIGHT_WINDOW_M of path.
+        self._headings.append((self._path, yaw))
+        while len(self._headings) > 2 and self._headings[1][0] <= self._path - STRAIGHT_WINDOW_M:
+            self._headings.popleft()
+        turn = max(abs(math.remainder(yaw - h, 2.0 * math.pi)) for _, h in self._headings)
+        if math.degrees(turn) > STRAIGHT_MAX_TURN_DEG:
+            self._straight_since = self._path
+        straight = self._path - self._straight_since
         changed = []
         covering = [s for s in self.config.sensors if s.reach_m > 0.0]
         if not covering or not self.targets:
@@ -536,7 +552,7 @@ class FusionEngine:
                 along = dx * c + dy * sn
                 # the antenna is abreast of the target or already past it (a detector reports a
                 # target after its sensors passed it): the pass happened ``-along`` metres ago
-                near = (along < 0.1) & (along > -APPROACH_LOOKBACK_M)
+                near = (along < 0.1) & (along > -min(APPROACH_LOOKBACK_M, straight)) & (straight > 0.0)
                 if near.any():
                     i = int(np.argmin(np.where(near, lat, np.inf)))
                     lateral, passed_at = float(lat[i]), self._path + min(float(along[i]), 0.0)
@@ -566,7 +582,12 @@ class FusionEngine:
             if ev is not None and ev.hits and ev.slant_hits and s.beam_half_angle_deg > 0.0 \
                     and tgt.point_weight > 0.0:
                 self._beam_corrected(tgt, ev, s)
-            if ev is not None and ev.hits:
+            shallow = math.isfinite(tgt.depth) and tgt.depth < s.miss_min_depth_m
+            if ev is not None and ev.hits and shallow and ev.best_llr < 0.0:
+                # within the sensor's blind depth a weak response says nothing either (a GPR
+                # echo inside the surface echo is partly removed with it)
+                parts.append(f'{s.name} hit x{ev.hits}, too shallow ({100 * tgt.depth:.0f} cm) to judge')
+            elif ev is not None and ev.hits:
                 llr += s.weight * ev.best_llr
                 parts.append(f'{s.name} hit x{ev.hits} {s.weight * ev.best_llr:+.1f}')
             elif ev is not None and ev.missed:

@@ -1,8 +1,9 @@
 """``gpr_driver``: binary GPR trace frames on a serial/USB port -> ``gpr/trace``.
 
 Each frame (docs/protocols.md: sync, length, header with sequence, sample count and time window,
-int16 or float32 samples, CRC-32) becomes one ``sensor_msgs/Image`` 32FC1 of ``samples x 1``,
-``frame_id`` = the antenna frame, stamped at arrival. The time window must match the configured
+int16 or float32 samples, CRC-32) of a one-antenna radar (version 1) becomes one
+``sensor_msgs/Image`` 32FC1 of ``samples x 1``, ``frame_id`` = the antenna frame, stamped at
+arrival. The time window must match the configured
 ``time_window_ns`` (interfaces.md fixes it by config); a trace with another window is counted as
 bad, because consumers would misplace every reflection in depth.
 

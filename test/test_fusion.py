@@ -292,3 +292,17 @@ def test_a_weak_gpr_echo_within_the_blind_depth_does_not_reject_a_surface_mine()
     eng.update([gpr(1.2, 3.0, 0.0, 0.03, refl=0.02)])
     tgt = eng.targets[0]
     assert 'too shallow' in tgt.explanation and tgt.classification != 'clutter'
+
+
+def test_a_gpr_miss_is_rejudged_where_the_target_turns_out_to_be():
+    eng = FusionEngine(config())
+    gpr_floor(eng, mdr=0.03)
+    # a loose first fit (0.2 m sigma across the track) that happens to lie on antenna 1's track
+    eng.update([fit(1.0, 3.0, 0.22, 4.0, 0.08, 0.02, (3.0, 0.44), cov=(0.0004, 0.0, 0.04))])
+    drive(eng)
+    tgt = eng.targets[-1]
+    assert tgt.evidence['gpr'].missed and tgt.classification == 'unknown'    # too loose to judge
+    # the precise fit puts it between two antennas, 11 cm off both: the miss says little
+    eng.update([fit(30.0, 3.0, 0.33, 4.0, 0.08, 0.1, (3.0, 0.33))])
+    assert len(eng.targets) == 2 and tgt.y == pytest.approx(0.33, abs=0.01)
+    assert tgt.evidence['gpr'].miss_weight < 0.3 and tgt.classification == 'unknown'

@@ -315,6 +315,7 @@ class GprChannel:
                 continue
             det = self._make_detection(k, j, float(row[j]), float(noise[i, j]), meta)
             det.extra['mdr'] = self._min_detectable(noise[i])
+            det.extra['mdr_deep'] = self._min_detectable(noise[i], 0.2)
             out.append(det)
         self._next_final = last_final
         self._trim()

@@ -233,6 +233,8 @@ class SensorEvidence:
     features: dict = field(default_factory=dict)    # extra of the strongest hit
     missed: bool = False
     miss_weight: float = 1.0     # fraction of llr_miss a miss carries (how well it could see)
+    pass_track: tuple | None = None   # (x, y, heading) of the antenna's closest pass (misses)
+    miss_mdr: tuple | None = None     # the sensor's detection floor at that pass (0.1 m, 0.2 m)
     # slant-range hits: (track x, track y, heading, slant range, feature), for the beam correction
     slant_hits: list = field(default_factory=list, repr=False)
 
@@ -326,7 +328,9 @@ class FusionEngine:
             self._t = max(self._t, det.t)
             mdr = det.extra.get('mdr')
             if mdr is not None and math.isfinite(float(mdr)) and float(mdr) > 0.0:
-                self._mdr[det.sensor] = float(mdr)
+                deep = float(det.extra.get('mdr_deep') or 0.0)
+                deep = deep if math.isfinite(deep) and deep > 0.0 else float(mdr)
+                self._mdr[det.sensor] = (float(mdr), deep)
             target = self._associate(det, model)
             if target is None:
                 target = Target(id=self._next_id, x=det.x, y=det.y, sigma=det.sigma,
@@ -556,15 +560,18 @@ class FusionEngine:
                 if near.any():
                     i = int(np.argmin(np.where(near, lat, np.inf)))
                     lateral, passed_at = float(lat[i]), self._path + min(float(along[i]), 0.0)
+                    track = (float(pts[i, 0]), float(pts[i, 1]), float(yaw))
                 else:
-                    lateral, passed_at = math.inf, self._path
-                rec = tgt._approach.setdefault(s.name, [math.inf, 0.0])
+                    lateral, passed_at, track = math.inf, self._path, None
+                rec = tgt._approach.setdefault(s.name, [math.inf, 0.0, None])
                 if lateral <= s.reach_m and lateral < rec[0]:
-                    rec[0], rec[1] = lateral, passed_at
+                    rec[0], rec[1], rec[2] = lateral, passed_at, track
                 if rec[0] <= s.reach_m and self._path - rec[1] >= s.miss_delay_m:
                     ev = tgt.evidence.setdefault(s.name, SensorEvidence())
                     ev.missed = True
-                    ev.miss_weight = self._miss_weight(tgt, s, rec[0], self._mdr.get(s.name))
+                    # the antenna's track and floor are kept: the weight is re-judged from the
+                    # target's current position (a loose first fit moves when a precise one comes)
+                    ev.pass_track, ev.miss_mdr = rec[2], self._mdr.get(s.name)
                     touched = True
             if touched:
                 self._classify(tgt)
@@ -591,6 +598,7 @@ class FusionEngine:
                 llr += s.weight * ev.best_llr
                 parts.append(f'{s.name} hit x{ev.hits} {s.weight * ev.best_llr:+.1f}')
             elif ev is not None and ev.missed:
+                ev.miss_weight = self._miss_weight(tgt, s, ev)
                 if math.isfinite(tgt.depth) and tgt.depth < s.miss_min_depth_m:
                     parts.append(f'{s.name} passed, blind at {100 * tgt.depth:.0f} cm depth')
                 else:
@@ -628,13 +636,19 @@ class FusionEngine:
         tgt.explanation = f'{cls}: P(hazard)={tgt.confidence:.2f} from {why}{extra}{tail}{dup}'
 
     @staticmethod
-    def _miss_weight(tgt: Target, s: SensorModel, lateral: float, mdr: float | None = None) -> float:
+    def _miss_weight(tgt: Target, s: SensorModel, ev: SensorEvidence) -> float:
         """How much a miss of slant-range sensor ``s`` says: by the beam gain it had on the target
-        (closest antenna ``lateral`` m off, target depth from the point sensors or 0.1 m) and, with
-        ``miss_reference``, by whether a reference hazard would have stood above the sensor's
-        current minimum detectable feature ``mdr``."""
+        (the target's current offset from the closest antenna track, plus two sigmas of its
+        position: a loosely placed target may have been further off the beam; depth from the
+        point sensors or 0.1 m) and, with ``miss_reference``, by whether a reference hazard would
+        have stood above the sensor's minimum detectable feature at that pass."""
         if s.beam_half_angle_deg <= 0.0:
             return 1.0
+        if ev.pass_track is None:
+            return 0.0
+        tx, ty, heading = ev.pass_track
+        lateral = abs(-(tgt.x - tx) * math.sin(heading) + (tgt.y - ty) * math.cos(heading))
+        lateral += 2.0 * max(tgt.sigma - 0.015, 0.0)
         depth = tgt.depth if math.isfinite(tgt.depth) else 0.1
         depth = min(max(depth, 0.02), 0.5)
         gain = s.beam_gain(lateral, math.hypot(lateral, depth), cap=False) if lateral > 0 else 1.0
@@ -642,9 +656,14 @@ class FusionEngine:
             return 0.0
         weight = min(1.0, gain / s.miss_full_gain)
         if s.miss_reference > 0.0:
-            if mdr is None:
-                return 0.0      # the sensor has not yet shown what it can see here: no verdict
-            margin = s.miss_reference * gain / mdr          # expected hit over the detection floor
+            if ev.miss_mdr is None:
+                return 0.0      # the sensor had not yet shown what it can see here: no verdict
+            # the floor at the target's slant range: log-linear between the sensor's floors
+            # at 0.1 m and 0.2 m under its track (spreading and the soil's attenuation)
+            floor_1, floor_2 = ev.miss_mdr
+            slant = math.hypot(lateral, depth)
+            floor = floor_1 * (floor_2 / floor_1) ** ((max(slant, 0.05) - 0.1) / 0.1)
+            margin = s.miss_reference * gain / floor         # expected hit over the detection floor
             weight *= min(max(margin - 1.0, 0.0), 1.0)
         return weight
 

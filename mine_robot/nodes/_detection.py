@@ -31,6 +31,7 @@ def detections_to_cloud(dets: list[Detection], frame_id: str, stamp: float) -> P
         fields['range_tolerance'] = [float(d.extra.get('range_tolerance_m', 0.1)) for d in dets]
         fields['channel'] = [float(d.extra.get('channel', 0)) for d in dets]
         fields['mdr'] = [float(d.extra.get('mdr', 0.0)) for d in dets]
+        fields['mdr_deep'] = [float(d.extra.get('mdr_deep', 0.0)) for d in dets]
     if any('mass_g' in d.extra for d in dets):
         fields['mass_g'] = [float(d.extra.get('mass_g', 0.0)) for d in dets]
         fields['snr'] = [float(d.extra.get('snr', 0.0)) for d in dets]
@@ -61,7 +62,8 @@ def cloud_to_detections(msg: PointCloud2, sensor: str, slant: bool = False) -> l
         extra = {}
         for key, name in (('heading', 'heading'), ('reflectivity', 'reflectivity'), ('mass_g', 'mass_g'),
                           ('snr', 'snr'), ('hazard_score', 'hazard_score'), ('axis_ratio', 'axis_ratio'),
-                          ('range_tolerance', 'range_tolerance_m'), ('mdr', 'mdr')):
+                          ('range_tolerance', 'range_tolerance_m'), ('mdr', 'mdr'),
+                          ('mdr_deep', 'mdr_deep')):
             if key in f:
                 extra[name] = float(f[key][i])
         if 'channel' in f:

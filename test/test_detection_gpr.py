@@ -113,3 +113,35 @@ def test_bad_input_is_rejected_with_clear_errors():
         proc.add_scan(0.3, np.zeros((2, 64)))
     with pytest.raises(DetectionError, match='aperture_traces'):
         GprConfig(aperture_traces=1)
+
+
+def test_no_detection_from_a_turn():
+    # the robot turns on the spot next to a strong reflector: the outer antenna sweeps an arc over
+    # it, which the migration (a straight track) cannot focus; nothing is reported, while the same
+    # reflector on a straight pass is
+    # on the arc the centre antenna sweeps (0.78 m from the pivot at x = -0.2), 45 deg round it
+    obj = mine(-0.2 + 0.78 * math.cos(math.pi / 4), 0.78 * math.sin(math.pi / 4), depth=0.06, diameter=0.12)
+    model = GprModel(scenario([obj]), ROBOT, np.random.default_rng(0))
+    proc = GprProcessor(ROBOT, GprConfig(permittivity=6.0, attenuation_per_m=3.0))
+    dets = []
+    t = 0.0
+    for k in range(int(1.0 / 0.3 * 25)):               # straight run-up: the background settles
+        t = k / 25
+        pose = np.array([-1.2 + t * 0.3, 0.0, 0.0])
+        proc.add_pose(t, *pose)
+        xy = body_to_map(pose, CHANNELS)
+        proc.add_scan(t, model.traces(xy[:, 0], xy[:, 1]))
+        dets += proc.poll()
+    x0 = -1.2 + t * 0.3
+    for k in range(1, 150):                            # quarter turn left on the spot, 0.3 rad/s
+        tk = t + k / 25
+        pose = np.array([x0, 0.0, 0.3 * k / 25])
+        proc.add_pose(tk, *pose)
+        xy = body_to_map(pose, CHANNELS)
+        proc.add_scan(tk, model.traces(xy[:, 0], xy[:, 1]))
+        dets += proc.poll()
+    dets += proc.flush()
+    assert dets == [] and proc.stats.get('turning', 0) > 0
+    moved = {**obj, 'x': obj['x'] + 1.0}             # past the straight run's warm-up
+    straight, _ = sweep([moved], y_lane=obj['y'])
+    assert any(math.hypot(d.x - moved['x'], d.y - moved['y']) < 0.15 for d in straight)

@@ -50,6 +50,7 @@ class GprConfig:
     min_range_m: float = 0.02           # shallowest (the surface echo itself is excluded)
     threshold_sigma: float = 6.0
     peak_window_m: float = 0.12         # along-track half-window of the local-maximum test
+    max_turn_deg: float = 10.0          # no detection where the heading turned more over the aperture
     warmup_m: float = 0.5               # travel before detections start (background settles)
     range_tolerance_m: float = 0.08     # slant-range tolerance reported for association
     position_sigma_m: float = 0.04
@@ -312,6 +313,15 @@ class GprChannel:
             jl, jh = max(j - 6, 0), j + 7
             block = img[lo:hi, jl:jh] / noise[i, jl:jh]
             if snr[i, j] < block.max() or np.argwhere(block == block.max())[0][0] != k - lo:
+                continue
+            # the migration assumes a straight track over the aperture: in a turn the traces
+            # are no hyperbola and a 'focus' there is an artefact (a turn at the field's edge
+            # left a GPR-only target outside the field that no metal pass could ever clear)
+            a_lo = int(np.searchsorted(s, s[k] - cfg.aperture_m, side='left'))
+            a_hi = int(np.searchsorted(s, s[k] + cfg.aperture_m, side='right'))
+            turn = np.abs(np.remainder(meta[a_lo:a_hi, 4] - meta[k, 4] + np.pi, 2 * np.pi) - np.pi)
+            if turn.size and math.degrees(float(turn.max())) > cfg.max_turn_deg:
+                self.stats['turning'] = self.stats.get('turning', 0) + 1
                 continue
             det = self._make_detection(k, j, float(row[j]), float(noise[i, j]), meta)
             det.extra['mdr'] = self._min_detectable(noise[i])

@@ -306,3 +306,16 @@ def test_a_gpr_miss_is_rejudged_where_the_target_turns_out_to_be():
     eng.update([fit(30.0, 3.0, 0.33, 4.0, 0.08, 0.1, (3.0, 0.33))])
     assert len(eng.targets) == 2 and tgt.y == pytest.approx(0.33, abs=0.01)
     assert tgt.evidence['gpr'].miss_weight < 0.3 and tgt.classification == 'unknown'
+
+
+@pytest.mark.parametrize('floor, expected', [(0.03, 'clutter'), (0.5, 'unknown')])
+def test_a_weak_echo_rejects_a_metal_alarm_only_where_a_mine_body_would_have_stood_out(floor, expected):
+    eng = FusionEngine(config())
+    gpr_floor(eng, mdr=floor)
+    eng.update([md(1.0, 3.0, 0.22, mass=3.0, depth=0.08)])      # under antenna 1
+    det = gpr(1.3, 3.0, 0.22, 0.08, refl=0.02)                  # a fragment's (or a root's) echo
+    det.extra['mdr'] = floor
+    eng.update([det])
+    tgt = eng.targets[-1]
+    assert tgt.evidence['gpr'].hits == 1 and tgt.classification == expected
+    assert 'weak echo' in tgt.explanation

@@ -594,6 +594,16 @@ class FusionEngine:
                 # within the sensor's blind depth a weak response says nothing either (a GPR
                 # echo inside the surface echo is partly removed with it)
                 parts.append(f'{s.name} hit x{ev.hits}, too shallow ({100 * tgt.depth:.0f} cm) to judge')
+            elif ev is not None and ev.hits and ev.best_llr < 0.0 and s.miss_reference > 0.0 \
+                    and tgt.point_weight > 0.0:
+                # a weak echo says "no mine body here" only as far as a mine body here would have
+                # stood out (a root beside a deep mine in laterite must not reject the mine)
+                f = ev.features
+                track = (f.get('track_x', tgt.x), f.get('track_y', tgt.y), float(f.get('heading', 0.0)))
+                w = self._beam_weight(tgt, s, track, self._mdr.get(s.name))
+                llr += s.weight * ev.best_llr * w
+                parts.append(f'{s.name} hit x{ev.hits} {s.weight * ev.best_llr * w:+.1f} (weak echo, '
+                             f'weight {w:.2f})')
             elif ev is not None and ev.hits:
                 llr += s.weight * ev.best_llr
                 parts.append(f'{s.name} hit x{ev.hits} {s.weight * ev.best_llr:+.1f}')
@@ -644,9 +654,16 @@ class FusionEngine:
         have stood above the sensor's minimum detectable feature at that pass."""
         if s.beam_half_angle_deg <= 0.0:
             return 1.0
-        if ev.pass_track is None:
+        return FusionEngine._beam_weight(tgt, s, ev.pass_track, ev.miss_mdr)
+
+    @staticmethod
+    def _beam_weight(tgt: Target, s: SensorModel, track, floor_pair) -> float:
+        """Weight of a slant-range sensor's verdict that no mine body is at the target, given the
+        antenna track ``(x, y, heading)`` it looked from and its detection floors ``floor_pair``
+        (see :meth:`_miss_weight`)."""
+        if track is None:
             return 0.0
-        tx, ty, heading = ev.pass_track
+        tx, ty, heading = track
         lateral = abs(-(tgt.x - tx) * math.sin(heading) + (tgt.y - ty) * math.cos(heading))
         lateral += 2.0 * max(tgt.sigma - 0.015, 0.0)
         depth = tgt.depth if math.isfinite(tgt.depth) else 0.1
@@ -656,11 +673,11 @@ class FusionEngine:
             return 0.0
         weight = min(1.0, gain / s.miss_full_gain)
         if s.miss_reference > 0.0:
-            if ev.miss_mdr is None:
+            if floor_pair is None:
                 return 0.0      # the sensor had not yet shown what it can see here: no verdict
             # the floor at the target's slant range: log-linear between the sensor's floors
             # at 0.1 m and 0.2 m under its track (spreading and the soil's attenuation)
-            floor_1, floor_2 = ev.miss_mdr
+            floor_1, floor_2 = floor_pair
             slant = math.hypot(lateral, depth)
             floor = floor_1 * (floor_2 / floor_1) ** ((max(slant, 0.05) - 0.1) / 0.1)
             margin = s.miss_reference * gain / floor         # expected hit over the detection floor

@@ -145,3 +145,24 @@ def test_no_detection_from_a_turn():
     moved = {**obj, 'x': obj['x'] + 1.0}             # past the straight run's warm-up
     straight, _ = sweep([moved], y_lane=obj['y'])
     assert any(math.hypot(d.x - moved['x'], d.y - moved['y']) < 0.15 for d in straight)
+
+
+def test_a_thin_stack_raises_the_threshold_and_a_standing_robot_adds_no_traces():
+    # scans lost on the way (every other one) leave half the aperture: its noise is sqrt(2)
+    # higher, so is its threshold; standing still adds nothing to the B-scan
+    model = GprModel(scenario([mine(1.5, 0.0, depth=0.08)]), ROBOT, np.random.default_rng(0))
+    proc = GprProcessor(ROBOT, GprConfig(permittivity=6.0, attenuation_per_m=3.0))
+    dets = []
+    for k in range(300):
+        t = k / 25
+        x = -0.8 + min(t, 6.0) * 0.3               # stands still for the last 6 s
+        if 4.0 < t < 8.0 and k % 2:
+            continue                               # lost scans
+        pose = np.array([x, 0.0, 0.0])
+        proc.add_pose(t, *pose)
+        xy = body_to_map(pose, CHANNELS)
+        proc.add_scan(t, model.traces(xy[:, 0], xy[:, 1]))
+        dets += proc.poll()
+    assert proc.stats["stationary"] >= 5 * 120
+    assert any(math.hypot(d.x - 1.5, d.y) < 0.1 for d in dets)      # strong enough on half a stack
+    assert all(0.0 < f <= 1.0 for f in proc.channels[2]._fill)

@@ -51,6 +51,8 @@ class GprConfig:
     threshold_sigma: float = 6.0
     peak_window_m: float = 0.12         # along-track half-window of the local-maximum test
     max_turn_deg: float = 10.0          # no detection where the heading turned more over the aperture
+    trace_step_m: float = 0.005         # a trace is kept once the antenna moved this far (B-scan step)
+    min_aperture_fill: float = 0.4      # no detection from a stack missing more of its aperture
     warmup_m: float = 0.5               # travel before detections start (background settles)
     range_tolerance_m: float = 0.08     # slant-range tolerance reported for association
     position_sigma_m: float = 0.04
@@ -209,6 +211,12 @@ class GprChannel:
         self.stats['traces'] += 1
         if self._last_xy is not None:
             step = float(np.hypot(*(xy - self._last_xy)))
+            if step < cfg.trace_step_m:
+                # distance-triggered B-scan (as with a survey wheel): a robot standing still
+                # (marking, turning on the spot) would stack the same spot for seconds, and the
+                # background and noise trackers would learn a stationary scene
+                self.stats['stationary'] = self.stats.get('stationary', 0) + 1
+                return
         else:
             step = 0.0
         self._s += step
@@ -255,6 +263,7 @@ class GprChannel:
         vals = flat[base] * (1.0 - frac) + flat[base + 1] * frac
         vals[~valid] = 0.0
         stack = vals.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+        self._fill.extend(near.mean(axis=1).tolist())    # share of the aperture with a trace
         return _envelope(stack)
 
     def _detect(self, flush: bool) -> list[Detection]:
@@ -282,6 +291,7 @@ class GprChannel:
             self._aperture_offsets = np.linspace(-cfg.aperture_m, cfg.aperture_m, m)
             self._aperture_step = cfg.aperture_m / (m - 1)
             self._mig = GrowBuffer(len(self._ranges))
+            self._fill: list[float] = []
         # migrate every trace whose aperture is complete, in batches
         last_mig = len(s) if flush else int(np.searchsorted(s, s[-1] - cfg.aperture_m, side='right'))
         for k0 in range(self._next_mig, last_mig, 64):
@@ -313,6 +323,12 @@ class GprChannel:
             jl, jh = max(j - 6, 0), j + 7
             block = img[lo:hi, jl:jh] / noise[i, jl:jh]
             if snr[i, j] < block.max() or np.argwhere(block == block.max())[0][0] != k - lo:
+                continue
+            # a stack of fewer traces (scans lost on the way, a gap in the track) has a higher
+            # noise than the tracker's (1/sqrt of the share stacked): the threshold rises with it
+            fill = self._fill[k]
+            if fill < cfg.min_aperture_fill or snr[i, j] < cfg.threshold_sigma / math.sqrt(fill):
+                self.stats['thin_aperture'] = self.stats.get('thin_aperture', 0) + 1
                 continue
             # the migration assumes a straight track over the aperture: in a turn the traces
             # are no hyperbola and a 'focus' there is an artefact (a turn at the field's edge
@@ -397,6 +413,7 @@ class GprChannel:
         self._traces.drop(keep_from)
         self._meta.drop(keep_from)
         self._mig.drop(keep_from)
+        del self._fill[:keep_from]
         self._next_mig -= keep_from
         self._next_final -= keep_from
 

@@ -153,10 +153,10 @@ def test_a_thin_stack_raises_the_threshold_and_a_standing_robot_adds_no_traces()
     model = GprModel(scenario([mine(1.5, 0.0, depth=0.08)]), ROBOT, np.random.default_rng(0))
     proc = GprProcessor(ROBOT, GprConfig(permittivity=6.0, attenuation_per_m=3.0))
     dets = []
-    for k in range(300):
+    for k in range(350):
         t = k / 25
-        x = -0.8 + min(t, 6.0) * 0.3               # stands still for the last 6 s
-        if 4.0 < t < 8.0 and k % 2:
+        x = -0.8 + min(t, 8.0) * 0.3               # stands still for the last 6 s
+        if 4.0 < t < 7.0 and k % 2:
             continue                               # lost scans
         pose = np.array([x, 0.0, 0.0])
         proc.add_pose(t, *pose)

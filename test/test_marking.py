@@ -197,9 +197,10 @@ def test_negative_ack_is_retried_and_may_succeed():
 
 
 def test_unreachable_and_clutter_targets_get_an_outcome_not_a_skip():
+    # beyond the slide from here: deferred (tried again from later poses), the robot never stopped
     seq = MarkingSequence(ROBOT, CFG, 'T4', (NOZZLE_X, 0.9), 'mine')
-    assert seq.start(0.0, (0.0, 0.0, 0.0)) == [Resume()]
-    assert seq.outcome.status == 'failed' and 'neighbouring lane' in seq.outcome.reason
+    assert seq.start(0.0, (0.0, 0.0, 0.0)) == []
+    assert seq.outcome.status == 'deferred' and 'neighbouring lane' in seq.outcome.reason
     seq = MarkingSequence(ROBOT, CFG, 'C1', (0.62, 0.0), 'clutter')
     assert seq.start(0.0, (0.0, 0.0, 0.0)) == []
     assert seq.outcome.status == 'not_marked' and 'config' in seq.outcome.reason
@@ -317,3 +318,37 @@ def test_controller_sends_an_unrecorded_outcome_again_until_the_mission_has_it()
     assert again.events == [outcome] and again.fires == [] and ctl.seq is None   # never fired twice
     ctl.on_status({**pending, 'pending_marks': [], 'handled': ['T1']})
     assert ctl.step(10.0).events == []
+
+
+def test_a_deferred_target_is_marked_once_a_later_pose_reaches_it():
+    """A target beyond the slide from the lane it was confirmed on is deferred, not failed; when
+    the robot later passes it on the neighbouring lane (nozzle just past it) the mark is made."""
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    target = {'id': 'T9', 'x': 3.0, 'y': 0.75, 'classification': 'mine'}
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': [[3.0, 0.75]]})
+    ctl.on_pose((3.0 - NOZZLE_X, 0.0, 0.0))          # lane at y = 0: the target 0.75 m across
+    out = ctl.step(0.0)
+    assert [e['event'] for e in out.events] == ['outcome'] and out.events[0]['status'] == 'deferred'
+    assert out.cmd is None and ctl.seq is None          # no stop for an unreachable target
+    assert ctl.step(1.0).events == []                   # not retried from a pose that cannot reach
+    # the next lane (y = 0.99, heading west): the nozzle comes up to the target, then just past it
+    ctl.on_pose((3.0 + NOZZLE_X + 0.4, 0.99, math.pi))
+    assert ctl.step(2.0).fires == []                    # still 0.4 m ahead: not yet
+    ctl.on_pose((3.0 + NOZZLE_X - 0.1, 0.99, math.pi))
+    out = ctl.step(3.0)
+    assert [e['event'] for e in out.events] == ['started'] and ctl.seq is not None
+    assert ctl.seq.plan.feasible and -0.3 <= ctl.seq.plan.travel <= 0.0
+
+
+def test_a_target_reachable_only_by_a_long_reverse_is_not_retried_there():
+    """A retry backs up at most 0.3 m: a deferred target far behind (a long reverse along what
+    may be a transit's heading) waits for a better pose."""
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    target = {'id': 'T8', 'x': 3.0, 'y': 0.75, 'classification': 'mine'}
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': []})
+    ctl.on_pose((3.0 - NOZZLE_X, 0.0, 0.0))
+    ctl.step(0.0)
+    ctl.on_pose((3.0 - NOZZLE_X + 1.5, 0.3, 0.0))     # 1.5 m past it, within the slide's reach
+    assert ctl.step(1.0).events == [] and ctl.seq is None

@@ -231,7 +231,7 @@ def test_resweep_plan_from_the_planning_layer_covers_the_missed_strip(tmp_path, 
 
 
 def test_a_robot_held_by_the_safety_monitor_faults_the_mission_with_the_reason(tmp_path, area_file):
-    m = make(tmp_path, safety_stall_timeout=30.0)
+    m = make(tmp_path, safety_stall_timeout=30.0, swept_detour_after=0.0)
     m.start(0.0, str(area_file))
     m.on_safety(0.5, True, ['estop'])                       # not driving yet: no stall counted
     m.on_plan(1.0, plan_json(YS))
@@ -250,6 +250,25 @@ def test_a_robot_held_by_the_safety_monitor_faults_the_mission_with_the_reason(t
     m.close()
     db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
     assert any('swept_ground' in r[0] for r in db.execute('SELECT message FROM faults'))
+
+
+def test_a_swept_ground_hold_becomes_a_replan_from_where_the_robot_stands(tmp_path, area_file):
+    m = make(tmp_path, swept_detour_after=10.0)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = drive(m, plan_json(YS[:2]), 0.0)
+    why = ['swept_ground: a wheel would roll onto 0.0010 m^2 of unswept ground']
+    for k in range(10):                                     # 9 s held: still waiting
+        assert m.on_safety(t + k, True, why) is None
+    # held with another reason too (an e-stop): not a detour, the operator is acting
+    assert m.on_safety(t + 10, True, [*why, 'estop: latched']) is None and m.sm.state == State.SWEEPING
+    for k in range(11, 21):                                 # the hold clock restarted at t + 11
+        assert m.on_safety(t + k, True, why) is None
+    m.on_safety(t + 21, True, why)
+    assert m.sm.state == State.RESWEEP and m.detours == 1, m.message
+    assert m.pending_resweep is not None and m.pending_resweep.area > 10.0   # lanes 2 and 3
+    assert 'unswept ground under the next wheel move' in m.message
+    m.close()
 
 
 def test_a_known_hazard_in_the_path_makes_the_mission_replan_around_it(tmp_path, area_file):
@@ -523,3 +542,44 @@ def test_a_resumed_mission_bridges_a_straight_track_gap_but_not_a_turn(tmp_path,
     # faster than the robot can drive: a localisation jump, not motion
     gap, fraction = resumed_after(lane, (3.0, 5.9, 0.5, 0.0))
     assert 'not bridged' in gap[0]
+
+
+def test_a_deferred_mark_gets_a_visit_and_is_reported_failed_only_after_it(tmp_path, area_file):
+    """A mark the nozzle could not reach from any lane stays pending (not failed); at the end the
+    mission plans a visit whose path brings the nozzle over it; still unmarked after that, it gets
+    a recorded 'failed' mark saying to mark it by hand (never a silent skip)."""
+    from mine_robot.planning.plan import CoveragePlan
+
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = drive(m, plan_json(YS[:1]), 0.0)
+    m.on_targets(t, [{'id': 7, 'x': 4.0, 'y': 1.0, 'confidence': 0.9, 'classification': 'mine',
+                      'settled': True}])
+    m.on_mark_outcome(t + 1, {'target_id': '7', 'status': 'deferred',
+                              'reason': 'not reachable from here: beyond the slide'})
+    assert m.pending_marks() == ['7'] and '7' not in m.handled and m.sm.state == State.SWEEPING
+    t = drive(m, plan_json(YS), t + 2)
+    m.finish_lanes(t)
+    assert m.sm.state == State.RESWEEP and m.pending_resweep.contains(m.pending_resweep.centroid)
+    assert m.pending_resweep.distance(box(3.99, 0.99, 4.01, 1.01)) == 0.0
+    text = m.plan_pending(t)
+    assert text is not None and m.records.plans()[-1][1] == 'mark_visit'
+    plan = CoveragePlan.from_json(text)
+    poses = plan.poses(0.05)
+    # the visit's path brings the nozzle over the target (within the slide's reach, between the wheels)
+    along = (4.0 - poses[:, 0]) * np.cos(poses[:, 2]) + (1.0 - poses[:, 1]) * np.sin(poses[:, 2])
+    lateral = -(4.0 - poses[:, 0]) * np.sin(poses[:, 2]) + (1.0 - poses[:, 1]) * np.cos(poses[:, 2])
+    over = (np.abs(along - ROBOT.marker.xyz[0]) < 0.05) & (np.abs(lateral) <= ROBOT.marker.slide_limits[1])
+    assert over.any()
+    assert not any(lane.done for lane in m.lanes)     # swept ground, but the visit is still to drive
+    for k, (x, y, yaw, _seg) in enumerate(poses):
+        m.on_pose(t + 0.05 * k, x, y, yaw)
+    if m.sm.state == State.RESWEEP:
+        m.finish_lanes(t + 0.05 * len(poses))
+    assert m.sm.state == State.COMPLETE, m.message
+    row = sqlite3.connect(tmp_path / 'out' / 'mission.db').execute(
+        "SELECT status, reason FROM marks WHERE target_id = '7'").fetchone()
+    assert row[0] == 'failed' and 'mark it by hand' in row[1] and 'beyond the slide' in row[1]
+    assert m.mark_visits == 1
+    m.close()

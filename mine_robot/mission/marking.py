@@ -4,8 +4,10 @@ The ``marker_nozzle`` rides on a lateral slide behind the detector array (config
 x and slide limits from config/robot.yaml; the detector head is ahead of it). The robot never
 turns to mark: it moves straight along its current lane heading — forward or backing up — so its
 wheels stay on ground the array has already swept, and the slide takes the lateral offset. A
-target beyond the slide's reach is deferred to the neighbouring lane (lanes overlap, so every
-point of the swath is within reach from some lane).
+target the nozzle cannot reach from where the robot is (beyond the slide, too far behind or
+ahead, or a manoeuvre that would bring a wheel next to another hazard) is *deferred*: tried again
+from every later pose (the neighbouring lane: lanes overlap, so every point of the swath is within
+reach from some lane), and by the mission's mark visit at the end; only then reported failed.
 
 :func:`plan_mark` is the geometry; :class:`MarkingSequence` is the pure, clock-driven sequence
 (stop, move along the lane, fire with a command id and duration, wait for the acknowledgement,
@@ -102,7 +104,7 @@ class MarkPlan:
     slide: float = 0.0                       # slide offset (m, base_link y, relative to its zero)
     stop_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
     nozzle: tuple[float, float] = (0.0, 0.0)  # where the nozzle will be at the stop pose
-    defer: bool = False                      # True: mark from the neighbouring lane instead
+    defer: bool = False                      # True: not from this pose; try again from another
 
 
 def nozzle_position(robot: RobotGeometry, pose, slide: float) -> tuple[float, float]:
@@ -169,23 +171,23 @@ def plan_mark(robot: RobotGeometry, pose, target, config: MarkingConfig, *,
     slide = min(max(slide, lo), hi)
     if travel < -config.max_backup:
         return MarkPlan(False, f'target is {-travel:.2f} m behind the nozzle, more than max_backup '
-                               f'{config.max_backup:.2f} m', **base)
+                               f'{config.max_backup:.2f} m', defer=True, **base)
     if travel > config.max_forward:
         return MarkPlan(False, f'target is {travel:.2f} m ahead of the nozzle, more than max_forward '
-                               f'{config.max_forward:.2f} m', **base)
+                               f'{config.max_forward:.2f} m', defer=True, **base)
     start = np.array([px, py])
     stop = start + travel * u
     sweep = _wheel_sweep(robot, start, stop, h)
     if swept is not None and not swept.buffer(config.swept_tolerance).covers(sweep):
         outside = sweep.difference(swept.buffer(config.swept_tolerance)).area
         return MarkPlan(False, f'manoeuvre would put a wheel on unswept ground ({outside:.3f} m² '
-                               'outside the swept area)', **base)
+                               'outside the swept area)', defer=True, **base)
     for hx, hy in itertools.chain([(tx, ty)], hazards):
         gap = sweep.distance(Point(hx, hy))
         if gap < config.wheel_clearance:
             return MarkPlan(False, f'manoeuvre would bring a wheel within {gap:.2f} m of the hazard at '
                                    f'({hx:.2f}, {hy:.2f}); minimum {config.wheel_clearance:.2f} m',
-                            **base)
+                            defer=True, **base)
     stop_pose = (float(stop[0]), float(stop[1]), h)
     verb = 'back up' if travel < 0 else 'continue'
     return MarkPlan(True, f'{verb} {abs(travel):.2f} m along the lane, slide {slide:+.2f} m',
@@ -237,7 +239,7 @@ class MarkerAck:
 @dataclass(frozen=True)
 class MarkOutcome:
     target_id: str
-    status: str                     # 'marked' | 'failed' | 'not_marked'
+    status: str                     # 'marked' | 'failed' | 'not_marked' | 'deferred' (try again)
     t: float
     x: float | None
     y: float | None
@@ -288,6 +290,11 @@ class MarkingSequence:
                               swept=self.swept, hazards=self.hazards)
         self._heading = self.plan.heading
         if not self.plan.feasible:
+            if self.plan.defer:
+                # not from this pose: the controller tries again from later poses, the mission's
+                # mark visit last; the robot has not stopped (no 'started')
+                self._finish(now, 'deferred', None, f'not reachable from here: {self.plan.reason}')
+                return []
             self._finish(now, 'failed', None, f'cannot reach: {self.plan.reason}')
             return [Resume()]
         self.state = 'moving'
@@ -339,8 +346,8 @@ class MarkingSequence:
         lo, hi = self.robot.marker.slide_limits
         slide = lateral - self.robot.marker.xyz[1]
         if not lo - 0.02 <= slide <= hi + 0.02:
-            self._finish(now, 'failed', None, f'after stopping, target is {slide:+.2f} m across, '
-                                              'beyond the slide reach')
+            self._finish(now, 'deferred', None, f'after stopping, target is {slide:+.2f} m across, '
+                                                'beyond the slide reach')
             return [Resume()]
         self._slide = min(max(slide, lo), hi)
         return [self._fire(now)]
@@ -419,6 +426,7 @@ class MarkingController:
         self.finished: dict[str, list] = {}   # target id -> [outcome event, time last sent]
         self.candidates: dict[str, dict] = {}
         self.guarded: set[str] = set()   # targets the wheel-path guard already handled
+        self.deferred: dict[str, dict] = {}   # target id -> {'t': last try, 'reason': why not}
         self.moving: MoveAlong | None = None
         self.sent = 0
         self.yaw_rate = 0.0
@@ -510,8 +518,10 @@ class MarkingController:
             out.log.append(('info', f"target {target['id']} in the wheels' path: stopping to mark it "
                                     f"({target['classification']})"))
         else:
+            hazards = tuple(tuple(h) for h in self.status.get('hazards', []))
             todo = [p for p in self.status.get('pending_marks', [])
-                    if str(p['id']) not in self.done and str(p['id']) not in self.guarded]
+                    if str(p['id']) not in self.done and str(p['id']) not in self.guarded
+                    and self._may_try(now, p, hazards)]
             if not todo:
                 return
             x, y = self.pose[0], self.pose[1]
@@ -521,11 +531,29 @@ class MarkingController:
                                    (float(target['x']), float(target['y'])),
                                    str(target.get('classification', 'unknown')), hazards=hazards,
                                    command_ids=self.ids)
-        if marking_policy(self.seq.classification, self.config).mark:
-            # (a target not to be marked, e.g. clutter by policy, gets its outcome at once and
-            # never stops the robot: no 'started')
+        actions = self.seq.start(now, self.pose)
+        if self.seq.state != 'done':
+            # the robot stops for this mark (a target not to be marked, e.g. clutter by policy,
+            # or one deferred because it cannot be reached from here gets no 'started')
             out.events.append({'event': 'started', 'target_id': self.seq.target_id})
-        self._apply(now, self.seq.start(now, self.pose), out)
+        self._apply(now, actions, out)
+
+    def _may_try(self, now: float, pending: dict, hazards) -> bool:
+        """A deferred target is tried again (at most every 0.5 s) once the nozzle can reach it
+        from the robot's current pose by backing up along its own track (a forward move after a
+        turn could take the front wheels past the ground swept so far)."""
+        entry = self.deferred.get(str(pending['id']))
+        if entry is None:
+            return True
+        if now - entry['t'] < 0.5:
+            return False
+        entry['t'] = now
+        plan = plan_mark(self.robot, self.pose, (float(pending['x']), float(pending['y'])), self.config,
+                         hazards=hazards)
+        # the nozzle is just past the target (checked every 0.5 s: at sweep speed it moves about
+        # 0.15 m): a short back-up on the piece of path the robot is on, not a long reverse along a
+        # heading that may be a transit's
+        return plan.feasible and -0.3 <= plan.travel <= self.config.stop_tolerance
 
     def _apply(self, now: float, actions, out: MarkingStep) -> None:
         for action in actions:
@@ -542,8 +570,19 @@ class MarkingController:
                                   'slide_mm': int(round(action.slide * 1000)), 'mode': action.mode})
             elif isinstance(action, Resume):
                 self.moving = None
+        if self.seq is not None and self.seq.outcome is not None and self.seq.outcome.status == 'deferred':
+            o = self.seq.outcome
+            first = o.target_id not in self.deferred
+            self.deferred[o.target_id] = {'t': now, 'reason': o.reason}
+            if first:
+                # the mission records the deferral (an event; the target stays a mark to make)
+                out.events.append({'event': 'outcome', **asdict(o)})
+                out.log.append(('warn', f'target {o.target_id}: mark deferred ({o.reason})'))
+            self.seq = None
+            self.moving = None
         if self.seq is not None and self.seq.outcome is not None:
             o = self.seq.outcome
+            self.deferred.pop(o.target_id, None)
             out.events.append({'event': 'outcome', **asdict(o)})
             self.done.add(o.target_id)
             self.finished[o.target_id] = [out.events[-1], now]

@@ -46,6 +46,11 @@ class MissionConfig:
     # still unswept is re-planned from where the robot stands (after backing out along its own
     # track) with every wheel kept hazard_zone_radius (m) from every known hazard.
     hazard_detour_after: float = 3.0
+    # The swept-ground rule holding the robot this long (a sliver the detector missed by a few cm
+    # of tracking error under the next wheel move, which going on can never sweep) is a detour
+    # too: the unswept ground is re-planned from where the robot stands, and the planner's
+    # corner checks sweep the sliver or avoid it; 0 = wait for safety_stall_timeout.
+    swept_detour_after: float = 10.0
     hazard_zone_radius: float = 0.25
     max_detours: int = 20
     # Before re-planning, a detour first tries a sidestep (mine_robot.planning.sidestep): leave
@@ -67,7 +72,8 @@ class MissionConfig:
             raise ValueError(f'lane_done_fraction must be in (0, 1], got {self.lane_done_fraction}')
         if self.safety_stall_timeout < 0:
             raise ValueError(f'safety_stall_timeout must be >= 0, got {self.safety_stall_timeout}')
-        if self.hazard_detour_after < 0 or self.hazard_zone_radius <= 0 or self.max_detours < 0:
+        if self.hazard_detour_after < 0 or self.hazard_zone_radius <= 0 or self.max_detours < 0 \
+                or self.swept_detour_after < 0:
             raise ValueError('hazard_detour_after and max_detours must be >= 0, hazard_zone_radius > 0')
         if self.sidestep_clearance < 0 or self.sidestep_margin < 0:
             raise ValueError('sidestep_clearance and sidestep_margin must be >= 0')
@@ -136,6 +142,7 @@ class Mission:
         self.faults: list[str] = []
         self._stall_since: float | None = None
         self._hazard_since: float | None = None
+        self._swept_since: float | None = None
         self.detours = 0
         self.sidestep_notes: list[str] = []    # what each detour's sidestep attempt found
         self.plan_notes: list[str] = []        # re-plans cut short or dropped, and why
@@ -148,6 +155,9 @@ class Mission:
         self.report: dict | None = None
         self.pending_resweep = None            # missed strips waiting for a re-sweep plan
         self.detections = 0
+        self.deferred: dict[str, str] = {}     # target id -> why its mark was deferred (latest)
+        self.mark_visits = 0                   # mark-visit plans made
+        self._visited: set[str] = set()        # targets a mark visit was planned for
 
     # -- operator requests ------------------------------------------------------------------------
     def start(self, t: float, area_path: str) -> Transition:
@@ -175,6 +185,7 @@ class Mission:
         self.tracker = CoverageTracker(self.robot)
         self.targets, self.handled, self.lanes, self.plan_id, self.marking = {}, {}, [], None, None
         self.resweeps, self.detours, self.report = 0, 0, None
+        self.deferred, self._visited, self.mark_visits = {}, set(), 0
         reason = 'operator start'
         if records.resumed:
             track = records.track()
@@ -256,7 +267,8 @@ class Mission:
         self.plan_json = plan_json
         self.lanes = [Lane(n, LineString(pts)) for n, pts in lanes]
         for lane in self.lanes:  # on resume, lanes already swept count as done
-            lane.done = self.tracker.pose_count > 0 and self._lane_swept(lane)
+            # (a mark visit drives over swept ground on purpose: its lanes are done when driven)
+            lane.done = kind != 'mark_visit' and self.tracker.pose_count > 0 and self._lane_swept(lane)
         self._all_done_at_start = all(lane.done for lane in self.lanes)
         self.follower_faults, self._follower_fault_t = 0, -math.inf
         if self.records is not None:
@@ -272,7 +284,7 @@ class Mission:
         look (the robot is held, e.g. by unswept ground ahead of a wheel), not wait for ever."""
         driving = self.sm.state in DRIVING
         if not (stop and driving):
-            self._stall_since = self._hazard_since = None
+            self._stall_since = self._hazard_since = self._swept_since = None
             return None
         if self._stall_since is None:
             self._stall_since = t
@@ -280,10 +292,20 @@ class Mission:
             if self._hazard_since is None:
                 self._hazard_since = t
             if t - self._hazard_since >= self.config.hazard_detour_after:
-                self._stall_since = self._hazard_since = None
+                self._stall_since = self._hazard_since = self._swept_since = None
                 return self.detour(t, '; '.join(r for r in reasons if r.startswith('hazard')))
         else:
             self._hazard_since = None
+        after = self.config.swept_detour_after
+        if after > 0 and self.marking is None and reasons and \
+                all(r.startswith('swept_ground') for r in reasons):
+            if self._swept_since is None:
+                self._swept_since = t
+            if t - self._swept_since >= after:
+                self._stall_since = self._hazard_since = self._swept_since = None
+                return self.detour(t, '; '.join(reasons), what='unswept ground under the next wheel move')
+        else:
+            self._swept_since = None
         limit = self.config.safety_stall_timeout
         if limit > 0 and t - self._stall_since >= limit:
             self._stall_since = None
@@ -373,13 +395,14 @@ class Mission:
                 return self.finish_lanes(t)
         return []
 
-    def detour(self, t: float, why: str) -> Transition | None:
-        """A known hazard blocks the path: drop the rest of the current plan and re-plan the
-        unswept ground around every known hazard (see ``hazard_detour_after``)."""
+    def detour(self, t: float, why: str, what: str = 'known hazard in the path') -> Transition | None:
+        """A known hazard (or a sliver of unswept ground) blocks the path: drop the rest of the
+        current plan and re-plan the unswept ground from where the robot stands, around every known
+        hazard (see ``hazard_detour_after``, ``swept_detour_after``)."""
         if self.detours >= self.config.max_detours:
-            return self.fault(t, 'safety', f'held by a known hazard after {self.detours} detours: {why}')
+            return self.fault(t, 'safety', f'held ({what}) after {self.detours} detours: {why}')
         self.detours += 1
-        reason = f'known hazard in the path ({why}): re-planning the unswept ground around it'
+        reason = f'{what} ({why}): re-planning the unswept ground from here'
         if self.sm.state == State.SWEEPING:
             tr = self._go('lanes_done', t, reason)
         else:   # already re-sweeping: the state stays, the event is recorded
@@ -407,14 +430,65 @@ class Mission:
     def _plan_or_complete_resweep(self, t: float) -> list[Transition]:
         fraction = self.tracker.fraction(self.area.searchable)
         missed = self.missed_strips()
+        if not (fraction >= self.config.coverage_goal or missed.is_empty) and \
+                self.resweeps < self.config.max_resweeps:
+            self.resweeps += 1
+            self.pending_resweep, self._pending_kind = missed, 'resweep'
+            return []
+        visit = self._mark_visit_region(t)
+        if visit is not None:
+            self.mark_visits += 1
+            self.pending_resweep, self._pending_kind = visit, 'mark_visit'
+            return []
         if fraction >= self.config.coverage_goal or missed.is_empty:
             return [self._complete(t, f'coverage {100 * fraction:.2f} % ≥ goal')]
-        if self.resweeps >= self.config.max_resweeps:
-            return [self._complete(t, f'coverage {100 * fraction:.2f} % after {self.resweeps} '
-                                      're-sweeps (goal not reached; missed strips in coverage.geojson)')]
-        self.resweeps += 1
-        self.pending_resweep, self._pending_kind = missed, 'resweep'
-        return []
+        return [self._complete(t, f'coverage {100 * fraction:.2f} % after {self.resweeps} '
+                                  're-sweeps (goal not reached; missed strips in coverage.geojson)')]
+
+    def unmarked_hazards(self) -> list[str]:
+        """Settled targets still waiting for a mark (hazards, and clutter when the policy marks it)."""
+        return self.pending_marks()
+
+    def _mark_visit_region(self, t: float):
+        """The ground to re-drive so the nozzle can reach the targets still unmarked at the end of the
+        sweep (deferred: beyond the slide from every lane driven after they were confirmed, or a
+        manoeuvre next to another hazard): a 0.2 m square around each, planned like missed strips
+        but without the target itself among the planner's hazards (the lane then runs over it,
+        between the wheels, and the marking node stops with the nozzle over it). At most one visit
+        per target; None when there is nothing (more) to visit."""
+        import shapely
+        from shapely.geometry import box
+
+        todo = [tid for tid in self.unmarked_hazards() if tid not in self._visited]
+        if not todo:
+            return None
+        boxes = []
+        for tid in todo:
+            self._visited.add(tid)
+            x, y = self.targets[tid]['x'], self.targets[tid]['y']
+            b = box(x - 0.1, y - 0.1, x + 0.1, y + 0.1).intersection(self.area.searchable)
+            if b.area >= 1e-3:
+                boxes.append(b)
+        if not boxes:
+            return None
+        why = (f'{len(todo)} target(s) not marked yet ({", ".join(todo)}): planning a visit so the '
+               'nozzle can reach them')
+        self.message = f'{self.sm.state}: {why}'
+        self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'mark_visit', why), t)
+        return shapely.union_all(boxes)
+
+    def _close_unmarked(self, t: float) -> None:
+        """At the end: every target still waiting for a mark gets a recorded 'failed' mark with the
+        reason (never a silent skip: the report lists it for marking by hand)."""
+        for tid in self.unmarked_hazards():
+            tg = self.targets[tid]
+            why = self.deferred.get(tid, 'no stop pose was reached')
+            reason = (f'not marked: no pose on the lanes driven (and the mark visit) let the nozzle reach '
+                      f'it ({why}); mark it by hand')
+            self._rec(lambda tid=tid, tg=tg, reason=reason: self.records.add_mark(
+                tid, t, 'failed', x=None, y=None, target_x=tg['x'], target_y=tg['y'], mode=None,
+                attempts=0, reason=reason), t)
+            self.handled[tid] = 'failed'
 
     def on_resweep_plan(self, t: float, plan_json: str) -> None:
         """The plan that drives the missed strips (see :meth:`make_resweep_plan`)."""
@@ -435,6 +509,14 @@ class Mission:
             plan = None
             self.faults.append(f'resweep: planner not available: {exc}')
         if plan is None:
+            if self._pending_kind == 'mark_visit':
+                self.pending_resweep = None
+                note = (self.plan_notes or self.faults or ['no plannable visit'])[-1]
+                self.faults.append(f'mark visit not planned: {note}')
+                fraction = self.tracker.fraction(self.area.searchable)
+                self._complete(t, f'coverage {100 * fraction:.2f} %; mark visit could not be planned '
+                                  f'({note})')
+                return None
             self.resweep_unplannable(t)
             return None
         self.on_resweep_plan(t, plan)
@@ -464,6 +546,10 @@ class Mission:
             if plan is not None:
                 return plan
         hazards = self.known_hazards()
+        if self._pending_kind == 'mark_visit':
+            # the lane must run over the targets to mark (between the wheels), not stop short
+            inside = missed.buffer(1e-6)
+            hazards = [h for h in hazards if not inside.contains(shapely.Point(h))]
         # the ground swept so far is safe for the wheels inside the search area (``swept=``; swept
         # ground past the outer boundary stays outside the safety monitor's geofence): the planner
         # turns and transits on it instead of counting every corner there unsafe
@@ -692,6 +778,7 @@ class Mission:
                                  f'strips ({area}in coverage.geojson) left unsearched: {reason}')
 
     def _complete(self, t: float, reason: str) -> Transition:
+        self._close_unmarked(t)
         tr = self._go('resweep_done', t, reason)
         self._export_safely(t)
         return tr
@@ -741,6 +828,18 @@ class Mission:
         status = str(outcome['status'])
         if tid in self.handled and self.marking != tid:
             return None     # the same outcome sent again (the marking node re-sends until recorded)
+        if status == 'deferred':
+            # not reachable from where the robot is: stays a mark to make (tried again from later
+            # poses, then by the mark visit; reported failed only if that fails too)
+            reason = str(outcome.get('reason', ''))
+            self.deferred[tid] = reason
+            if self.marking == tid:
+                self.marking = None
+                if self.sm.state == State.MARKING:
+                    return self._go('mark_deferred', t, f'{tid}: {reason}')
+            self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'mark_deferred',
+                                                     f'{tid}: {reason}'), t)
+            return None
         target = outcome.get('target') or (None, None)
         self._rec(lambda: self.records.add_mark(
             tid, t, status, x=outcome.get('x'), y=outcome.get('y'), target_x=target[0],

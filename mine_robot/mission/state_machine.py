@@ -150,6 +150,7 @@ _RULES = {
     'cleared': lambda sm: _after_stop(sm) if sm.state == State.INVESTIGATING else None,
     'mark_done': lambda sm: _after_stop(sm) if sm.state == State.MARKING else None,
     'mark_failed': lambda sm: _after_stop(sm) if sm.state == State.MARKING else None,
+    'mark_deferred': lambda sm: _after_stop(sm) if sm.state == State.MARKING else None,
     'lanes_done': lambda sm: State.RESWEEP if sm.state == State.SWEEPING else None,
     'resweep_done': lambda sm: State.COMPLETE if sm.state in DRIVING else None,
     'abort': lambda sm: State.ABORTED if sm.running else None,
@@ -161,6 +162,7 @@ _DEFAULT_REASON = {
     'pause': 'operator pause', 'resume': 'operator resume', 'investigate': 'candidate target ahead',
     'confirmed': 'hazard target confirmed', 'cleared': 'candidate not confirmed',
     'mark_done': 'mark placed', 'mark_failed': 'mark failed after retries',
+    'mark_deferred': 'target not reachable from here: marked later',
     'lanes_done': 'all lanes driven', 'resweep_done': 'no missed strips left',
     'abort': 'operator abort', 'fault': 'fault',
 }

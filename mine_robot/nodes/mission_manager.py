@@ -38,7 +38,8 @@ from mine_robot.ros.runner import run_node
 _RANGES = {'cleared_depth_m': (0.01, 2.0), 'coverage_goal': (0.5, 1.0), 'resweep_min_width': (0.0, 2.0),
            'max_resweeps': (0, 10), 'lane_done_fraction': (0.5, 1.0), 'mark_confidence': (0.0, 1.0),
            'sweep_speed': (0.01, 5.0), 'safety_stall_timeout': (0.0, 3600.0),
-           'hazard_detour_after': (0.0, 600.0), 'hazard_zone_radius': (0.05, 5.0), 'max_detours': (0, 1000),
+           'hazard_detour_after': (0.0, 600.0), 'swept_detour_after': (0.0, 600.0),
+           'hazard_zone_radius': (0.05, 5.0), 'max_detours': (0, 1000),
            'sidestep_clearance': (0.0, 2.0), 'sidestep_margin': (0.0, 1.0), 'follower_recoveries': (0, 100)}
 _DESCRIPTIONS = {
     'output_dir': 'sweep output folder (mission.db, GeoJSON layers, report.json/png)',
@@ -57,6 +58,8 @@ _DESCRIPTIONS = {
                             '(s; 0 = never)',
     'hazard_detour_after': 'a known hazard holding the robot this long (s) makes the mission re-plan '
                            'the unswept ground around it',
+    'swept_detour_after': 'the swept-ground rule alone holding the robot this long (s) makes the mission '
+                          're-plan the unswept ground from where it stands (0 = never)',
     'hazard_zone_radius': 'clearance (m) kept from every wheel to every known hazard in mission re-plans',
     'max_detours': 'how many hazard detours at most before the mission faults',
     'sidestep': 'a hazard detour first tries a sidestep beside the lane (on swept ground) and keeps '

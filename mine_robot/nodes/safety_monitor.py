@@ -87,7 +87,7 @@ class SafetyMonitorNode(Node):
         for rule in ('estop', 'geofence', 'swept_ground', 'hazard', 'pose_watchdog', 'input_watchdog',
                      'sensor_watchdog'):
             values[f'{rule}_enabled'] = declare(self, f'{rule}_enabled', True, f'enable the {rule} rule')
-        tolerance = declare(self, 'swept_tolerance', 0.01, 'unswept ground under a wheel narrower '
+        tolerance = declare(self, 'swept_tolerance', 0.02, 'unswept ground under a wheel narrower '
                             'than twice this is ignored (m)', range=(0.0, 0.049))
         cell = declare(self, 'swept_grid_cell', 0.01, 'cell of the swept-ground raster (m)',
                        range=(0.002, 0.1))

@@ -352,3 +352,30 @@ def test_a_target_reachable_only_by_a_long_reverse_is_not_retried_there():
     ctl.step(0.0)
     ctl.on_pose((3.0 - NOZZLE_X + 1.5, 0.3, 0.0))     # 1.5 m past it, within the slide's reach
     assert ctl.step(1.0).events == [] and ctl.seq is None
+
+
+def test_a_single_fit_on_the_outermost_coil_waits_for_a_second_look():
+    """A metal-only target seen once at or beyond the array's outermost coil is not marked from
+    that fit (its lateral position is clamped to the edge coil); a second detection frees it."""
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    edge = max(ROBOT.metal_detector.coil_y)
+    target = {'id': 'E1', 'x': 2.0, 'y': -edge, 'classification': 'unknown'}
+    evidence = {'metal': {'hits': 1}, 'gpr': {'hits': 0}}
+    ctl.on_targets([{**target, 'settled': True, 'evidence': evidence}])
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': [[2.0, -edge]]})
+    ctl.on_pose((2.0 - NOZZLE_X + 0.2, 0.0, 0.0))     # nozzle just past it, slide could reach
+    out = ctl.step(0.0)
+    assert [(e['event'], e.get('status')) for e in out.events] == [('outcome', 'deferred')]
+    assert 'position not fixed' in out.events[0]['reason'] and ctl.seq is None
+    assert ctl.step(1.0).events == []                 # nothing new: still waiting
+    ctl.on_targets([{**target, 'settled': True, 'evidence': {'metal': {'hits': 2}, 'gpr': {'hits': 0}}}])
+    out = ctl.step(2.0)
+    assert [e['event'] for e in out.events] == ['started'] and ctl.seq.target_id == 'E1'
+    # the same fit well inside the array is marked at once
+    ctl2 = MarkingController(ROBOT, CFG)
+    inner = {'id': 'E2', 'x': 2.0, 'y': 0.0, 'classification': 'unknown'}
+    ctl2.on_targets([{**inner, 'settled': True, 'evidence': evidence}])
+    ctl2.on_status({'state': 'sweeping', 'pending_marks': [inner], 'hazards': [[2.0, 0.0]]})
+    ctl2.on_pose((2.0 - NOZZLE_X + 0.2, 0.0, 0.0))
+    assert [e['event'] for e in ctl2.step(0.0).events] == ['started']

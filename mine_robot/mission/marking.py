@@ -427,6 +427,7 @@ class MarkingController:
         self.candidates: dict[str, dict] = {}
         self.guarded: set[str] = set()   # targets the wheel-path guard already handled
         self.deferred: dict[str, dict] = {}   # target id -> {'t': last try, 'reason': why not}
+        self._unfixed: list[dict] = []        # deferral events to send (position not fixed yet)
         self.moving: MoveAlong | None = None
         self.sent = 0
         self.yaw_rate = 0.0
@@ -496,8 +497,11 @@ class MarkingController:
                 continue
             if t.get('settled', True) and t.get('classification') == 'clutter':
                 continue
+            # 5 cm more than the wheel clearance for estimate error; not for a fit on the array's
+            # outermost coil, whose error is outward only (the object is at least that far out)
+            margin = 0.0 if self._position_unfixed(t) else 0.05
             if in_wheel_path(self.robot, self.pose, (float(t['x']), float(t['y'])),
-                             self.config.wheel_clearance + 0.05, self.config.guard_ahead):
+                             self.config.wheel_clearance + margin, self.config.guard_ahead):
                 return {'id': tid, 'x': float(t['x']), 'y': float(t['y']),
                         'classification': t.get('classification', 'unknown')
                         if t.get('settled', True) else 'unknown'}
@@ -522,6 +526,10 @@ class MarkingController:
             todo = [p for p in self.status.get('pending_marks', [])
                     if str(p['id']) not in self.done and str(p['id']) not in self.guarded
                     and self._may_try(now, p, hazards)]
+            out.events += self._unfixed
+            out.log += [('warn', f"target {e['target_id']}: mark deferred ({e['reason']})")
+                        for e in self._unfixed]
+            self._unfixed = []
             if not todo:
                 return
             x, y = self.pose[0], self.pose[1]
@@ -538,13 +546,49 @@ class MarkingController:
             out.events.append({'event': 'started', 'target_id': self.seq.target_id})
         self._apply(now, actions, out)
 
+    def _hits(self, tid: str) -> int:
+        ev = (self.candidates.get(tid) or {}).get('evidence') or {}
+        return sum(int((e or {}).get('hits') or 0) for e in ev.values())
+
+    def _position_unfixed(self, pending: dict) -> str | None:
+        """Why a target's position is not good enough to mark yet, or None: seen in one metal
+        detector fit only, at or beyond the outermost coil of the array (no coil outside it brackets
+        the response: such fits sat on the edge coil, 0.13-0.16 m from an object further out). The
+        neighbouring lane, or the mark visit, sees it inside the array and fixes it."""
+        tid = str(pending['id'])
+        ev = (self.candidates.get(tid) or {}).get('evidence') or {}
+        metal = ev.get('metal') or {}
+        others = sum(int((e or {}).get('hits') or 0) for k, e in ev.items() if k != 'metal')
+        if int(metal.get('hits') or 0) != 1 or others:
+            return None
+        c, s = math.cos(self.pose[2]), math.sin(self.pose[2])
+        lateral = -(float(pending['x']) - self.pose[0]) * s + (float(pending['y']) - self.pose[1]) * c
+        md = self.robot.metal_detector
+        if abs(lateral - md.xyz[1]) < max(abs(v) for v in md.coil_y) - 0.05:
+            return None
+        return (f'position not fixed yet: one metal fit, {lateral:+.2f} m across the lane, at or '
+                'beyond the outermost coil (marked once a pass sees it inside the array)')
+
     def _may_try(self, now: float, pending: dict, hazards) -> bool:
         """A deferred target is tried again (at most every 0.5 s) once the nozzle can reach it
         from the robot's current pose by backing up along its own track (a forward move after a
         turn could take the front wheels past the ground swept so far)."""
-        entry = self.deferred.get(str(pending['id']))
+        tid = str(pending['id'])
+        entry = self.deferred.get(tid)
+        if entry is not None and 'hits' in entry:
+            if self._hits(tid) <= entry['hits']:
+                return False
+            del self.deferred[tid]          # seen again: an ordinary mark to make from here on
+            entry = None
         if entry is None:
-            return True
+            why = self._position_unfixed(pending)
+            if why is None:
+                return True
+            self.deferred[tid] = {'t': now, 'reason': why, 'hits': self._hits(tid)}
+            self._unfixed.append({'event': 'outcome', 'target_id': tid, 'status': 'deferred', 't': float(now),
+                                  'x': None, 'y': None, 'target': (float(pending['x']), float(pending['y'])),
+                                  'mode': None, 'attempts': 0, 'reason': why})
+            return False
         if now - entry['t'] < 0.5:
             return False
         entry['t'] = now

@@ -8,6 +8,7 @@ from pathlib import Path
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -277,9 +278,12 @@ def test_lane_follower_keeps_its_progress_when_the_same_plan_arrives_again(ros_c
             time.sleep(0.5)
             last = json.loads(progress.messages[-1].data)
             assert last['distance'] > 8.5 and last['state'] != 'fault', last
+            # progress names the plan it is along (the mission ignores a 'done' of another plan)
+            assert last['plan_crc'] == zlib.crc32(plan.to_json().encode())
             plan_pub.publish(String(data=other.to_json()))  # a new plan does replace it
             progress.wait_for(lambda m: abs(latest(m).get('cross_track', 0)) > 2.0
                               or latest(m).get('state') == 'fault', timeout=15.0)
+            assert latest(progress.messages)['plan_crc'] == zlib.crc32(other.to_json().encode())
             driver.destroy_timer(timer)
     finally:
         follower.destroy_node()

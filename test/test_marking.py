@@ -379,3 +379,16 @@ def test_a_single_fit_on_the_outermost_coil_waits_for_a_second_look():
     ctl2.on_status({'state': 'sweeping', 'pending_marks': [inner], 'hazards': [[2.0, 0.0]]})
     ctl2.on_pose((2.0 - NOZZLE_X + 0.2, 0.0, 0.0))
     assert [e['event'] for e in ctl2.step(0.0).events] == ['started']
+
+
+def test_a_deferred_target_settled_as_clutter_gets_its_not_marked_outcome():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    target = {'id': 'C7', 'x': 3.0, 'y': 0.75, 'classification': 'unknown'}
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': [[3.0, 0.75]]})
+    ctl.on_pose((3.0 - NOZZLE_X, 0.0, 0.0))
+    assert ctl.step(0.0).events[0]['status'] == 'deferred'
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [{**target, 'classification': 'clutter'}],
+                   'hazards': []})
+    out = ctl.step(1.0)
+    assert [(e['event'], e['status']) for e in out.events] == [('outcome', 'not_marked')]

@@ -575,6 +575,11 @@ class MarkingController:
         turn could take the front wheels past the ground swept so far)."""
         tid = str(pending['id'])
         entry = self.deferred.get(tid)
+        if entry is not None and not marking_policy(str(pending.get('classification', 'unknown')),
+                                                    self.config).mark:
+            # settled since as a class not to mark (clutter by policy): its outcome, at once
+            del self.deferred[tid]
+            return True
         if entry is not None and 'hits' in entry:
             if self._hits(tid) <= entry['hits']:
                 return False

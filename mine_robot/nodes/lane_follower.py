@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import zlib
 
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry, Path
@@ -68,6 +69,7 @@ class LaneFollowerNode(Node):
         self.active = False
         self.pose = None
         self.plan_source = ''
+        self.plan_crc: int | None = None
         self._plan_json: str | None = None
         self.pub = self.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
         self.progress_pub = self.create_publisher(String, '~/progress', 10)
@@ -97,6 +99,7 @@ class LaneFollowerNode(Node):
             # subscribers, or the planner re-publishes it): keep the progress along it
             return
         self._plan_json = msg.data
+        self.plan_crc = zlib.crc32(msg.data.encode())
         try:
             plan = CoveragePlan.from_json(msg.data)
             self._set_path(FollowPath.from_plan(plan, self.config.corner_angle), 'coverage/plan')
@@ -186,7 +189,10 @@ class LaneFollowerNode(Node):
         p = self.pose[1]
         cmd = self.follower.step(now, p.x, p.y, p.yaw)
         self.pub.publish(twist(cmd.v, cmd.w))
-        progress = {**cmd.progress.as_dict(), 'fault': cmd.fault}
+        # plan_crc: which plan this progress is along (CRC-32 of its JSON; None for a bare path),
+        # so the mission never takes a 'done' of the previous plan for the one it just sent
+        progress = {**cmd.progress.as_dict(), 'fault': cmd.fault,
+                    'plan_crc': self.plan_crc if self.plan_source == 'coverage/plan' else None}
         self.progress_pub.publish(String(data=json.dumps(progress)))
         if cmd.progress.state == 'done':
             self.active = False

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 import sys
 import time
+import zlib
 
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -262,6 +263,17 @@ class MissionManagerNode(Node):
             state = progress.get('state')
         except (json.JSONDecodeError, AttributeError):
             return
+        crc = progress.get('plan_crc')
+        driving = self.mission.plan_json
+        if state == 'done' and crc is not None and driving is not None and \
+                crc != zlib.crc32(driving.encode()):
+            # the end of a plan the mission no longer drives: the new one is on its way (a latched
+            # topic delivers it within a moment; a mismatch lasting 5 s, e.g. after a restart of
+            # this node, is taken as the end of the plan being driven)
+            since = self._stale_done_since = getattr(self, '_stale_done_since', None) or self._now()
+            if self._now() - since < 5.0:
+                return
+        self._stale_done_since = None
         if state == 'done' and self.mission.sm.state in DRIVING:
             self._after(self.mission.finish_lanes(self._now()))
         elif state == 'fault' and self.mission.on_follower_fault(self._now(), str(progress.get('fault', ''))):

@@ -583,3 +583,18 @@ def test_a_deferred_mark_gets_a_visit_and_is_reported_failed_only_after_it(tmp_p
     assert row[0] == 'failed' and 'mark it by hand' in row[1] and 'beyond the slide' in row[1]
     assert m.mark_visits == 1
     m.close()
+
+
+def test_mark_visits_are_bounded_by_mark_visit_rounds(tmp_path, area_file):
+    m = make(tmp_path, mark_visit_rounds=0)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = drive(m, plan_json(YS[:1]), 0.0)
+    m.on_targets(t, [{'id': 5, 'x': 4.0, 'y': 1.0, 'confidence': 0.9, 'classification': 'uxo',
+                      'settled': True}])
+    m.on_mark_outcome(t + 1, {'target_id': '5', 'status': 'deferred', 'reason': 'beyond the slide'})
+    t = drive(m, plan_json(YS), t + 2)
+    m.finish_lanes(t)
+    assert m.sm.state == State.COMPLETE and m.mark_visits == 0      # no visit: reported at once
+    assert m.handled['5'] == 'failed'
+    m.close()

@@ -64,6 +64,10 @@ class MissionConfig:
     # re-acquiring the path from where the robot stands, at most this many times per plan; then
     # the mission faults with the follower's reason (a faulted follower holds the robot still).
     follower_recoveries: int = 3
+    # Targets still unmarked after the sweep get this many mark-visit rounds (a plan bringing the
+    # nozzle over each); targets first deferred during a visit (new, weak re-detections) wait for
+    # the next round, so this bounds the time spent; what is left is reported for marking by hand.
+    mark_visit_rounds: int = 1
 
     def __post_init__(self):
         if not 0.0 < self.coverage_goal <= 1.0:
@@ -77,6 +81,8 @@ class MissionConfig:
             raise ValueError('hazard_detour_after and max_detours must be >= 0, hazard_zone_radius > 0')
         if self.sidestep_clearance < 0 or self.sidestep_margin < 0:
             raise ValueError('sidestep_clearance and sidestep_margin must be >= 0')
+        if self.mark_visit_rounds < 0:
+            raise ValueError(f'mark_visit_rounds must be >= 0, got {self.mark_visit_rounds}')
         if self.follower_recoveries < 0:
             raise ValueError(f'follower_recoveries must be >= 0, got {self.follower_recoveries}')
         if self.sweep_speed <= 0 or self.max_resweeps < 0 or self.cleared_depth_m <= 0:
@@ -455,12 +461,12 @@ class Mission:
         manoeuvre next to another hazard): a 0.2 m square around each, planned like missed strips
         but without the target itself among the planner's hazards (the lane then runs over it,
         between the wheels, and the marking node stops with the nozzle over it). At most one visit
-        per target; None when there is nothing (more) to visit."""
+        per target, at most ``mark_visit_rounds`` rounds; None when there is nothing (more) to visit."""
         import shapely
         from shapely.geometry import box
 
         todo = [tid for tid in self.unmarked_hazards() if tid not in self._visited]
-        if not todo:
+        if not todo or self.mark_visits >= self.config.mark_visit_rounds:
             return None
         boxes = []
         for tid in todo:

@@ -41,7 +41,8 @@ _RANGES = {'cleared_depth_m': (0.01, 2.0), 'coverage_goal': (0.5, 1.0), 'resweep
            'sweep_speed': (0.01, 5.0), 'safety_stall_timeout': (0.0, 3600.0),
            'hazard_detour_after': (0.0, 600.0), 'swept_detour_after': (0.0, 600.0),
            'hazard_zone_radius': (0.05, 5.0), 'max_detours': (0, 1000),
-           'sidestep_clearance': (0.0, 2.0), 'sidestep_margin': (0.0, 1.0), 'follower_recoveries': (0, 100)}
+           'sidestep_clearance': (0.0, 2.0), 'sidestep_margin': (0.0, 1.0), 'follower_recoveries': (0, 100),
+           'mark_visit_rounds': (0, 10)}
 _DESCRIPTIONS = {
     'output_dir': 'sweep output folder (mission.db, GeoJSON layers, report.json/png)',
     'organisation': 'organisation name written into the exports (MDR field)',
@@ -68,6 +69,8 @@ _DESCRIPTIONS = {
     'sidestep_clearance': 'closest a wheel may pass a known hazard in a sidestep (m, >= the safety '
                           "monitor's hazard_clearance)",
     'sidestep_margin': 'extra lateral room for tracking error in a sidestep (m)',
+    'mark_visit_rounds': 'rounds of mark visits (a plan bringing the nozzle over each target still '
+                         'unmarked after the sweep) before those are reported for marking by hand',
     'follower_recoveries': 'lane-follower faults per plan recovered by re-acquiring the path from the '
                            'robot pose (the follower ~/resume) before the mission faults',
 }

@@ -392,3 +392,43 @@ def test_a_deferred_target_settled_as_clutter_gets_its_not_marked_outcome():
                    'hazards': []})
     out = ctl.step(1.0)
     assert [(e['event'], e['status']) for e in out.events] == [('outcome', 'not_marked')]
+
+
+def test_clutter_reclassified_a_hazard_is_marked_after_all():
+    """A target left unmarked as clutter that fusion later calls a hazard comes back in the
+    mission's pending marks; the controller marks it and never re-sends the old outcome."""
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    target = {'id': 'R1', 'x': 3.0, 'y': 0.0, 'classification': 'clutter'}
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': []})
+    ctl.on_pose((3.0 - NOZZLE_X + 0.1, 0.0, 0.0))
+    out = ctl.step(0.0)
+    assert [(e['event'], e['status']) for e in out.events] == [('outcome', 'not_marked')]
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': []})   # recorded
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [{**target, 'classification': 'mine'}],
+                   'hazards': [[3.0, 0.0]]})
+    out = ctl.step(5.0)
+    assert [e['event'] for e in out.events] == ['started'] and ctl.seq.target_id == 'R1'
+
+
+def test_a_guard_target_that_was_deferred_is_retried_once_settled():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    # unsettled, on the left wheel track 0.4 m ahead of the front wheels: the guard takes it, but a
+    # known hazard under the rear wheel makes the manoeuvre unsafe: deferred
+    track_y = 0.28
+    target = {'id': 'G1', 'x': 1.0, 'y': track_y, 'classification': 'unknown', 'settled': False,
+              'evidence': {'metal': {'hits': 2}}}
+    ctl.on_targets([target])
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': [[1.0, track_y], [0.0, track_y]]})
+    ctl.on_pose((0.25, 0.0, 0.0))
+    out = ctl.step(0.0)
+    assert [(e['event'], e.get('status')) for e in out.events] == [('outcome', 'deferred')]
+    assert 'G1' in ctl.guarded and 'G1' in ctl.deferred
+    assert ctl.step(0.2).events == []                  # the guard does not retry it every period
+    # settled: the mission lists it; from a pose where the nozzle is just past it, it is marked
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [{**target, 'classification': 'mine'}],
+                   'hazards': [[1.0, track_y]]})
+    ctl.on_pose((1.0 - NOZZLE_X + 0.1, track_y - 0.3, 0.0))
+    out = ctl.step(2.0)
+    assert [e['event'] for e in out.events] == ['started'] and ctl.seq.target_id == 'G1'

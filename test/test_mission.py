@@ -598,3 +598,25 @@ def test_mark_visits_are_bounded_by_mark_visit_rounds(tmp_path, area_file):
     assert m.sm.state == State.COMPLETE and m.mark_visits == 0      # no visit: reported at once
     assert m.handled['5'] == 'failed'
     m.close()
+
+
+def test_clutter_left_unmarked_and_reclassified_a_hazard_is_a_mark_to_make_again(tmp_path, area_file):
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = drive(m, plan_json(YS[:1]), 0.0)
+    m.on_targets(t, [{'id': 9, 'x': 4.0, 'y': 0.5, 'confidence': 0.2, 'classification': 'clutter',
+                      'settled': True}])
+    m.on_mark_outcome(t + 1, {'target_id': '9', 'status': 'not_marked', 'reason': 'clutter (config)'})
+    assert m.pending_marks() == []
+    m.on_targets(t + 2, [{'id': 9, 'x': 4.0, 'y': 0.5, 'confidence': 0.8, 'classification': 'mine',
+                          'settled': True}])
+    assert m.pending_marks() == ['9']
+    m.on_mark_started(t + 3, '9')
+    m.on_mark_outcome(t + 5, {'target_id': '9', 'status': 'marked', 'x': 4.01, 'y': 0.5,
+                              'target': (4.0, 0.5), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
+    assert [r[0] for r in db.execute("SELECT status FROM marks WHERE target_id = '9' ORDER BY id")] == \
+        ['not_marked', 'marked']
+    assert any('reclassified mine' in r[0] for r in db.execute("SELECT reason FROM events"))
+    m.close()

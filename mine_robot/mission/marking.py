@@ -436,6 +436,15 @@ class MarkingController:
         self.status = status
         pending = {str(p['id']) for p in status.get('pending_marks', [])}
         self.done &= pending    # recorded by the mission: forget
+        for p in status.get('pending_marks', []):
+            tid = str(p['id'])
+            entry = self.finished.get(tid)
+            if entry is not None and entry[0].get('status') == 'not_marked' and \
+                    marking_policy(str(p.get('classification', 'unknown')), self.config).mark:
+                # left unmarked as clutter, reclassified a hazard since: the mission lists it
+                # again, and it is marked like any other (the old outcome is not re-sent)
+                del self.finished[tid]
+                self.done.discard(tid)
 
     def on_targets(self, targets: list[dict]) -> None:
         self.candidates = {str(t['id']): t for t in targets}
@@ -493,7 +502,7 @@ class MarkingController:
     def _guard_target(self) -> dict | None:
         handled = set(map(str, self.status.get('handled', ()))) | set(self.finished)
         for tid, t in self.candidates.items():
-            if tid in self.guarded or tid in self.done or tid in handled:
+            if tid in self.guarded or tid in self.done or tid in handled or tid in self.deferred:
                 continue
             if t.get('settled', True) and t.get('classification') == 'clutter':
                 continue
@@ -524,7 +533,8 @@ class MarkingController:
         else:
             hazards = tuple(tuple(h) for h in self.status.get('hazards', []))
             todo = [p for p in self.status.get('pending_marks', [])
-                    if str(p['id']) not in self.done and str(p['id']) not in self.guarded
+                    if str(p['id']) not in self.done
+                    and (str(p['id']) not in self.guarded or str(p['id']) in self.deferred)
                     and self._may_try(now, p, hazards)]
             out.events += self._unfixed
             out.log += [('warn', f"target {e['target_id']}: mark deferred ({e['reason']})")

@@ -489,12 +489,18 @@ class Mission:
         for tid in self.unmarked_hazards():
             tg = self.targets[tid]
             why = self.deferred.get(tid, 'no stop pose was reached')
-            reason = (f'not marked: no pose on the lanes driven (and the mark visit) let the nozzle reach '
-                      f'it ({why}); mark it by hand')
-            self._rec(lambda tid=tid, tg=tg, reason=reason: self.records.add_mark(
-                tid, t, 'failed', x=None, y=None, target_x=tg['x'], target_y=tg['y'], mode=None,
+            if tg['classification'] == 'clutter':
+                status = 'not_marked'
+                reason = (f'clutter at the end, no mark made ({why}); if clutter_policy marks clutter, '
+                          'mark it by hand')
+            else:
+                status = 'failed'
+                reason = (f'not marked: no pose on the lanes driven (and the mark visit) let the nozzle '
+                          f'reach it ({why}); mark it by hand')
+            self._rec(lambda tid=tid, tg=tg, status=status, reason=reason: self.records.add_mark(
+                tid, t, status, x=None, y=None, target_x=tg['x'], target_y=tg['y'], mode=None,
                 attempts=0, reason=reason), t)
-            self.handled[tid] = 'failed'
+            self.handled[tid] = status
 
     def on_resweep_plan(self, t: float, plan_json: str) -> None:
         """The plan that drives the missed strips (see :meth:`make_resweep_plan`)."""
@@ -804,6 +810,13 @@ class Mission:
         rows = []
         for tg in targets:
             tid = str(tg['id'])
+            cls = str(tg.get('classification', 'unknown'))
+            if self.handled.get(tid) == 'not_marked' and cls in HAZARD_CLASSES:
+                # left unmarked as clutter, reclassified a hazard since: a mark to make again
+                del self.handled[tid]
+                why = f'{tid}: reclassified {cls} after it was left unmarked as clutter: to be marked'
+                self._rec(lambda why=why: self.records.add_event(t, self.sm.state, self.sm.state,
+                                                                 'reclassified', why), t)
             row = {'id': tid, 'x': float(tg['x']), 'y': float(tg['y']),
                    'depth': tg.get('depth_m', tg.get('depth')), 'confidence': tg.get('confidence'),
                    'classification': str(tg.get('classification', 'unknown')),

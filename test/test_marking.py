@@ -369,8 +369,11 @@ def test_a_single_fit_on_the_outermost_coil_waits_for_a_second_look():
     assert [(e['event'], e.get('status')) for e in out.events] == [('outcome', 'deferred')]
     assert 'position not fixed' in out.events[0]['reason'] and ctl.seq is None
     assert ctl.step(1.0).events == []                 # nothing new: still waiting
-    ctl.on_targets([{**target, 'settled': True, 'evidence': {'metal': {'hits': 2}, 'gpr': {'hits': 0}}}])
-    out = ctl.step(2.0)
+    ctl.on_targets([{**target, 'settled': True, 'evidence': {'metal': {'hits': 1}, 'gpr': {'hits': 3}}}])
+    assert ctl.step(2.0).events == []                 # a GPR echo there does not fix it
+    ctl.on_targets([{**target, 'settled': True, 'evidence': {'metal': {'hits': 2}, 'gpr': {'hits': 3}}}])
+    assert ctl.step(3.0).events == []                 # a second fit: fusion gets 2 s to absorb the pass
+    out = ctl.step(5.5)
     assert [e['event'] for e in out.events] == ['started'] and ctl.seq.target_id == 'E1'
     # the same fit well inside the array is marked at once
     ctl2 = MarkingController(ROBOT, CFG)

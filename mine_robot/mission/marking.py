@@ -557,8 +557,10 @@ class MarkingController:
         self._apply(now, actions, out)
 
     def _hits(self, tid: str) -> int:
+        """Detections that can fix a position across the track: metal fits and camera blobs (a GPR
+        echo on the outermost antenna is no better placed than the metal fit there)."""
         ev = (self.candidates.get(tid) or {}).get('evidence') or {}
-        return sum(int((e or {}).get('hits') or 0) for e in ev.values())
+        return sum(int((ev.get(k) or {}).get('hits') or 0) for k in ('metal', 'camera'))
 
     def _position_unfixed(self, pending: dict) -> str | None:
         """Why a target's position is not good enough to mark yet, or None: seen in one metal
@@ -591,9 +593,14 @@ class MarkingController:
             del self.deferred[tid]
             return True
         if entry is not None and 'hits' in entry:
-            if self._hits(tid) <= entry['hits']:
+            hits = self._hits(tid)
+            if hits != entry.setdefault('last_hits', entry['hits']):
+                entry['last_hits'], entry['changed'] = hits, now
+            if hits <= entry['hits'] or now - entry.get('changed', now) < 2.0:
                 return False
-            del self.deferred[tid]          # seen again: an ordinary mark to make from here on
+            # seen again, and no new detection for 2 s (fusion has the whole pass): an ordinary
+            # mark to make from here on
+            del self.deferred[tid]
             entry = None
         if entry is None:
             why = self._position_unfixed(pending)

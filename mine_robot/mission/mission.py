@@ -571,12 +571,36 @@ class Mission:
         # for a point turn clear of every hazard, then further (the first plan with a drivable lane wins)
         escapes = self._escapes(hazards) if self.last_pose is not None and hazards else []
         starts = escapes + [None] if escapes and escapes[0] is not None else [None] + escapes[1:]
+        if self._pending_kind == 'mark_visit':
+            return self._plan_visit(planner_config, missed, start, swept, hazards)
         for escape in starts:
             at = start if escape is None else (*escape[1], self.last_pose[3])
             plan = self._plan_missed(planner_config, missed, at, swept, hazards, escape)
             if plan is not None:
                 return plan.to_json()
         return None
+
+    def _plan_visit(self, planner_config, region, start, swept, hazards) -> str | None:
+        """The mark-visit plan: the automatic lane angle, then east-west and north-south lanes; the
+        one that leaves out the least of the targets' squares (a corner the planner cannot make
+        wheel-safe drops a square) wins."""
+        from dataclasses import replace
+
+        from mine_robot.planning.planner import PlannerConfig
+        base = planner_config or PlannerConfig()
+        best, best_left = None, math.inf
+        for angle in (base.angle_deg, 0.0, 90.0):
+            plan = self._plan_missed(replace(base, angle_deg=angle), region, start, swept, hazards, None)
+            if plan is None:
+                continue
+            left = sum(float(d.get('area_m2', 0.0)) for d in plan.stats.get('dropped') or [])
+            if 'cut' in plan.stats:
+                left += 1.0         # cut short: some squares are not reached at all
+            if left < best_left - 1e-9:
+                best, best_left = plan, left
+            if left <= 1e-9:
+                break
+        return None if best is None else best.to_json()
 
     def _plan_missed(self, planner_config, missed, start, swept, hazards, escape):
         """One re-plan of ``missed`` from ``start`` (after the reverse move ``escape``, if any): its

@@ -435,3 +435,16 @@ def test_a_guard_target_that_was_deferred_is_retried_once_settled():
     ctl.on_pose((1.0 - NOZZLE_X + 0.1, track_y - 0.3, 0.0))
     out = ctl.step(2.0)
     assert [e['event'] for e in out.events] == ['started'] and ctl.seq.target_id == 'G1'
+
+
+def test_a_duplicate_report_of_the_target_does_not_block_its_mark():
+    from mine_robot.mission.marking import DUPLICATE_RADIUS
+    pose = (0.0, 0.0, 0.0)
+    target = (NOZZLE_X - 0.5, 0.12)           # 0.5 m behind the nozzle, 0.11 m inside the left wheels
+    assert plan_mark(ROBOT, pose, target, CFG, hazards=[target]).feasible
+    twin = (target[0], target[1] + 0.04)       # the same object reported again, 0.07 m from a wheel
+    assert 0.04 < DUPLICATE_RADIUS
+    assert plan_mark(ROBOT, pose, target, CFG, hazards=[target, twin]).feasible
+    other = (target[0], target[1] + 0.08)      # a distinct hazard that close to the wheel blocks
+    blocked = plan_mark(ROBOT, pose, target, CFG, hazards=[target, other])
+    assert not blocked.feasible and 'hazard' in blocked.reason and blocked.defer

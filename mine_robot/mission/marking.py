@@ -29,6 +29,10 @@ from shapely.ops import unary_union
 from mine_robot.robot import RobotGeometry
 
 HAZARD_CLASSES = ('mine', 'uxo', 'unknown')
+# m: a known hazard this close to the target being marked is taken for the same object (fusion
+# sometimes keeps a duplicate a few cm away): it does not block the target's own manoeuvre (in the
+# ROS demo a duplicate 3 cm from M1 made every stop pose 'unsafe' and M1 went unmarked)
+DUPLICATE_RADIUS = 0.06
 CLUTTER_POLICIES = ('not_marked', 'mark_distinct', 'mark')
 
 
@@ -183,6 +187,8 @@ def plan_mark(robot: RobotGeometry, pose, target, config: MarkingConfig, *,
         return MarkPlan(False, f'manoeuvre would put a wheel on unswept ground ({outside:.3f} m² '
                                'outside the swept area)', defer=True, **base)
     for hx, hy in itertools.chain([(tx, ty)], hazards):
+        if (hx, hy) != (tx, ty) and math.hypot(hx - tx, hy - ty) < DUPLICATE_RADIUS:
+            continue    # the same object reported twice: the target's own clearance applies
         gap = sweep.distance(Point(hx, hy))
         if gap < config.wheel_clearance:
             return MarkPlan(False, f'manoeuvre would bring a wheel within {gap:.2f} m of the hazard at '

@@ -95,10 +95,10 @@ def test_virtual_gpr_sends_binary_traces(tmp_path, world):
             n = world.robot.gpr.channels
             assert n == 5 and all(scan.trace.shape[0] == n for scan in scans)
             framer, frames = gpr_proto.make_framer(), []
-            for scan in scans:                        # a scan at a time (the pty buffer is small)
-                for channel, trace in enumerate(scan.trace):
+            for scan in scans:                        # a frame at a time (the pty buffer is small:
+                for channel, trace in enumerate(scan.trace):   # a whole scan overflowed it at times)
                     dev.trace(scan.t, trace, channel, n)
-                frames += _read_frames(port, framer, n)
+                    frames += _read_frames(port, framer, 1)
             parsed = [gpr_proto.parse(f) for f in frames]
             assert len(parsed) == len(scans) * n == 5 * n           # 5 scans of every antenna
             assert np.array_equal(parsed[-1].samples, scans[-1].trace[-1])

@@ -83,6 +83,45 @@ def test_sweep_starts_the_mission_and_sigterm_aborts_cleanly(tmp_path):
     assert _nodes_of(out) == []
 
 
+def test_after_the_whole_graph_is_killed_sweep_resumes_the_mission(tmp_path):
+    """A power cut: the supervisor and every node die at once. `mine-robot sweep` on the same
+    folder finds the interrupted mission, the mission manager resumes it by itself, and the command
+    follows that mission (its start request is refused as 'already running': not an error)."""
+    out = tmp_path / 'sweep'
+    cmd = [sys.executable, '-m', 'mine_robot.cli', 'sweep', '--sim', str(TINY), '-o', str(out),
+           '--rate', '1', '--timeout', '200']
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=dict(os.environ))
+    lines: list = []
+    try:
+        assert _read_until(first, lines, 'mission started', 150.0), ''.join(lines)
+        time.sleep(3.0)
+        first.kill()                                 # SIGKILL: the nodes die with it
+        first.wait(timeout=10)
+        deadline = time.monotonic() + 10.0
+        while _nodes_of(out) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _nodes_of(out) == []
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(os.environ))
+    lines = []
+    try:
+        assert _read_until(second, lines, 'mission resumed from', 150.0), ''.join(lines)
+        time.sleep(2.0)
+        assert second.poll() is None, ''.join(lines)  # still following the resumed mission
+        second.send_signal(signal.SIGTERM)
+        rest, _ = second.communicate(timeout=90)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert second.returncode == 130, ''.join(lines) + rest
+    status = json.loads((out / 'mission_status.json').read_text())
+    assert status['resumed'] is True, status
+
+
 def test_sweep_without_sim_and_bad_scenario_fail_clearly(tmp_path):
     result = subprocess.run([sys.executable, '-m', 'mine_robot.cli', 'sweep', '-o', str(tmp_path / 'a')],
                             capture_output=True, text=True, timeout=60)

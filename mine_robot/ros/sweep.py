@@ -273,6 +273,13 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None]:
                 response = call_service(node, Trigger, 'mission/start', timeout=5.0)
             except TimeoutError:
                 continue
+            if not response.success and 'already running' in response.message:
+                # the manager found this folder's mission interrupted and resumed it by itself
+                # (resume_on_start): that is the mission to follow
+                started = True
+                say(f'mission resumed from {Path(args.output) / "mission.db"} (the mission manager '
+                    f'resumed it: {response.message})')
+                continue
             if not response.success:
                 # the planner may not have published yet: the manager says so; retry briefly
                 if 'plan' in response.message.lower() and time.monotonic() < deadline:

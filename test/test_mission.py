@@ -58,6 +58,16 @@ def make(tmp_path, **kw):
     return Mission(ROBOT, cfg)
 
 
+def sweeping_with_target(tmp_path, area_file, target, **config):
+    """A mission sweeping its first lane (of ``YS``) when fusion reports ``target`` (settled)."""
+    m = make(tmp_path, **config)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = drive(m, plan_json(YS[:1]), 0.0)
+    m.on_targets(t, [{'confidence': 0.9, 'settled': True, **target}])
+    return m, t
+
+
 YS = [0.5, 1.5, 2.5, 3.5]
 
 
@@ -550,12 +560,7 @@ def test_a_deferred_mark_gets_a_visit_and_is_reported_failed_only_after_it(tmp_p
     a recorded 'failed' mark saying to mark it by hand (never a silent skip)."""
     from mine_robot.planning.plan import CoveragePlan
 
-    m = make(tmp_path)
-    m.start(0.0, str(area_file))
-    m.on_plan(0.0, plan_json(YS))
-    t = drive(m, plan_json(YS[:1]), 0.0)
-    m.on_targets(t, [{'id': 7, 'x': 4.0, 'y': 1.0, 'confidence': 0.9, 'classification': 'mine',
-                      'settled': True}])
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 7, 'x': 4.0, 'y': 1.0, 'classification': 'mine'})
     m.on_mark_outcome(t + 1, {'target_id': '7', 'status': 'deferred',
                               'reason': 'not reachable from here: beyond the slide'})
     assert m.pending_marks() == ['7'] and '7' not in m.handled and m.sm.state == State.SWEEPING
@@ -586,12 +591,8 @@ def test_a_deferred_mark_gets_a_visit_and_is_reported_failed_only_after_it(tmp_p
 
 
 def test_mark_visits_are_bounded_by_mark_visit_rounds(tmp_path, area_file):
-    m = make(tmp_path, mark_visit_rounds=0)
-    m.start(0.0, str(area_file))
-    m.on_plan(0.0, plan_json(YS))
-    t = drive(m, plan_json(YS[:1]), 0.0)
-    m.on_targets(t, [{'id': 5, 'x': 4.0, 'y': 1.0, 'confidence': 0.9, 'classification': 'uxo',
-                      'settled': True}])
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 5, 'x': 4.0, 'y': 1.0, 'classification': 'uxo'},
+                                mark_visit_rounds=0)
     m.on_mark_outcome(t + 1, {'target_id': '5', 'status': 'deferred', 'reason': 'beyond the slide'})
     t = drive(m, plan_json(YS), t + 2)
     m.finish_lanes(t)
@@ -601,12 +602,8 @@ def test_mark_visits_are_bounded_by_mark_visit_rounds(tmp_path, area_file):
 
 
 def test_clutter_left_unmarked_and_reclassified_a_hazard_is_a_mark_to_make_again(tmp_path, area_file):
-    m = make(tmp_path)
-    m.start(0.0, str(area_file))
-    m.on_plan(0.0, plan_json(YS))
-    t = drive(m, plan_json(YS[:1]), 0.0)
-    m.on_targets(t, [{'id': 9, 'x': 4.0, 'y': 0.5, 'confidence': 0.2, 'classification': 'clutter',
-                      'settled': True}])
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 9, 'x': 4.0, 'y': 0.5, 'confidence': 0.2,
+                                                      'classification': 'clutter'})
     m.on_mark_outcome(t + 1, {'target_id': '9', 'status': 'not_marked', 'reason': 'clutter (config)'})
     assert m.pending_marks() == []
     m.on_targets(t + 2, [{'id': 9, 'x': 4.0, 'y': 0.5, 'confidence': 0.8, 'classification': 'mine',

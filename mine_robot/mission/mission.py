@@ -451,10 +451,6 @@ class Mission:
         return [self._complete(t, f'coverage {100 * fraction:.2f} % after {self.resweeps} '
                                   're-sweeps (goal not reached; missed strips in coverage.geojson)')]
 
-    def unmarked_hazards(self) -> list[str]:
-        """Settled targets still waiting for a mark (hazards, and clutter when the policy marks it)."""
-        return self.pending_marks()
-
     def _mark_visit_region(self, t: float):
         """The ground to re-drive so the nozzle can reach the targets still unmarked at the end of the
         sweep (deferred: beyond the slide from every lane driven after they were confirmed, or a
@@ -465,7 +461,7 @@ class Mission:
         import shapely
         from shapely.geometry import box
 
-        todo = [tid for tid in self.unmarked_hazards() if tid not in self._visited]
+        todo = [tid for tid in self.pending_marks() if tid not in self._visited]
         if not todo or self.mark_visits >= self.config.mark_visit_rounds:
             return None
         boxes = []
@@ -486,7 +482,7 @@ class Mission:
     def _close_unmarked(self, t: float) -> None:
         """At the end: every target still waiting for a mark gets a recorded 'failed' mark with the
         reason (never a silent skip: the report lists it for marking by hand)."""
-        for tid in self.unmarked_hazards():
+        for tid in self.pending_marks():
             tg = self.targets[tid]
             why = self.deferred.get(tid, 'no stop pose was reached')
             if tg['classification'] == 'clutter':

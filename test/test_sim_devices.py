@@ -112,6 +112,50 @@ def test_virtual_gpr_sends_binary_traces(tmp_path, world):
         dev.close()
 
 
+def test_a_burst_larger_than_the_pty_waits_in_the_device_buffer_and_overflow_drops_whole_frames(
+        tmp_path, world):
+    """The GPR array's scans come faster than a busy driver reads: they wait in the device's output
+    buffer (none lost, none cut); only past that buffer are frames dropped, whole and counted."""
+    scans = world.step(1.0, 0.2, 0.0).gpr
+    traces = [(scan.t, channel, trace) for scan in scans for channel, trace in enumerate(scan.trace)]
+    dev = VirtualGpr(tmp_path / 'big', world.config.gpr)
+    try:
+        with serial.Serial(dev.path, timeout=0.2) as port:
+            for t, channel, trace in traces:            # 125 frames, ~260 kB: far over the pty's buffer
+                assert dev.trace(t, trace, channel, 5) is None
+            assert dev.dropped == 0 and dev.backlog > 0
+            framer, frames = gpr_proto.make_framer(), []
+            deadline = time.monotonic() + 10.0
+            while len(frames) < len(traces) and time.monotonic() < deadline:
+                dev.flush()
+                items = framer.feed(port.read(65536))
+                assert not [i for i in items if not isinstance(i, bytes)]     # no broken frame
+                frames += items
+            parsed = [gpr_proto.parse(f) for f in frames]
+            assert len(parsed) == len(traces) and dev.backlog == 0
+            expected = [(c, k // 5) for k, (_t, c, _x) in enumerate(traces)]
+            assert [(p.channel, p.seq) for p in parsed] == expected
+            assert np.array_equal(parsed[-1].samples, traces[-1][2])
+    finally:
+        dev.close()
+    small = VirtualGpr(tmp_path / 'small', world.config.gpr)
+    small.buffer_bytes = 16 * 1024
+    try:
+        with serial.Serial(small.path, timeout=0.2) as port:
+            for t, channel, trace in traces:            # nobody reads: the buffer fills, then drops
+                small.trace(t, trace, channel, 5)
+            assert small.dropped > 0 and small.sent + small.dropped == len(traces)
+            framer, frames = gpr_proto.make_framer(), []
+            for _ in range(20):
+                small.flush()
+                items = framer.feed(port.read(65536))
+                assert not [i for i in items if not isinstance(i, bytes)]
+                frames += items
+            assert len(frames) == small.sent            # what was accepted arrives, whole
+    finally:
+        small.close()
+
+
 def test_virtual_marker_marks_at_the_true_nozzle_position_once(tmp_path, world, robot):
     dev = VirtualMarker(tmp_path, world)
     try:

@@ -61,6 +61,21 @@ class PtyDevice:
             n = os.write(self.master, view)
             view = view[n:]
 
+    def write_some(self, data) -> int:
+        """Write what the pty takes now, without blocking; the number of bytes written."""
+        master = self.master
+        if master is None:
+            raise OSError('pty device is unplugged')
+        _, ready, _ = select.select([], [master], [], 0.0)
+        if not ready:
+            return 0
+        if os.get_blocking(master):
+            os.set_blocking(master, False)     # a partial write instead of a wait for space
+        try:
+            return os.write(master, data)
+        except BlockingIOError:
+            return 0
+
     def read(self, timeout: float = 0.0, size: int = 65536) -> bytes:
         """Bytes the driver wrote to the device (empty if none within ``timeout``)."""
         master = self.master

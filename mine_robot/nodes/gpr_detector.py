@@ -45,7 +45,7 @@ class GprDetectorNode(DetectorNodeMixin, Node):
         except DetectionError as exc:
             raise ConfigError(str(exc)) from exc
         self._setup_detector(processor, 'gpr', frame)
-        self.create_subscription(Image, 'gpr/trace', self._on_trace, qos.SENSOR)
+        self.create_subscription(Image, 'gpr/trace', self._on_trace, qos.SENSOR_QUEUE)
 
     def _on_trace(self, msg: Image) -> None:
         try:

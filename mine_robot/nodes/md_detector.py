@@ -51,7 +51,7 @@ class MdDetectorNode(DetectorNodeMixin, Node):
         except DetectionError as exc:
             raise ConfigError(str(exc)) from exc
         self._setup_detector(processor, 'metal', frame)
-        self.create_subscription(PointCloud2, 'metal_detector/signal', self._on_signal, qos.SENSOR)
+        self.create_subscription(PointCloud2, 'metal_detector/signal', self._on_signal, qos.SENSOR_QUEUE)
 
     def _on_signal(self, msg: PointCloud2) -> None:
         try:

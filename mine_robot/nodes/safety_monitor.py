@@ -117,8 +117,9 @@ class SafetyMonitorNode(Node):
         for spec in [s for s in sensors if s.strip()]:
             topic, msg_type, timeout = parse_sensor(spec)
             self.monitor.add_sensor(topic, timeout)
+            # raw: the watchdog needs the arrival, not the content (no deserialising 50 Hz clouds)
             self.create_subscription(msg_type, topic, lambda _m, n=topic: self.monitor.sensor_seen(
-                n, self._now()), qos.SENSOR)
+                n, self._now()), qos.SENSOR, raw=True)
         self.create_subscription(Bool, 'estop', self._on_estop, qos.LATCHED)
         self.create_subscription(Odometry, 'odometry/filtered', self._on_pose, 10)
         for name in ('teleop', 'marking', 'autonomy'):

@@ -590,6 +590,38 @@ def test_a_deferred_mark_gets_a_visit_and_is_reported_failed_only_after_it(tmp_p
     m.close()
 
 
+def test_the_mark_visit_runs_its_lane_where_the_nozzle_can_mark_beside_a_neighbour(tmp_path, area_file):
+    """A lane over the target driven southwards would stop the robot with a wheel next to a
+    neighbouring hazard 0.58 m away (the default field's M2 and nail C4, left unmarked by a ROS
+    sweep): the visit is judged by whether the nozzle can mark from its lanes, not only by the
+    ground it covers."""
+    from mine_robot.planning.plan import CoveragePlan
+
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 7, 'x': 4.0, 'y': 1.5, 'classification': 'mine'})
+    m.on_targets(t, [{'id': 8, 'x': 4.3, 'y': 2.0, 'confidence': 0.9, 'classification': 'unknown',
+                      'settled': True}])
+
+    def lane(a, b):
+        return CoveragePlan.from_json(json.dumps({
+            'segments': [{'role': 'lane', 'lane': 0, 'seq': 0, 'points': [a, b]}], 'stats': {},
+            'swath_width': 1.1, 'spacing': 1.0}))
+
+    assert m._visit_unmarkable(lane((4.0, 3.5), (4.0, 0.2)), ['7']) == 1      # southwards
+    assert m._visit_unmarkable(lane((4.0, 0.2), (4.0, 3.5)), ['7']) == 0      # northwards
+    assert m._visit_unmarkable(lane((1.0, 1.5), (8.0, 1.5)), ['7']) == 0      # eastwards
+    assert m._visit_unmarkable(lane((1.0, 2.5), (8.0, 2.5)), ['7']) == 1      # beyond the slide
+    m.on_mark_outcome(t + 1, {'target_id': '7', 'status': 'deferred',
+                              'reason': 'manoeuvre would bring a wheel within 0.06 m of the hazard'})
+    m.on_mark_outcome(t + 1, {'target_id': '8', 'status': 'marked', 'x': 4.3, 'y': 2.0,
+                              'target': (4.3, 2.0), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    t = drive(m, plan_json(YS), t + 2)
+    m.finish_lanes(t)
+    text = m.plan_pending(t)
+    assert text is not None and m.records.plans()[-1][1] == 'mark_visit'
+    assert m._visit_unmarkable(CoveragePlan.from_json(text), ['7']) == 0
+    m.close()
+
+
 def test_mark_visits_are_bounded_by_mark_visit_rounds(tmp_path, area_file):
     m, t = sweeping_with_target(tmp_path, area_file, {'id': 5, 'x': 4.0, 'y': 1.0, 'classification': 'uxo'},
                                 mark_visit_rounds=0)

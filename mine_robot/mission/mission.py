@@ -568,7 +568,8 @@ class Mission:
         escapes = self._escapes(hazards) if self.last_pose is not None and hazards else []
         starts = escapes + [None] if escapes and escapes[0] is not None else [None] + escapes[1:]
         if self._pending_kind == 'mark_visit':
-            return self._plan_visit(planner_config, missed, start, swept, hazards)
+            todo = [tid for tid in self.pending_marks() if tid in self._visited]
+            return self._plan_visit(planner_config, missed, start, swept, hazards, todo)
         for escape in starts:
             at = start if escape is None else (*escape[1], self.last_pose[3])
             plan = self._plan_missed(planner_config, missed, at, swept, hazards, escape)
@@ -576,27 +577,65 @@ class Mission:
                 return plan.to_json()
         return None
 
-    def _plan_visit(self, planner_config, region, start, swept, hazards) -> str | None:
-        """The mark-visit plan: the automatic lane angle, then east-west and north-south lanes; the
-        one that leaves out the least of the targets' squares (a corner the planner cannot make
-        wheel-safe drops a square) wins."""
+    def _plan_visit(self, planner_config, region, start, swept, hazards, todo=()) -> str | None:
+        """The mark-visit plan: lanes at the automatic angle, then east-west, north-south and the
+        two diagonals; the plan that leaves the fewest targets unmarkable from its lanes wins
+        (:meth:`_visit_unmarkable`: the lane over a target may run in a direction where the
+        nozzle over it puts a wheel next to a neighbouring hazard), then the one that leaves out
+        the least of the targets' squares (a corner the planner cannot make wheel-safe drops a
+        square)."""
         from dataclasses import replace
 
         from mine_robot.planning.planner import PlannerConfig
         base = planner_config or PlannerConfig()
-        best, best_left = None, math.inf
-        for angle in (base.angle_deg, 0.0, 90.0):
+        best, best_score = None, (math.inf, math.inf)
+        for angle in (base.angle_deg, 0.0, 90.0, 45.0, 135.0):
             plan = self._plan_missed(replace(base, angle_deg=angle), region, start, swept, hazards, None)
             if plan is None:
                 continue
             left = sum(float(d.get('area_m2', 0.0)) for d in plan.stats.get('dropped') or [])
             if 'cut' in plan.stats:
                 left += 1.0         # cut short: some squares are not reached at all
-            if left < best_left - 1e-9:
-                best, best_left = plan, left
-            if left <= 1e-9:
+            score = (self._visit_unmarkable(plan, todo), left)
+            if score < best_score:
+                best, best_score = plan, score
+            if score[0] == 0 and left <= 1e-9:
                 break
         return None if best is None else best.to_json()
+
+    def _visit_unmarkable(self, plan, todo) -> int:
+        """How many of the targets ``todo`` no lane of ``plan`` lets the nozzle mark: for each, the
+        lane pieces passing within the slide's reach, driven in the plan's direction, with the
+        nozzle over the target and the wheels clear of every other known hazard (the marking
+        node's check, :func:`mine_robot.mission.marking.plan_mark`, with its default clearances)."""
+        from mine_robot.mission.marking import MarkingConfig, plan_mark
+        config = MarkingConfig()
+        known = self.known_hazards()
+        marker_x = float(self.robot.marker.xyz[0])
+        pieces = []
+        for seg in plan.segments:
+            if seg.role != 'lane':
+                continue
+            for a, b in zip(seg.points[:-1], seg.points[1:]):
+                length = float(np.hypot(*(b - a)))
+                if length > 1e-6:
+                    pieces.append((a, (b - a) / length, length))
+        unmarkable = 0
+        for tid in todo:
+            target = np.array([self.targets[tid]['x'], self.targets[tid]['y']])
+            markable = False
+            for a, u, length in pieces:
+                q = a + min(max(float((target - a) @ u), 0.0), length) * u
+                if np.hypot(*(target - q)) > 0.5:
+                    continue
+                heading = math.atan2(u[1], u[0])
+                stop = q - marker_x * u
+                if plan_mark(self.robot, (stop[0], stop[1], heading), target, config,
+                             heading=heading, hazards=known).feasible:
+                    markable = True
+                    break
+            unmarkable += not markable
+        return unmarkable
 
     def _plan_missed(self, planner_config, missed, start, swept, hazards, escape):
         """One re-plan of ``missed`` from ``start`` (after the reverse move ``escape``, if any): its

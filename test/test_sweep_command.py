@@ -129,3 +129,17 @@ def test_sweep_without_sim_and_bad_scenario_fail_clearly(tmp_path):
     result = subprocess.run([sys.executable, '-m', 'mine_robot.cli', 'sweep', '--sim', 'no_such_field',
                              '-o', str(tmp_path / 'b')], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and 'no_such_field' in result.stderr
+
+
+def test_the_summary_counts_the_sensor_data_the_detectors_used():
+    """The sweep's summary compares what the simulator made with what each detector processed
+    (from the nodes' diagnostics); a lossy stream is visible, a missing counter is left out."""
+    from mine_robot.ros.sweep import sensor_data_delivery
+
+    diag = {'sim_sensors': {'md_samples': '1000', 'gpr_samples': '400', 'camera_samples': '20'},
+            'md_detector': {'samples': '790', 'dropped_no_pose': '3'},
+            'gpr_detector': {'traces': '1990'},
+            'camera_detector': {'images': 'n/a'}}
+    assert sensor_data_delivery(diag, gpr_channels=5) == [
+        ('metal detector', 'samples', 790, 1000), ('GPR', 'traces', 1990, 2000)]
+    assert sensor_data_delivery({'md_detector': {'samples': '5'}}) == []

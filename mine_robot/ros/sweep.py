@@ -14,7 +14,7 @@ its records and exports are written).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import json
 import math
 import os
@@ -69,9 +69,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Progress:
-    """The latest mission/status."""
+    """The latest mission/status, and the latest diagnostics values per status name."""
 
     status: dict | None = None
+    diagnostics: dict = field(default_factory=dict)
+
+
+def sensor_data_delivery(diagnostics: dict, gpr_channels: int = 1) -> list[tuple[str, str, int, int]]:
+    """What share of the simulated sensor data reached the detectors, from the nodes' last
+    diagnostics: ``(stream, unit, used, produced)`` for the metal detector (samples the detector
+    processed / samples sim_sensors made), the GPR (antenna traces the detector assembled / scans x
+    antennas) and the camera (images). A stream whose counters are missing is left out. The
+    counters are up to a second apart, so a few samples show as lost at the end of any run."""
+    sim = diagnostics.get('sim_sensors') or {}
+    out = []
+    for stream, unit, node, used_key, sim_key, factor in (
+            ('metal detector', 'samples', 'md_detector', 'samples', 'md_samples', 1),
+            ('GPR', 'traces', 'gpr_detector', 'traces', 'gpr_samples', max(1, int(gpr_channels))),
+            ('camera', 'images', 'camera_detector', 'images', 'camera_samples', 1)):
+        try:
+            used = int(float((diagnostics.get(node) or {})[used_key]))
+            produced = int(float(sim[sim_key])) * factor
+        except (KeyError, TypeError, ValueError):
+            continue
+        if produced > 0:
+            out.append((stream, unit, used, produced))
+    return out
 
 
 def _domain_id(arg: int | None) -> int:
@@ -149,10 +172,10 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM/SIGHUP (a `timeout`, a closed terminal, a service manager) end the sweep like
     # Ctrl-C: the mission is aborted, its records and exports written, the graph stopped
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    code, final = 130, None
+    code, final, diagnostics = 130, None, {}
     try:
         graph.start()
-        code, final = _supervise(graph, args, say, t0)
+        code, final, diagnostics = _supervise(graph, args, say, t0)
     except KeyboardInterrupt:
         print('\ninterrupted while starting the graph', file=sys.stderr)
     finally:
@@ -163,7 +186,29 @@ def run(args: argparse.Namespace) -> int:
         (out / 'mission_status.json').write_text(json.dumps(final, indent=1))
     result = _judge(scenario, out, say) if code == 0 else None
     _summary(out, final, result, time.monotonic() - t0, graph, code)
+    _report_delivery(sensor_data_delivery(diagnostics, _gpr_channels()), args.rate, work)
     return code
+
+
+def _gpr_channels() -> int:
+    """Antennas of the packaged robot's GPR array (the simulated robot the sweep runs)."""
+    from mine_robot.robot import load_robot
+    return int(load_robot().gpr.channels)
+
+
+def _report_delivery(delivery, rate: float, work: Path) -> None:
+    """Print how much sensor data reached the detectors; warn when the graph lost data (the
+    machine did not keep up at this --rate: detection results are degraded, not comparable)."""
+    if not delivery:
+        return
+    (work / 'sensor_data.json').write_text(json.dumps(
+        [{'stream': s, 'unit': u, 'used': a, 'produced': b} for s, u, a, b in delivery], indent=1))
+    print('  sensor data used by the detectors: ' + ', '.join(
+        f'{s} {100 * a / b:.1f} % of {b} {u}' for s, u, a, b in delivery))
+    lost = [s for s, _u, a, b in delivery if s != 'camera' and a < 0.98 * b]
+    if lost:
+        print(f"  warning: the graph lost {' and '.join(lost)} data (the machine did not keep up at "
+              f'--rate {rate:g}): detection results are degraded; run with a lower --rate')
 
 
 def _overrides(items: list[str]) -> dict[str, dict]:
@@ -215,8 +260,10 @@ def _interrupt(signum, _frame) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None]:
-    """Start the mission and follow it to a final state. Returns (exit code, last status)."""
+def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
+    """Start the mission and follow it to a final state. Returns (exit code, last status, the
+    last diagnostics values per status name)."""
+    from diagnostic_msgs.msg import DiagnosticArray
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rosgraph_msgs.msg import Clock
@@ -244,8 +291,14 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None]:
     def on_clock(msg: Clock) -> None:
         sim_clock['t'] = msg.clock.sec + msg.clock.nanosec * 1e-9
 
+    def on_diagnostics(msg) -> None:
+        with lock:
+            for st in msg.status:
+                progress.diagnostics[st.name] = {kv.key: kv.value for kv in st.values}
+
     node.create_subscription(String, 'mission/status', on_status, qos.LATCHED)
     node.create_subscription(Clock, '/clock', on_clock, qos.SENSOR)
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 50)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
 
@@ -332,7 +385,9 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None]:
         spinner.join(timeout=5.0)
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-    return code, final
+    with lock:
+        diagnostics = dict(progress.diagnostics)
+    return code, final, diagnostics
 
 
 class NodeDiedError(RuntimeError):

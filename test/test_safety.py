@@ -286,3 +286,20 @@ def test_known_hazards_follow_fusion_and_the_missions_record():
                                                       (1.0, 2.0))[0])
     with pytest.raises(KeyError):
         rule.from_targets([{'x': 1.0, 'y': 2.0}])          # malformed: the node logs and goes on
+
+
+def test_the_raster_rules_are_reevaluated_when_swept_ground_grows_under_the_same_pose():
+    """The monitor reuses its raster answer for an unchanged pose and command (heartbeats), but
+    never after the swept ground changed: the same pose and command then get a fresh answer."""
+    from mine_robot.planning.coverage import detector_outline
+    rule = SweptGroundRule(ROBOT.wheel_patches(), safe=[box(-5, -1, 0.5, 1)], outline=detector_outline(ROBOT))
+    rule.set_swept(box(0, -0.55, 3.0, 0.55))
+    m = monitor(swept=rule, swept_ground_enabled=True)
+    m.set_pose(PoseSample(0.0, 2.6, 0.0, 0.0))    # front wheels 0.07 m from unswept ground
+    m.set_command(0.3, 0.0)
+    assert rules(m.evaluate(0.0)) == ['swept_ground']
+    assert rules(m.evaluate(0.05)) == ['swept_ground']     # heartbeat: same answer
+    rule.set_swept(box(3.0, -0.55, 4.0, 0.55))    # the ground ahead is swept meanwhile
+    assert not m.evaluate(0.1).stop
+    m.set_command(0.0, 0.0)
+    assert not m.evaluate(0.15).stop

@@ -504,6 +504,7 @@ class SafetyMonitor:
         self.sensors = Watchdog()
         self._inputs: dict[str, tuple[float, float, float]] = {}   # name -> (v, w, t)
         self.command = (0.0, 0.0)
+        self._area_cache = None        # (inputs, (reasons, warnings, values), wheels) of _area_rules
 
     # ---- inputs
     def add_sensor(self, name: str, timeout: float) -> None:
@@ -525,12 +526,42 @@ class SafetyMonitor:
 
     # ---- evaluation
     def _motion_rules(self, reasons: list, warnings: list, values: dict) -> None:
-        """Geofence, no-go and swept-ground rules over the braking trajectories (rasters).
+        """Geofence, no-go and swept-ground rules over the braking trajectories (rasters), then
+        the hazard rule.
 
         Every cell a wheel patch (or the body / detector head) would cover anywhere along the
         trajectory counts, not only at the stopping pose; cells already covered at the current
         pose are not *new*, so a robot that ended up outside may drive back in but not further out.
+        The raster rules' answer is reused while pose, command, configuration and swept ground
+        are unchanged (the heartbeat and repeated commands between two poses).
         """
+        c, p = self.config, self.pose
+        key = (p.x, p.y, p.yaw, p.v, p.w, self.command, repr(c), id(self.geofence),
+               None if self.swept is None else (id(self.swept), self.swept.grid.revision))
+        if self._area_cache is None or self._area_cache[0] != key:
+            found: tuple[list, list, dict] = ([], [], {})
+            wheels = self._area_rules(*found)
+            self._area_cache = (key, found, wheels)
+        _, (cached_reasons, cached_warnings, cached_values), (wheels_now, wheels_path, within) = \
+            self._area_cache
+        reasons.extend(cached_reasons)
+        warnings.extend(cached_warnings)
+        values.update(cached_values)
+        if c.hazard_enabled and len(self.hazards):
+            d_now, _ = self.hazards.nearest(wheels_now, (p.x, p.y, p.yaw))
+            d_path, hazard_id = self.hazards.nearest(wheels_path, (p.x, p.y, p.yaw))
+            if math.isfinite(d_now):
+                values['hazard_wheel_distance_m'] = round(d_now, 3)
+            # closer than the clearance AND closer than now: a wheel may back away from a hazard
+            if d_path < c.hazard_clearance and d_path < d_now - 1e-3:
+                reasons.append(Reason('hazard', f'a wheel would come within {d_path:.2f} m of known '
+                                      f'hazard {hazard_id} (clearance {c.hazard_clearance:g} m) {within}'))
+            if d_now < c.hazard_clearance:
+                warnings.append(Reason('hazard', f'a wheel is {d_now:.2f} m from a known hazard'))
+
+    def _area_rules(self, reasons: list, warnings: list, values: dict):
+        """Geofence, no-go and swept-ground rules; returns (wheels now, wheels along the braking
+        trajectories, the horizon phrase) for the hazard rule."""
         c, p = self.config, self.pose
         now = (p.x, p.y, p.yaw)
         candidates = [self.command]
@@ -596,17 +627,7 @@ class SafetyMonitor:
             if un0 > AREA_EPS:
                 warnings.append(Reason('swept_ground', f'wheels are on {un0:.4f} m^2 of unswept ground'))
 
-        if c.hazard_enabled and len(self.hazards):
-            d_now, _ = self.hazards.nearest(wheels_now, now)
-            d_path, key = self.hazards.nearest(wheels_path, now)
-            if math.isfinite(d_now):
-                values['hazard_wheel_distance_m'] = round(d_now, 3)
-            # closer than the clearance AND closer than now: a wheel may back away from a hazard
-            if d_path < c.hazard_clearance and d_path < d_now - 1e-3:
-                reasons.append(Reason('hazard', f'a wheel would come within {d_path:.2f} m of known '
-                                      f'hazard {key} (clearance {c.hazard_clearance:g} m) {within}'))
-            if d_now < c.hazard_clearance:
-                warnings.append(Reason('hazard', f'a wheel is {d_now:.2f} m from a known hazard'))
+        return wheels_now, wheels_path, within
 
     def body_geometry(self, pose):
         """Body footprint and detector head at ``pose`` (what must stay out of no-go zones)."""

@@ -44,6 +44,7 @@ class SweptGrid:
         self.max_cells = int(max_cells)
         self.x0 = self.y0 = 0.0
         self.ok = np.zeros((0, 0), np.uint8)
+        self.revision = 0             # counts writes: a reader may cache answers per revision
 
     # ---- extent
     def _ensure(self, minx: float, miny: float, maxx: float, maxy: float) -> None:
@@ -82,6 +83,7 @@ class SweptGrid:
         pts = np.asarray(pts, dtype=float)
         self._ensure(*pts.min(axis=0), *pts.max(axis=0))
         cv2.fillConvexPoly(self.ok, self._pixels(pts), 1, cv2.LINE_8, SHIFT)
+        self.revision += 1
 
     def fill_polygon(self, geom) -> None:
         """Any shapely (Multi)Polygon, holes kept unswept."""
@@ -99,6 +101,7 @@ class SweptGrid:
                 cv2.fillPoly(mask, [self._pixels(np.asarray(r.coords)) for r in p.interiors], 0,
                              cv2.LINE_8, SHIFT)
             self.ok |= mask
+            self.revision += 1
 
     # ---- reading
     def window(self, groups: list) -> tuple[list[np.ndarray], np.ndarray]:

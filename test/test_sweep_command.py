@@ -85,8 +85,10 @@ def test_sweep_starts_the_mission_and_sigterm_aborts_cleanly(tmp_path):
 
 def test_after_the_whole_graph_is_killed_sweep_resumes_the_mission(tmp_path):
     """A power cut: the supervisor and every node die at once. `mine-robot sweep` on the same
-    folder finds the interrupted mission, the mission manager resumes it by itself, and the command
-    follows that mission (its start request is refused as 'already running': not an error)."""
+    folder finds the interrupted mission and follows it: either the mission manager resumed it by
+    itself first (the command's start request is refused as 'already running': not an error) or
+    the start request came first and resumed it from mission.db (which of the two wins is a race
+    between the manager's start-up timer and the command's first service call)."""
     out = tmp_path / 'sweep'
     cmd = [sys.executable, '-m', 'mine_robot.cli', 'sweep', '--sim', str(TINY), '-o', str(out),
            '--rate', '1', '--timeout', '200']
@@ -109,7 +111,7 @@ def test_after_the_whole_graph_is_killed_sweep_resumes_the_mission(tmp_path):
                               env=dict(os.environ))
     lines = []
     try:
-        assert _read_until(second, lines, 'mission resumed from', 150.0), ''.join(lines)
+        assert _read_until(second, lines, 'resumed from', 150.0), ''.join(lines)
         time.sleep(2.0)
         assert second.poll() is None, ''.join(lines)  # still following the resumed mission
         second.send_signal(signal.SIGTERM)
@@ -133,13 +135,19 @@ def test_sweep_without_sim_and_bad_scenario_fail_clearly(tmp_path):
 
 def test_the_summary_counts_the_sensor_data_the_detectors_used():
     """The sweep's summary compares what the simulator made with what each detector processed
-    (from the nodes' diagnostics); a lossy stream is visible, a missing counter is left out."""
-    from mine_robot.ros.sweep import sensor_data_delivery
+    (from the nodes' diagnostics); a lossy stream is named, start-up samples (before the first
+    pose) and the diagnostics' one-second skew are not losses, a missing counter is left out."""
+    from mine_robot.ros.sweep import lossy_streams, sensor_data_delivery
 
-    diag = {'sim_sensors': {'md_samples': '1000', 'gpr_samples': '400', 'camera_samples': '20'},
-            'md_detector': {'samples': '790', 'dropped_no_pose': '3'},
-            'gpr_detector': {'traces': '1990'},
+    diag = {'sim_sensors': {'md_samples': '10000', 'gpr_samples': '5000', 'camera_samples': '200',
+                            'sim_time': '200.0'},
+            'md_detector': {'samples': '7900', 'dropped_no_pose': '30'},
+            'gpr_detector': {'traces': '24800', 'dropped_no_pose': '0'},
             'camera_detector': {'images': 'n/a'}}
-    assert sensor_data_delivery(diag, gpr_channels=5) == [
-        ('metal detector', 'samples', 790, 1000), ('GPR', 'traces', 1990, 2000)]
+    delivery = sensor_data_delivery(diag, gpr_channels=5)
+    assert [(d['stream'], d['used'], d['produced'], d['before_pose']) for d in delivery] == [
+        ('metal detector', 7900, 10000, 30), ('GPR', 24800, 25000, 0)]
+    assert lossy_streams(delivery, rate=2.0) == ['metal detector']     # 21 % lost; GPR 0.8 %
+    diag['md_detector'] = {'samples': '9780', 'dropped_no_pose': '70'}  # 150 short: 1.5 %
+    assert lossy_streams(sensor_data_delivery(diag, 5), rate=2.0) == []
     assert sensor_data_delivery({'md_detector': {'samples': '5'}}) == []

@@ -329,6 +329,7 @@ class MissionManagerNode(Node):
         status = m.status()
         status['area_file'] = self.area_file
         status['output_dir'] = self.config.output_dir
+        status['stamp'] = self.get_clock().now().nanoseconds * 1e-9     # node (sim) time
         self.status_pub.publish(String(data=json.dumps(status)))
         level = ERROR if m.sm.state == State.FAULT else WARN if status['marks_failed'] else OK
         self.diag.update(level, f"{status['state']}: {status['message']}",

@@ -151,3 +151,25 @@ def test_the_summary_counts_the_sensor_data_the_detectors_used():
     diag['md_detector'] = {'samples': '9780', 'dropped_no_pose': '70'}  # 150 short: 1.5 %
     assert lossy_streams(sensor_data_delivery(diag, 5), rate=2.0) == []
     assert sensor_data_delivery({'md_detector': {'samples': '5'}}) == []
+
+
+def test_the_sweep_graph_gets_a_shared_memory_segment_large_enough_for_camera_images():
+    """config/fastdds_sim.xml is valid Fast DDS XML whose default participant uses a shared-memory
+    segment larger than a camera image (640 x 480 x 3 bytes), and the sweep uses it unless the
+    user set a profile file of their own."""
+    import xml.etree.ElementTree as ET
+
+    from mine_robot.ros.sweep import dds_profile_env
+
+    env = dds_profile_env({})
+    path = Path(env['FASTDDS_DEFAULT_PROFILES_FILE'])
+    ns = {'d': 'http://www.eprosima.com'}
+    root = ET.parse(path).getroot()
+    shm = [t for t in root.iterfind('.//d:transport_descriptor', ns)
+           if t.findtext('d:type', namespaces=ns) == 'SHM']
+    assert len(shm) == 1 and int(shm[0].findtext('d:segment_size', namespaces=ns)) > 2 * 640 * 480 * 3
+    participant = root.find('.//d:participant', ns)
+    assert participant.get('is_default_profile') == 'true'
+    used = [e.text for e in participant.iterfind('.//d:userTransports/d:transport_id', ns)]
+    assert shm[0].findtext('d:transport_id', namespaces=ns) in used
+    assert dds_profile_env({'FASTDDS_DEFAULT_PROFILES_FILE': '/mine.xml'}) == {}

@@ -55,7 +55,7 @@ class CameraProcessor:
         self.poses = poses if poses is not None else PoseHistory()
         self._pending: list[tuple[float, np.ndarray]] = []
         self._next_id = 1
-        self.stats = {'images': 0, 'rejected': 0, 'detections': 0}
+        self.stats = {'received': 0, 'images': 0, 'rejected': 0, 'dropped_no_pose': 0, 'detections': 0}
 
     def add_pose(self, t, x, y, yaw) -> None:
         self.poses.add(t, x, y, yaw)
@@ -65,6 +65,7 @@ class CameraProcessor:
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             self.stats['rejected'] += 1
             raise DetectionError(f'camera image must be HxWx3 uint8 BGR, got {img.shape} {img.dtype}')
+        self.stats['received'] += 1
         self._pending.append((float(t), img))
 
     def pixel_to_base(self, u, v) -> np.ndarray:
@@ -82,6 +83,8 @@ class CameraProcessor:
                 out += self._process(t, img, self.poses.at(t, tolerance=0.05))
             elif not len(self.poses) or t > self.poses.latest_time:
                 keep.append((t, img))
+            else:
+                self.stats['dropped_no_pose'] += 1      # no pose close enough to georeference it
         self._pending = keep
         self.stats['detections'] += len(out)
         return out

@@ -75,6 +75,15 @@ class Progress:
     diagnostics: dict = field(default_factory=dict)
 
 
+def dds_profile_env(environ) -> dict[str, str]:
+    """The Fast DDS profile for the sweep graph (``config/fastdds_sim.xml``: an 8 MB shared-memory
+    segment, so 921 kB camera images go through shared memory instead of lossy UDP fragments),
+    unless the user already chose a profile file."""
+    if environ.get('FASTDDS_DEFAULT_PROFILES_FILE') or environ.get('FASTRTPS_DEFAULT_PROFILES_FILE'):
+        return {}
+    return {'FASTDDS_DEFAULT_PROFILES_FILE': str(resource('config', 'fastdds_sim.xml'))}
+
+
 def sensor_data_delivery(diagnostics: dict, gpr_channels: int = 1) -> list[dict]:
     """What share of the simulated sensor data reached the detectors, from the nodes' last
     diagnostics: per stream (metal detector samples, GPR antenna traces = scans x antennas, camera
@@ -180,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     # this process joins the same graph: same domain, discovery on this machine only
     os.environ['ROS_DOMAIN_ID'] = str(domain)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.update(dds_profile_env(os.environ))
     from mine_robot.ros.graph import Graph
     graph = Graph(plan, work, domain_id=domain, log_level=args.log_level)
     graph.max_restarts = max(0, args.respawn)

@@ -536,8 +536,9 @@ class SafetyMonitor:
         are unchanged (the heartbeat and repeated commands between two poses).
         """
         c, p = self.config, self.pose
-        key = (p.x, p.y, p.yaw, p.v, p.w, self.command, repr(c), id(self.geofence),
-               None if self.swept is None else (id(self.swept), self.swept.grid.revision))
+        # the config is frozen and the geofence/swept rule compared by identity: no per-call repr
+        key = (p.x, p.y, p.yaw, p.v, p.w, self.command, c, self.geofence, self.swept,
+               None if self.swept is None else self.swept.grid.revision)
         if self._area_cache is None or self._area_cache[0] != key:
             found: tuple[list, list, dict] = ([], [], {})
             wheels = self._area_rules(*found)

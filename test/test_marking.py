@@ -169,6 +169,27 @@ def test_sequence_marks_at_the_nozzles_actual_position():
     assert math.dist((out.x, out.y), (0.3, 0.45)) == pytest.approx(math.hypot(0.01, 0.01))
 
 
+def test_the_marker_fires_only_once_the_robot_stands_still():
+    # confirmed with the nozzle already over the target while the robot drives at 0.4 m/s: stop,
+    # wait for the robot to stand still, drive back over the braking distance, then fire
+    seq = MarkingSequence(ROBOT, CFG, 'T9', (NOZZLE_X, 0.2), 'mine', command_ids=itertools.count(1))
+    actions = seq.start(0.0, (0.0, 0.0, 0.0), speed=0.4)
+    assert [type(a) for a in actions] == [Stop] and seq.state == 'settling'
+    # still rolling inside the tolerance: hold, no fire
+    assert [type(a) for a in seq.update(0.05, (0.02, 0.0, 0.0), speed=0.2)] == [Stop]
+    # braked to a stop 0.10 m past the stop pose: drive back, no fire
+    actions = seq.update(0.5, (0.10, 0.0, 0.0), speed=0.0)
+    assert [type(a) for a in actions] == [MoveAlong] and actions[0].travel == pytest.approx(-0.10)
+    assert seq.state == 'moving'
+    # back within the tolerance but still reversing: hold
+    assert not any(isinstance(a, Fire) for a in seq.update(1.5, (0.01, 0.0, 0.0), speed=-0.05))
+    actions = seq.update(1.7, (0.01, 0.0, 0.0), speed=0.0)
+    assert isinstance(actions[-1], Fire)
+    seq.on_ack(2.2, (0.01, 0.0, 0.0), MarkerAck(actions[-1].command_id, True))
+    assert seq.outcome.status == 'marked'
+    assert math.dist((seq.outcome.x, seq.outcome.y), (NOZZLE_X, 0.2)) == pytest.approx(0.01, abs=1e-6)
+
+
 def test_actuator_that_never_acknowledges_is_retried_then_reported():
     cfg = MarkingConfig(retries=2, ack_timeout=1.0)
     seq = MarkingSequence(ROBOT, cfg, 'T2', (NOZZLE_X, 0.0), 'uxo', command_ids=itertools.count(1))

@@ -239,7 +239,7 @@ class MissionRun:
         if pose is not None:
             self._detect(out, t, pose)
             self.mission.on_pose(t, pose.x, pose.y, pose.yaw)
-            self.marking.on_pose((pose.x, pose.y, pose.yaw), pose.w)
+            self.marking.on_pose((pose.x, pose.y, pose.yaw), pose.w, pose.v)
         if t >= self._next_status or t_prev == 0.0:
             self._publish_status()
             self._next_status = t + self.status_period

@@ -41,6 +41,10 @@ class MarkingConfig:
     max_backup: float = 3.0          # m the robot may back up along its lane to reach a target
     max_forward: float = 0.5         # m forward: keeps the front wheels behind the swept edge
     stop_tolerance: float = 0.03     # m along-lane error accepted at the stop pose
+    # m/s; the marker fires only once the robot has stopped (its estimated speed at most this):
+    # a mark started at transit speed with the nozzle already over the target was painted 0.23 m
+    # past it while the robot braked (lockstep, 2026-12-06)
+    settle_speed: float = 0.02
     move_timeout: float = 20.0       # s to reach the stop pose before the mark is reported failed
     approach_speed: float = 0.15     # m/s for the stop manoeuvre
     wheel_clearance: float = 0.10    # m kept between any wheel patch and a known hazard
@@ -64,7 +68,7 @@ class MarkingConfig:
             raise ValueError(f'clutter_policy must be one of {CLUTTER_POLICIES}, '
                              f'got {self.clutter_policy!r}')
         for name in ('max_backup', 'max_forward', 'stop_tolerance', 'move_timeout', 'approach_speed',
-                     'ack_timeout', 'hazard_duration', 'clutter_duration', 'guard_ahead',
+                     'settle_speed', 'ack_timeout', 'hazard_duration', 'clutter_duration', 'guard_ahead',
                      'max_start_yaw_rate', 'resend_after'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -260,10 +264,12 @@ _ids = itertools.count(1)
 
 @dataclass
 class MarkingSequence:
-    """stop → move along the lane → fire → ack (retry on timeout/negative ack) → outcome.
+    """stop → move along the lane → settle (stand still at the stop pose) → fire → ack (retry on
+    timeout/negative ack) → outcome.
 
-    Drive it with :meth:`start`, :meth:`update` (time and pose, e.g. on every odometry message)
-    and :meth:`on_ack`; each returns the actions to carry out. ``outcome`` is set exactly once.
+    Drive it with :meth:`start`, :meth:`update` (time, pose and the robot's speed, e.g. on every
+    odometry message) and :meth:`on_ack`; each returns the actions to carry out. ``outcome`` is set
+    exactly once.
     """
 
     robot: RobotGeometry
@@ -285,7 +291,7 @@ class MarkingSequence:
     _heading: float = 0.0
     _slide: float = 0.0
 
-    def start(self, now: float, pose) -> list:
+    def start(self, now: float, pose, speed: float = 0.0) -> list:
         if self.state != 'new':
             raise RuntimeError(f'marking sequence for {self.target_id} already started')
         self._decision = marking_policy(self.classification, self.config)
@@ -306,18 +312,22 @@ class MarkingSequence:
         self.state = 'moving'
         self._deadline = now + self.config.move_timeout
         if abs(self.plan.travel) <= self.config.stop_tolerance:
-            return [Stop(), *self._arrived(now, pose)]
+            return [Stop(), *self._at_stop_pose(now, pose, speed)]
         return [Stop(), MoveAlong(self.plan.stop_pose, self.plan.travel, self.config.approach_speed)]
 
-    def update(self, now: float, pose) -> list:
-        if self.state == 'moving':
+    def update(self, now: float, pose, speed: float = 0.0) -> list:
+        if self.state in ('moving', 'settling'):
             err = self._along_error(pose)
             if abs(err) <= self.config.stop_tolerance:
-                return [Stop(), *self._arrived(now, pose)]
+                return [Stop(), *self._at_stop_pose(now, pose, speed)]
             if now > self._deadline:
                 self._finish(now, 'failed', None, f'did not reach the stop pose within '
                                                   f'{self.config.move_timeout:.0f} s ({err:+.2f} m off)')
                 return [Stop(), Resume()]
+            if self.state == 'settling':
+                # braking carried it past the tolerance: drive back to the stop pose
+                self.state = 'moving'
+                return [MoveAlong(self.plan.stop_pose, err, self.config.approach_speed)]
             return []
         if self.state == 'firing' and now > self._deadline:
             # re-send the SAME command id: the marker answers a repeated id with its first
@@ -344,6 +354,13 @@ class MarkingSequence:
         sx, sy, _ = self.plan.stop_pose
         return (sx - float(pose[0])) * math.cos(self._heading) + (sy - float(pose[1])) * math.sin(
             self._heading)
+
+    def _at_stop_pose(self, now: float, pose, speed: float) -> list:
+        """Within the stop tolerance: fire once the robot stands still, else hold and wait."""
+        if abs(speed) > self.config.settle_speed:
+            self.state = 'settling'
+            return []
+        return self._arrived(now, pose)
 
     def _arrived(self, now: float, pose) -> list:
         # re-solve the slide from the pose actually reached (absorbs stop and cross-track error)
@@ -437,6 +454,7 @@ class MarkingController:
         self.moving: MoveAlong | None = None
         self.sent = 0
         self.yaw_rate = 0.0
+        self.speed = 0.0                      # m/s along the robot's x (the EKF's estimate)
 
     def on_status(self, status: dict) -> None:
         self.status = status
@@ -455,9 +473,10 @@ class MarkingController:
     def on_targets(self, targets: list[dict]) -> None:
         self.candidates = {str(t['id']): t for t in targets}
 
-    def on_pose(self, pose, yaw_rate: float = 0.0) -> None:
+    def on_pose(self, pose, yaw_rate: float = 0.0, speed: float = 0.0) -> None:
         self.pose = (float(pose[0]), float(pose[1]), float(pose[2]))
         self.yaw_rate = float(yaw_rate)
+        self.speed = float(speed)
 
     def on_marker(self, now: float, answer: dict) -> MarkingStep:
         """``marker/status`` body: ``done`` (fired; slide_mm measured) or a refusing ``ack``."""
@@ -485,7 +504,7 @@ class MarkingController:
         if holding:
             out.cmd = (0.0, 0.0)     # hold still; the sequence times out if it must
         elif self.pose is not None:
-            self._apply(now, self.seq.update(now, self.pose), out)
+            self._apply(now, self.seq.update(now, self.pose, self.speed), out)
         if self.seq is not None and self.moving is not None and self.pose is not None and not holding:
             out.cmd = along_lane_command(self.pose, self.moving.stop_pose, self.seq.plan.heading,
                                          self.moving.speed)
@@ -555,7 +574,7 @@ class MarkingController:
                                    (float(target['x']), float(target['y'])),
                                    str(target.get('classification', 'unknown')), hazards=hazards,
                                    command_ids=self.ids)
-        actions = self.seq.start(now, self.pose)
+        actions = self.seq.start(now, self.pose, self.speed)
         if self.seq.state != 'done':
             # the robot stops for this mark (a target not to be marked, e.g. clutter by policy,
             # or one deferred because it cannot be reached from here gets no 'started')

@@ -82,7 +82,7 @@ class MarkingNode(Node):
 
     def _on_odom(self, msg: Odometry) -> None:
         p = odometry_to_pose(msg)
-        self.ctl.on_pose((p.x, p.y, p.yaw), p.w)
+        self.ctl.on_pose((p.x, p.y, p.yaw), p.w, p.v)
 
     def _on_marker(self, msg: String) -> None:
         try:

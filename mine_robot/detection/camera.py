@@ -29,6 +29,11 @@ class CameraConfig:
     max_diameter_m: float = 0.6
     contrast_threshold: float = 30.0   # |lightness difference| from the local background (Lab L)
     min_solidity: float = 0.8          # blob area / convex hull area
+    # Manufactured bodies have crisp outlines, soil and vegetation shading does not: mean lightness
+    # gradient (per pixel of the reduced image) across the blob's boundary over its mean lightness
+    # contrast. A dark shade inside vegetation (0.2) made a camera-only target in every default
+    # sweep; surface mines drawn at their true size score 0.5 and more. 0 = off.
+    min_edge_sharpness: float = 0.35
     vegetation_green: float = 22.0     # pixels with G - R above this are vegetation
     soil_red: float = 12.0             # pixels with R - G above this are soil
     background_px: int = 151           # median-blur window for the background (odd)
@@ -40,6 +45,8 @@ class CameraConfig:
     def __post_init__(self):
         if not 0 < self.min_diameter_m < self.max_diameter_m:
             raise DetectionError('camera config: need 0 < min_diameter_m < max_diameter_m')
+        if self.min_edge_sharpness < 0:
+            raise DetectionError('camera config: min_edge_sharpness must be >= 0')
         if self.contrast_threshold <= 0 or self.downscale < 1:
             raise DetectionError('camera config: contrast_threshold must be > 0 and downscale >= 1')
 
@@ -106,8 +113,15 @@ class CameraProcessor:
         # bare soil is red-brown (R well above G); painted bodies and bare metal are not
         soil_hue = (r - g) > cfg.soil_red
         mask = ((np.abs(dl) > cfg.contrast_threshold) & ~vegetation & ~soil_hue).astype(np.uint8)
+        # a body close in lightness to its background shows only its dark outline (and centre):
+        # close the outline and fill it, so the body counts whole instead of as a ring that the
+        # opening below erases (the default field's surface PMA-2 on dark soil: never detected)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(mask, contours, -1, 1, cv2.FILLED)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask)
+        gradient = None
         metres_per_px = self.mount[2] / self.f * ds
         dets = []
         for i in range(1, count):
@@ -123,6 +137,17 @@ class CameraProcessor:
             hull = cv2.convexHull(np.column_stack(np.nonzero(blob))[:, ::-1].astype(np.int32))
             if area_px < cfg.min_solidity * max(cv2.contourArea(hull), 1.0):
                 continue   # ragged: texture, not a manufactured body
+            contrast_l = abs(float(dl[blob].mean()))
+            if cfg.min_edge_sharpness > 0:
+                if gradient is None:
+                    light = lab[..., 0]
+                    gradient = np.hypot(cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3),
+                                        cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3)) / 8.0
+                b8 = blob.astype(np.uint8)
+                kernel = np.ones((3, 3), np.uint8)
+                boundary = (cv2.dilate(b8, kernel) - cv2.erode(b8, kernel)) > 0
+                if float(gradient[boundary].mean()) < cfg.min_edge_sharpness * max(contrast_l, 1e-6):
+                    continue   # soft-edged: shading, not a body
             pts = np.column_stack(np.nonzero(blob))[:, ::-1].astype(np.float32)
             ratio = 1.0
             if len(pts) >= 5:

@@ -31,6 +31,9 @@ class CameraDetectorNode(DetectorNodeMixin, Node):
             contrast_threshold=declare(self, 'contrast_threshold', d.contrast_threshold,
                                        'lightness difference from the background (Lab L)',
                                        range=(1.0, 255.0)),
+            min_edge_sharpness=declare(self, 'min_edge_sharpness', d.min_edge_sharpness,
+                                       'boundary gradient / contrast below which a blob is shading, '
+                                       'not a body (0 = off)', range=(0.0, 10.0)),
         )
         frame = declare(self, 'frame_id', 'map', 'frame of the published detections', read_only=True)
         try:

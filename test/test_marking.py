@@ -279,6 +279,32 @@ def test_controller_marks_the_missions_pending_target_and_reports_the_outcome():
     assert not ctl.done and ctl.step(4.0).events == []
 
 
+def test_controller_marks_a_target_again_when_the_mission_supersedes_its_mark():
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG, command_ids=itertools.count(1))
+    ctl.on_pose((0.0, 0.0, 0.0))
+    status = {'state': 'sweeping', 'hazards': [],
+              'pending_marks': [{'id': 'T1', 'x': NOZZLE_X, 'y': 0.1, 'classification': 'mine'}]}
+    ctl.on_status(status)
+    out = ctl.step(1.0)
+    (fire,) = out.fires
+    out = ctl.on_marker(1.6, {'type': 'done', 'cmd_id': fire['cmd_id'], 'slide_mm': 100})
+    assert out.events[0]['status'] == 'marked'
+    # not recorded yet: the same target listed again (without a new generation) is not re-fired
+    ctl.on_status(status)
+    assert ctl.step(2.0).fires == []
+    ctl.on_status({**status, 'pending_marks': []})
+    # the mission superseded the mark (the estimate moved): listed again with remark 1
+    moved = {'id': 'T1', 'x': NOZZLE_X, 'y': -0.2, 'classification': 'mine', 'remark': 1}
+    ctl.on_status({**status, 'pending_marks': [moved]})
+    out = ctl.step(5.0)
+    assert out.events[0] == {'event': 'started', 'target_id': 'T1'}
+    (fire,) = out.fires
+    assert fire['slide_mm'] == -200
+    # and the outcome of the first mark is not re-sent in the meantime
+    assert all(e.get('status') != 'marked' for e in ctl.step(9.0).events)
+
+
 def test_controller_guard_stops_for_an_unsettled_target_in_the_wheels_path():
     from mine_robot.mission.marking import MarkingController
     ctl = MarkingController(ROBOT, CFG)

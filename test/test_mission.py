@@ -649,3 +649,54 @@ def test_clutter_left_unmarked_and_reclassified_a_hazard_is_a_mark_to_make_again
         ['not_marked', 'marked']
     assert any('reclassified mine' in r[0] for r in db.execute("SELECT reason FROM events"))
     m.close()
+
+
+def test_a_target_whose_estimate_moves_away_from_its_mark_is_marked_again(tmp_path, area_file):
+    # a large UXO first fitted from the neighbouring lane: marked there, then the pass over it
+    # moves the estimate 0.29 m; the mark is superseded and the target is a mark to make again
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 6, 'x': 3.95, 'y': 0.87,
+                                                      'classification': 'uxo'})
+    m.on_mark_started(t, '6')
+    m.on_mark_outcome(t + 1, {'target_id': '6', 'status': 'marked', 'x': 3.94, 'y': 0.86,
+                              'target': (3.95, 0.87), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    assert m.pending_marks() == []
+    # a small correction within remark_distance changes nothing
+    m.on_targets(t + 2, [{'id': 6, 'x': 4.0, 'y': 0.87, 'confidence': 0.9, 'classification': 'uxo'}])
+    assert m.pending_marks() == [] and m.handled['6'] == 'marked'
+    m.on_targets(t + 3, [{'id': 6, 'x': 4.235, 'y': 0.877, 'confidence': 0.99, 'classification': 'uxo'}])
+    assert m.pending_marks() == ['6']
+    (pending,) = m.status()['pending_marks']
+    assert pending['remark'] == 1 and pending['x'] == pytest.approx(4.235)
+    m.on_mark_started(t + 4, '6')
+    m.on_mark_outcome(t + 5, {'target_id': '6', 'status': 'marked', 'x': 4.23, 'y': 0.88,
+                              'target': (4.235, 0.877), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    # at most max_remarks (1): a further move is left alone
+    m.on_targets(t + 6, [{'id': 6, 'x': 4.5, 'y': 0.877, 'confidence': 0.99, 'classification': 'uxo'}])
+    assert m.pending_marks() == []
+    db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
+    rows = db.execute("SELECT status, reason FROM marks WHERE target_id = '6' ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ['superseded', 'marked'] and 'estimate moved 0.30 m' in rows[0][1]
+    assert any(r[0] == 'remark' for r in db.execute('SELECT event FROM events'))
+    m.export()
+    feats = json.loads((tmp_path / 'out' / 'marks.geojson').read_text())['features']
+    six = {f['properties']['mark_status']: f for f in feats if f['properties']['target_id'] == '6'}
+    assert set(six) == {'marked', 'superseded'}
+    assert json.loads((tmp_path / 'out' / 'report.json').read_text())['marks']['superseded'] == 1
+    del m
+
+    # after a restart the superseded mark still counts against max_remarks
+    m2 = make(tmp_path)
+    m2.start(100.0, str(area_file))
+    assert m2.handled['6'] == 'marked' and m2.remarks == {'6': 1}
+    m2.close()
+
+
+def test_remarking_can_be_switched_off(tmp_path, area_file):
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 6, 'x': 3.95, 'y': 0.87,
+                                                      'classification': 'mine'}, remark_distance=0.0)
+    m.on_mark_started(t, '6')
+    m.on_mark_outcome(t + 1, {'target_id': '6', 'status': 'marked', 'x': 3.95, 'y': 0.87,
+                              'target': (3.95, 0.87), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    m.on_targets(t + 2, [{'id': 6, 'x': 4.5, 'y': 0.87, 'confidence': 0.9, 'classification': 'mine'}])
+    assert m.pending_marks() == []
+    m.close()

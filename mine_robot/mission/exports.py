@@ -117,11 +117,15 @@ def detections_geojson(records: MissionRecords, ctx: ExportContext) -> dict:
 
 def marks_geojson(records: MissionRecords, ctx: ExportContext) -> dict:
     """One feature per target: the mark where the nozzle was (placed), else the target estimate
-    with the reason it was not marked — a failed or withheld mark is never left out."""
+    with the reason it was not marked — a failed or withheld mark is never left out; plus one
+    feature per superseded mark (``mark_status: superseded``, at the paint, with the reason)."""
     targets = {t.id: t for t in records.targets()}
-    last_mark = {}
+    last_mark, superseded = {}, {}
     for m in records.marks():
-        last_mark[m.target_id] = m
+        if m.status == 'superseded':
+            superseded.setdefault(m.target_id, []).append(m)
+        else:
+            last_mark[m.target_id] = m
     feats = []
     for tid, tg in targets.items():
         m = last_mark.get(tid)
@@ -142,6 +146,13 @@ def marks_geojson(records: MissionRecords, ctx: ExportContext) -> dict:
             'method': METHOD, 'organisation': ctx.organisation,
         }
         feats.append(_feature(to_geojson_geometry(_point(x, y), ctx.frame), props))
+        for old in superseded.get(tid, ()):
+            # paint on the ground that is no longer over the target: listed so the team removes it
+            feats.append(_feature(to_geojson_geometry(_point(old.x, old.y), ctx.frame), {
+                **props, 'mark_status': 'superseded', 'position_source': 'marker nozzle',
+                'marker_type': old.mode, 'mark_time': _iso(old.t, ctx.time_base),
+                'mark_attempts': old.attempts, 'mark_reason': old.reason,
+                'mark_offset_m': _num(math.hypot(old.x - tg.x, old.y - tg.y))}))
     return _collection(feats)
 
 
@@ -216,6 +227,7 @@ def build_report(records: MissionRecords, ctx: ExportContext) -> dict:
         'marks': {'marked': sum(1 for m in final.values() if m.status == 'marked'),
                   'failed': sum(1 for m in final.values() if m.status == 'failed'),
                   'not_marked': sum(1 for m in final.values() if m.status == 'not_marked'),
+                  'superseded': sum(1 for m in marks if m.status == 'superseded'),
                   'hazards_unmarked': sorted(t.id for t in hazards
                                              if t.id not in final or final[t.id].status != 'marked'),
                   'offset_p50_m': _num(np.percentile(offsets, 50)) if offsets else None,

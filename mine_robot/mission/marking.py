@@ -449,6 +449,7 @@ class MarkingController:
         self.finished: dict[str, list] = {}   # target id -> [outcome event, time last sent]
         self.candidates: dict[str, dict] = {}
         self.guarded: set[str] = set()   # targets the wheel-path guard already handled
+        self.generation: dict[str, int] = {}   # target id -> the mission's re-mark count of it
         self.deferred: dict[str, dict] = {}   # target id -> {'t': last try, 'reason': why not}
         self._unfixed: list[dict] = []        # deferral events to send (position not fixed yet)
         self.moving: MoveAlong | None = None
@@ -463,6 +464,16 @@ class MarkingController:
         for p in status.get('pending_marks', []):
             tid = str(p['id'])
             entry = self.finished.get(tid)
+            generation = int(p.get('remark', 0))
+            if generation > self.generation.get(tid, 0):
+                # the mission superseded the mark (the estimate moved away from it): a new target
+                # to mark for this controller
+                self.generation[tid] = generation
+                self.finished.pop(tid, None)
+                self.done.discard(tid)
+                self.guarded.discard(tid)
+                self.deferred.pop(tid, None)
+                continue
             if entry is not None and entry[0].get('status') == 'not_marked' and \
                     marking_policy(str(p.get('classification', 'unknown')), self.config).mark:
                 # left unmarked as clutter, reclassified a hazard since: the mission lists it

@@ -68,6 +68,11 @@ class MissionConfig:
     # nozzle over each); targets first deferred during a visit (new, weak re-detections) wait for
     # the next round, so this bounds the time spent; what is left is reported for marking by hand.
     mark_visit_rounds: int = 1
+    # A marked target whose fused estimate later moves more than this from its mark (a new pass
+    # fitted it better: the first fit of a large UXO from the neighbouring lane was 0.29 m off) is
+    # marked again, at most max_remarks times; the old mark is recorded 'superseded'. 0 = off.
+    remark_distance: float = 0.10
+    max_remarks: int = 1
 
     def __post_init__(self):
         if not 0.0 < self.coverage_goal <= 1.0:
@@ -83,6 +88,8 @@ class MissionConfig:
             raise ValueError('sidestep_clearance and sidestep_margin must be >= 0')
         if self.mark_visit_rounds < 0:
             raise ValueError(f'mark_visit_rounds must be >= 0, got {self.mark_visit_rounds}')
+        if self.remark_distance < 0 or self.max_remarks < 0:
+            raise ValueError('remark_distance and max_remarks must be >= 0')
         if self.follower_recoveries < 0:
             raise ValueError(f'follower_recoveries must be >= 0, got {self.follower_recoveries}')
         if self.sweep_speed <= 0 or self.max_resweeps < 0 or self.cleared_depth_m <= 0:
@@ -164,6 +171,8 @@ class Mission:
         self.deferred: dict[str, str] = {}     # target id -> why its mark was deferred (latest)
         self.mark_visits = 0                   # mark-visit plans made
         self._visited: set[str] = set()        # targets a mark visit was planned for
+        self.mark_xy: dict[str, tuple[float, float]] = {}   # target id -> its placed mark
+        self.remarks: dict[str, int] = {}      # target id -> marks superseded so far
 
     # -- operator requests ------------------------------------------------------------------------
     def start(self, t: float, area_path: str) -> Transition:
@@ -192,6 +201,7 @@ class Mission:
         self.targets, self.handled, self.lanes, self.plan_id, self.marking = {}, {}, [], None, None
         self.resweeps, self.detours, self.report = 0, 0, None
         self.deferred, self._visited, self.mark_visits = {}, set(), 0
+        self.mark_xy, self.remarks = {}, {}
         reason = 'operator start'
         if records.resumed:
             track = records.track()
@@ -204,6 +214,11 @@ class Mission:
                                        'confidence': tg.confidence, 'classification': tg.classification}
                 if tg.status in ('marked', 'failed', 'not_marked'):
                     self.handled[tg.id] = tg.status
+            for m in records.marks():
+                if m.status == 'marked':
+                    self.mark_xy[m.target_id] = (m.x, m.y)
+                elif m.status == 'superseded':
+                    self.remarks[m.target_id] = self.remarks.get(m.target_id, 0) + 1
             self.resweeps = sum(1 for _, kind, _ in records.plans() if kind == 'resweep')
             self.detours = sum(1 for _, kind, _ in records.plans() if kind == 'detour')
             prev, _ = records.last_state()
@@ -880,12 +895,35 @@ class Mission:
                    'depth': tg.get('depth_m', tg.get('depth')), 'confidence': tg.get('confidence'),
                    'classification': str(tg.get('classification', 'unknown')),
                    'evidence': tg.get('evidence'), 'settled': bool(tg.get('settled', True))}
+            self._remark_if_moved(t, tid, row)
             if self.targets.get(tid) != row:
                 rows.append(row)
             self.targets[tid] = row
         if rows and self.records is not None:
             self._rec(lambda: self.records.upsert_targets(t, rows), t)
         return self.pending_marks()
+
+    def _remark_if_moved(self, t: float, tid: str, row: dict) -> None:
+        """A placed mark the target's estimate has moved away from (a later pass fitted it better)
+        is superseded and the target becomes a mark to make again (at most ``max_remarks``)."""
+        c = self.config
+        xy = self.mark_xy.get(tid)
+        if xy is None or c.remark_distance <= 0 or self.handled.get(tid) != 'marked' \
+                or row['classification'] not in HAZARD_CLASSES or self.remarks.get(tid, 0) >= c.max_remarks:
+            return
+        moved = math.hypot(row['x'] - xy[0], row['y'] - xy[1])
+        if moved <= c.remark_distance:
+            return
+        why = (f'{tid}: target estimate now {moved:.2f} m from its mark (a later pass fitted it '
+               f'better; limit {c.remark_distance:.2f} m): to be marked again')
+        self._rec(lambda: self.records.supersede_marks(tid, f'estimate moved {moved:.2f} m'), t)
+        self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'remark', why), t)
+        del self.handled[tid]
+        del self.mark_xy[tid]
+        self.remarks[tid] = self.remarks.get(tid, 0) + 1
+        self.deferred.pop(tid, None)
+        self._visited.discard(tid)
+        self.message = f'{self.sm.state}: {why}'
 
     def pending_marks(self) -> list[str]:
         return [tid for tid, tg in self.targets.items()
@@ -924,6 +962,8 @@ class Mission:
             target_y=target[1], mode=outcome.get('mode'), attempts=int(outcome.get('attempts', 0)),
             reason=str(outcome.get('reason', ''))), t)
         self.handled[tid] = status
+        if status == 'marked' and outcome.get('x') is not None and outcome.get('y') is not None:
+            self.mark_xy[tid] = (float(outcome['x']), float(outcome['y']))
         self.marking = None
         if self.sm.state != State.MARKING:
             return None
@@ -963,7 +1003,8 @@ class Mission:
         marked: never marked twice) and the known hazards (every target not called clutter)."""
         status = self.progress()
         status['pending_marks'] = [{'id': tid, 'x': self.targets[tid]['x'], 'y': self.targets[tid]['y'],
-                                    'classification': self.targets[tid]['classification']}
+                                    'classification': self.targets[tid]['classification'],
+                                    'remark': self.remarks.get(tid, 0)}
                                    for tid in self.pending_marks()]
         status['handled'] = sorted(self.handled)
         status['hazards'] = [[round(t['x'], 3), round(t['y'], 3)] for t in self.targets.values()

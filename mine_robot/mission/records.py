@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS faults (
 #: Migrations from version N to N+1, applied in order when an older database is opened.
 _MIGRATIONS: dict[int, str] = {}
 
-MARK_STATUSES = ('marked', 'failed', 'not_marked')
+MARK_STATUSES = ('marked', 'failed', 'not_marked', 'superseded')
 
 
 class RecordsError(ValueError):
@@ -346,6 +346,17 @@ class MissionRecords:
                    mode, int(attempts), reason)),
                  ('UPDATE targets SET status=? WHERE id=?', (status, str(target_id)))]
         return self._write(stmts, durable=True)[0]
+
+    def supersede_marks(self, target_id: str, reason: str) -> int:
+        """The target's placed marks become 'superseded' (the paint is on the ground but no longer
+        over the target estimate; the reason says why) and the target is a mark to make again
+        (status 'new'), in one durable transaction. Returns how many marks were superseded."""
+        n = self._db.execute("SELECT COUNT(*) FROM marks WHERE target_id=? AND status='marked'",
+                             (str(target_id),)).fetchone()[0]
+        self._write([("UPDATE marks SET status='superseded', reason=reason || '; superseded: ' || ? "
+                      "WHERE target_id=? AND status='marked'", (reason, str(target_id))),
+                     ("UPDATE targets SET status='new' WHERE id=?", (str(target_id),))], durable=True)
+        return int(n)
 
     def add_event(self, t: float, source: str, target: str, event: str, reason: str) -> None:
         self._write([('INSERT INTO events (t, source, target, event, reason) VALUES (?, ?, ?, ?, ?)',

@@ -295,8 +295,8 @@ def load_run(output_dir: str | Path, scenario: Scenario, time_base: float | None
     placed_marks: list[MarkRecord] = []
     if marks_path.exists():
         for x, y, p in _points(_read_json(marks_path), marks_path, frame):
-            if p.get('classification') == 'clutter':
-                continue
+            if p.get('classification') == 'clutter' or p.get('mark_status') == 'superseded':
+                continue    # superseded: an old mark of a target reported by its own feature
             reports.append(Report(x, y, clock(p.get('time_found')), str(p.get('target_id', '')),
                                   str(p.get('classification', 'unknown'))))
             if p.get('mark_status') == 'marked':

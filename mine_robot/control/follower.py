@@ -42,11 +42,11 @@ class FollowerError(ValueError):
 @dataclass(frozen=True)
 class FollowerConfig:
     sweep_speed: float = 0.3          # m/s on lanes
-    transit_speed: float = 0.4        # m/s on transits
+    transit_speed: float = 0.5        # m/s on transits
     reverse_speed: float = 0.15       # m/s on reverse (backup) legs
-    max_angular: float = 0.6          # rad/s
-    linear_accel: float = 0.3         # m/s^2
-    linear_decel: float = 0.3         # m/s^2 (braking into corners and pause points)
+    max_angular: float = 0.9          # rad/s
+    linear_accel: float = 0.4         # m/s^2
+    linear_decel: float = 0.4         # m/s^2 (braking into corners and pause points)
     # s; the last centimetres before a stop point are approached at v ~ d / final_approach_time
     # (see _braking_speed), so the safety monitor's braking prediction (latency + lookahead) never
     # reaches more than ~5 mm past the stop point (which the planner may put 5 cm from a boundary)

@@ -48,10 +48,10 @@ class LaneFollowerNode(Node):
         self.converged = False
         fields = {
             'sweep_speed': (0.3, 'lane speed (m/s)', (0.01, 2.0)),
-            'transit_speed': (0.4, 'transit speed (m/s)', (0.01, 2.0)),
-            'max_angular': (0.6, 'max turn rate (rad/s)', (0.01, 5.0)),
-            'linear_accel': (0.3, 'm/s^2', (0.01, 5.0)),
-            'linear_decel': (0.3, 'm/s^2', (0.01, 5.0)),
+            'transit_speed': (0.5, 'transit speed (m/s)', (0.01, 2.0)),
+            'max_angular': (0.9, 'max turn rate (rad/s)', (0.01, 5.0)),
+            'linear_accel': (0.4, 'm/s^2', (0.01, 5.0)),
+            'linear_decel': (0.4, 'm/s^2', (0.01, 5.0)),
             'final_approach_time': (0.3, 'v <= distance / this near stop points (s)', (0.01, 5.0)),
             'heading_gain': (2.5, '1/s', (0.01, 50.0)),
             'cross_track_gain': (1.0, 'Stanley gain (1/s)', (0.01, 50.0)),

@@ -12,6 +12,7 @@ from mine_robot.mission.mission import Mission, MissionConfig, lanes_from_plan_j
 from mine_robot.mission.records import MissionRecords
 from mine_robot.mission.state_machine import MissionError, State
 from mine_robot.planning.area import area_to_geojson, local_area
+from mine_robot.planning.plan import CoveragePlan
 from mine_robot.robot import load_robot
 
 ROBOT = load_robot()
@@ -699,4 +700,28 @@ def test_remarking_can_be_switched_off(tmp_path, area_file):
                               'target': (3.95, 0.87), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
     m.on_targets(t + 2, [{'id': 6, 'x': 4.5, 'y': 0.87, 'confidence': 0.9, 'classification': 'mine'}])
     assert m.pending_marks() == []
+    m.close()
+
+
+def test_a_mark_visit_from_the_turn_limit_of_the_boundary_is_planned_with_a_tight_margin(tmp_path):
+    # the sweep ends on an outermost lane 0.49 m from the boundary: a point turn keeps the wheels
+    # (0.467 m) inside, but not with the planner's 0.03 m margin; the visit used to be "not planned"
+    area = local_area([(0, 0), (W, 0), (W, H), (0, H)])
+    path = tmp_path / 'area.geojson'
+    path.write_text(json.dumps(area_to_geojson(area)))
+    ys = [0.5, 1.5, 2.5, 3.51]
+    m = make(tmp_path)
+    m.start(0.0, str(path))
+    m.on_plan(0.0, plan_json(ys))
+    t = drive(m, plan_json(ys[:3]), 0.0)
+    m.on_targets(t, [{'id': 5, 'x': 6.0, 'y': 2.0, 'confidence': 0.9, 'classification': 'mine'}])
+    m.on_mark_outcome(t, {'target_id': '5', 'status': 'deferred', 'reason': 'beyond the slide'})
+    t = drive(m, plan_json(ys), t)          # the last lane ends the sweep on the outermost lane
+    if m.sm.state == State.SWEEPING:
+        m.finish_lanes(t)
+    assert m.sm.state == State.RESWEEP and m._pending_kind == 'mark_visit'
+    plan = m.plan_pending(t + 1)
+    assert plan is not None
+    assert any('0.01 m wheel margin' in n for n in m.plan_notes)
+    assert m._visit_score(CoveragePlan.from_json(plan), ['5']) == (0, 0.0)
     m.close()

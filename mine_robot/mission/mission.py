@@ -96,6 +96,10 @@ class MissionConfig:
             raise ValueError('sweep_speed and cleared_depth_m must be > 0, max_resweeps >= 0')
 
 
+# m; the planner's wheel margin for a re-plan that finds nothing with the configured one
+TIGHT_WHEEL_MARGIN = 0.01
+
+
 @dataclass
 class Lane:
     lane: int
@@ -585,12 +589,28 @@ class Mission:
         if self._pending_kind == 'mark_visit':
             todo = [tid for tid in self.pending_marks() if tid in self._visited]
             return self._plan_visit(planner_config, missed, start, swept, hazards, todo)
-        for escape in starts:
-            at = start if escape is None else (*escape[1], self.last_pose[3])
-            plan = self._plan_missed(planner_config, missed, at, swept, hazards, escape)
-            if plan is not None:
-                return plan.to_json()
+        for config in self._margins(planner_config):
+            for escape in starts:
+                at = start if escape is None else (*escape[1], self.last_pose[3])
+                plan = self._plan_missed(config, missed, at, swept, hazards, escape)
+                if plan is not None:
+                    return plan.to_json()
         return None
+
+    def _margins(self, planner_config):
+        """The planner config, then the same with ``TIGHT_WHEEL_MARGIN``: the robot that ended a sweep
+        on the outermost lane stands ~4 cm inside the boundary's point-turn limit, less than the
+        planner's margin plus one raster cell, so no re-plan could start there (the default field's
+        mark visit, 2026-12-06); the safety monitor still checks every move."""
+        from dataclasses import replace
+
+        from mine_robot.planning.planner import PlannerConfig
+        base = planner_config or PlannerConfig()
+        yield base
+        if base.wheel_margin > TIGHT_WHEEL_MARGIN:
+            self.plan_notes.append(f're-planning with a {TIGHT_WHEEL_MARGIN:.2f} m wheel margin '
+                                   f'(none with {base.wheel_margin:.2f} m)')
+            yield replace(base, wheel_margin=TIGHT_WHEEL_MARGIN)
 
     def _plan_visit(self, planner_config, region, start, swept, hazards, todo=()) -> str | None:
         """The mark-visit plan: lanes at the automatic angle, then east-west, north-south and the
@@ -601,22 +621,27 @@ class Mission:
         square)."""
         from dataclasses import replace
 
-        from mine_robot.planning.planner import PlannerConfig
-        base = planner_config or PlannerConfig()
         best, best_score = None, (math.inf, math.inf)
-        for angle in (base.angle_deg, 0.0, 90.0, 45.0, 135.0):
-            plan = self._plan_missed(replace(base, angle_deg=angle), region, start, swept, hazards, None)
-            if plan is None:
-                continue
-            left = sum(float(d.get('area_m2', 0.0)) for d in plan.stats.get('dropped') or [])
-            if 'cut' in plan.stats:
-                left += 1.0         # cut short: some squares are not reached at all
-            score = (self._visit_unmarkable(plan, todo), left)
-            if score < best_score:
-                best, best_score = plan, score
-            if score[0] == 0 and left <= 1e-9:
+        for base in self._margins(planner_config):
+            for angle in (base.angle_deg, 0.0, 90.0, 45.0, 135.0):
+                plan = self._plan_missed(replace(base, angle_deg=angle), region, start, swept, hazards,
+                                         None)
+                if plan is not None:
+                    score = self._visit_score(plan, todo)
+                    if score < best_score:
+                        best, best_score = plan, score
+                    if score[0] == 0 and score[1] <= 1e-9:
+                        return best.to_json()
+            if best is not None:
                 break
         return None if best is None else best.to_json()
+
+    def _visit_score(self, plan, todo) -> tuple[int, float]:
+        """(targets its lanes leave unmarkable, area of the targets' squares left out)."""
+        left = sum(float(d.get('area_m2', 0.0)) for d in plan.stats.get('dropped') or [])
+        if 'cut' in plan.stats:
+            left += 1.0         # cut short: some squares are not reached at all
+        return self._visit_unmarkable(plan, todo), left
 
     def _visit_unmarkable(self, plan, todo) -> int:
         """How many of the targets ``todo`` no lane of ``plan`` lets the nozzle mark: for each, the

@@ -725,3 +725,35 @@ def test_a_mark_visit_from_the_turn_limit_of_the_boundary_is_planned_with_a_tigh
     assert any('0.01 m wheel margin' in n for n in m.plan_notes)
     assert m._visit_score(CoveragePlan.from_json(plan), ['5']) == (0, 0.0)
     m.close()
+
+
+def test_after_a_restart_fusions_new_ids_for_recorded_targets_are_not_marked_again(tmp_path, area_file):
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 'a1', 'x': 4.0, 'y': 0.5, 'classification': 'mine'})
+    m.on_mark_started(t, 'a1')
+    m.on_mark_outcome(t + 1, {'target_id': 'a1', 'status': 'marked', 'x': 4.01, 'y': 0.5,
+                              'target': (4.0, 0.5), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    m.on_targets(t + 2, [{'id': 'a2', 'x': 8.0, 'y': 0.6, 'confidence': 0.9, 'classification': 'uxo'}])
+    del m   # the whole graph dies: fusion comes back with new ids
+
+    m2 = make(tmp_path)
+    m2.start(200.0, str(area_file))
+    m2.on_plan(200.0, plan_json(YS))
+    todo = m2.on_targets(201.0, [
+        {'id': 'b1', 'x': 4.04, 'y': 0.52, 'confidence': 0.95, 'classification': 'mine'},   # = a1
+        {'id': 'b2', 'x': 7.95, 'y': 0.6, 'confidence': 0.9, 'classification': 'uxo'},     # = a2
+        {'id': 'b3', 'x': 10.0, 'y': 0.5, 'confidence': 0.9, 'classification': 'mine'}])   # new
+    assert todo == ['a2', 'b3']                        # a1 is marked; a2 still to mark, once
+    assert m2.targets['a1']['x'] == pytest.approx(4.04) and 'b1' not in m2.targets
+    status = m2.status()
+    assert {'a1', 'b1'} <= set(status['handled']) and 'b2' not in status['handled']
+    # the marking node may answer with fusion's new id: recorded on the old target
+    m2.on_mark_started(202.0, 'b2')
+    m2.on_mark_outcome(203.0, {'target_id': 'b2', 'status': 'marked', 'x': 7.95, 'y': 0.6,
+                               'target': (7.95, 0.6), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    assert m2.handled['a2'] == 'marked' and 'b2' not in m2.handled
+    db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
+    assert sorted(r[0] for r in db.execute('SELECT target_id FROM marks')) == ['a1', 'a2']
+    assert sorted(r[0] for r in db.execute('SELECT id FROM targets')) == ['a1', 'a2', 'b3']
+    events = [r[0] for r in db.execute("SELECT reason FROM events WHERE event = 'resume_match'")]
+    assert len(events) == 2 and any('not marked again' in e for e in events)
+    m2.close()

@@ -43,7 +43,7 @@ class FollowerError(ValueError):
 class FollowerConfig:
     sweep_speed: float = 0.3          # m/s on lanes
     transit_speed: float = 0.5        # m/s on transits
-    reverse_speed: float = 0.15       # m/s on reverse (backup) legs
+    reverse_speed: float = 0.25       # m/s on reverse (backup) legs
     max_angular: float = 0.9          # rad/s
     linear_accel: float = 0.4         # m/s^2
     linear_decel: float = 0.4         # m/s^2 (braking into corners and pause points)

@@ -73,6 +73,10 @@ class MissionConfig:
     # marked again, at most max_remarks times; the old mark is recorded 'superseded'. 0 = off.
     remark_distance: float = 0.10
     max_remarks: int = 1
+    # After a restart of the whole graph fusion starts afresh with new target ids: a target it
+    # reports within this distance of one recorded before the restart is that target (its reports
+    # update it; it is not marked a second time). 0 = off.
+    resume_match_radius: float = 0.15
 
     def __post_init__(self):
         if not 0.0 < self.coverage_goal <= 1.0:
@@ -88,6 +92,8 @@ class MissionConfig:
             raise ValueError('sidestep_clearance and sidestep_margin must be >= 0')
         if self.mark_visit_rounds < 0:
             raise ValueError(f'mark_visit_rounds must be >= 0, got {self.mark_visit_rounds}')
+        if self.resume_match_radius < 0:
+            raise ValueError(f'resume_match_radius must be >= 0, got {self.resume_match_radius}')
         if self.remark_distance < 0 or self.max_remarks < 0:
             raise ValueError('remark_distance and max_remarks must be >= 0')
         if self.follower_recoveries < 0:
@@ -177,6 +183,8 @@ class Mission:
         self._visited: set[str] = set()        # targets a mark visit was planned for
         self.mark_xy: dict[str, tuple[float, float]] = {}   # target id -> its placed mark
         self.remarks: dict[str, int] = {}      # target id -> marks superseded so far
+        self.prior: dict[str, tuple[float, float]] = {}   # targets recorded before a restart
+        self.aliases: dict[str, str] = {}      # fusion's id after a restart -> the recorded target
 
     # -- operator requests ------------------------------------------------------------------------
     def start(self, t: float, area_path: str) -> Transition:
@@ -205,7 +213,7 @@ class Mission:
         self.targets, self.handled, self.lanes, self.plan_id, self.marking = {}, {}, [], None, None
         self.resweeps, self.detours, self.report = 0, 0, None
         self.deferred, self._visited, self.mark_visits = {}, set(), 0
-        self.mark_xy, self.remarks = {}, {}
+        self.mark_xy, self.remarks, self.prior, self.aliases = {}, {}, {}, {}
         reason = 'operator start'
         if records.resumed:
             track = records.track()
@@ -218,6 +226,7 @@ class Mission:
                                        'confidence': tg.confidence, 'classification': tg.classification}
                 if tg.status in ('marked', 'failed', 'not_marked'):
                     self.handled[tg.id] = tg.status
+            self.prior = {tid: (tg['x'], tg['y']) for tid, tg in self.targets.items()}
             for m in records.marks():
                 if m.status == 'marked':
                     self.mark_xy[m.target_id] = (m.x, m.y)
@@ -908,7 +917,7 @@ class Mission:
         settled hazard targets that still need a mark (the marking node acts on them)."""
         rows = []
         for tg in targets:
-            tid = str(tg['id'])
+            tid = self._resolve(t, str(tg['id']), float(tg['x']), float(tg['y']))
             cls = str(tg.get('classification', 'unknown'))
             if self.handled.get(tid) == 'not_marked' and cls in HAZARD_CLASSES:
                 # left unmarked as clutter, reclassified a hazard since: a mark to make again
@@ -927,6 +936,23 @@ class Mission:
         if rows and self.records is not None:
             self._rec(lambda: self.records.upsert_targets(t, rows), t)
         return self.pending_marks()
+
+    def _resolve(self, t: float, tid: str, x: float, y: float) -> str:
+        """The recorded target a fusion id stands for: itself, or — for a new id after a restart,
+        within ``resume_match_radius`` of a target recorded before it — that target."""
+        if tid in self.aliases:
+            return self.aliases[tid]
+        if tid in self.targets or tid in self.prior or not self.prior or self.config.resume_match_radius <= 0:
+            return tid
+        old, d = min(((k, math.hypot(x - px, y - py)) for k, (px, py) in self.prior.items()),
+                     key=lambda kd: kd[1])
+        if d > self.config.resume_match_radius:
+            return tid
+        self.aliases[tid] = old
+        why = (f'target {tid} reported after the restart is {old}, recorded before it ({d:.2f} m '
+               f'away): its reports update {old}' + (', not marked again' if old in self.handled else ''))
+        self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'resume_match', why), t)
+        return old
 
     def _remark_if_moved(self, t: float, tid: str, row: dict) -> None:
         """A placed mark the target's estimate has moved away from (a later pass fitted it better)
@@ -959,13 +985,14 @@ class Mission:
     def on_mark_started(self, t: float, target_id: str) -> Transition | None:
         if self.sm.state not in (*DRIVING, State.INVESTIGATING):
             return None
+        target_id = self.aliases.get(str(target_id), str(target_id))
         self.marking = str(target_id)
         return self._go('confirmed', t, f'target {target_id} confirmed: marking')
 
     def on_mark_outcome(self, t: float, outcome: dict) -> Transition | None:
         """The marking node's result (``MarkOutcome`` fields). Always recorded, even if the
         mission has moved on (a failed or withheld mark is never dropped)."""
-        tid = str(outcome['target_id'])
+        tid = self.aliases.get(str(outcome['target_id']), str(outcome['target_id']))
         status = str(outcome['status'])
         if tid in self.handled and self.marking != tid:
             return None     # the same outcome sent again (the marking node re-sends until recorded)
@@ -1031,7 +1058,9 @@ class Mission:
                                     'classification': self.targets[tid]['classification'],
                                     'remark': self.remarks.get(tid, 0)}
                                    for tid in self.pending_marks()]
-        status['handled'] = sorted(self.handled)
+        # fusion's ids after a restart that stand for handled targets too (the marking node's
+        # wheel-path guard works on fusion's ids)
+        status['handled'] = sorted({*self.handled, *(a for a, o in self.aliases.items() if o in self.handled)})
         status['hazards'] = [[round(t['x'], 3), round(t['y'], 3)] for t in self.targets.values()
                              if t['classification'] != 'clutter']
         return status

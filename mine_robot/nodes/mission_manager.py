@@ -42,7 +42,8 @@ _RANGES = {'cleared_depth_m': (0.01, 2.0), 'coverage_goal': (0.5, 1.0), 'resweep
            'hazard_detour_after': (0.0, 600.0), 'swept_detour_after': (0.0, 600.0),
            'hazard_zone_radius': (0.05, 5.0), 'max_detours': (0, 1000),
            'sidestep_clearance': (0.0, 2.0), 'sidestep_margin': (0.0, 1.0), 'follower_recoveries': (0, 100),
-           'mark_visit_rounds': (0, 10), 'remark_distance': (0.0, 5.0), 'max_remarks': (0, 10)}
+           'mark_visit_rounds': (0, 10), 'remark_distance': (0.0, 5.0), 'max_remarks': (0, 10),
+           'resume_match_radius': (0.0, 2.0)}
 _DESCRIPTIONS = {
     'output_dir': 'sweep output folder (mission.db, GeoJSON layers, report.json/png)',
     'organisation': 'organisation name written into the exports (MDR field)',
@@ -74,6 +75,8 @@ _DESCRIPTIONS = {
     'remark_distance': 'a marked target whose estimate later moves further than this (m) from its mark '
                        'is marked again and the old mark recorded superseded (0 = never)',
     'max_remarks': 'how many times at most one target is marked again',
+    'resume_match_radius': 'after a restart, a target fusion reports within this distance (m) of one '
+                           'recorded before it is that target (not marked again; 0 = off)',
     'follower_recoveries': 'lane-follower faults per plan recovered by re-acquiring the path from the '
                            'robot pose (the follower ~/resume) before the mission faults',
 }

@@ -728,7 +728,8 @@ def test_a_mark_visit_from_the_turn_limit_of_the_boundary_is_planned_with_a_tigh
 
 
 def test_after_a_restart_fusions_new_ids_for_recorded_targets_are_not_marked_again(tmp_path, area_file):
-    m, t = sweeping_with_target(tmp_path, area_file, {'id': 'a1', 'x': 4.0, 'y': 0.5, 'classification': 'mine'})
+    m, t = sweeping_with_target(tmp_path, area_file,
+                                {'id': 'a1', 'x': 4.0, 'y': 0.5, 'classification': 'mine'})
     m.on_mark_started(t, 'a1')
     m.on_mark_outcome(t + 1, {'target_id': 'a1', 'status': 'marked', 'x': 4.01, 'y': 0.5,
                               'target': (4.0, 0.5), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})

@@ -331,3 +331,26 @@ def test_world_marks_land_at_true_nozzle_position(robot):
     assert world.marks == [mark]
     clamped = world.mark(slide=5.0)
     assert clamped.x == pytest.approx(2.0 - (ny + robot.marker.slide_limits[1]))
+
+
+def test_pacer_keeps_the_requested_rate_through_late_ticks_and_forgives_a_stall():
+    from mine_robot.sim.world import Pacer
+    step, rate = 0.04, 2.0
+    pacer = Pacer(rate, step, wall=0.0, sim=0.0, max_catch_up=2)
+    sim, wall, period = 0.0, 0.0, step / rate
+    for k in range(1000):
+        # every third tick comes half a period late, every tenth is skipped by a busy executor
+        wall = (k + 1) * period + (0.5 * period if k % 3 == 0 else 0.0)
+        if k % 10 == 9:
+            continue
+        sim += step * pacer.steps(wall, sim)
+    assert sim == pytest.approx(rate * 1000 * period, abs=2 * step)   # one step per tick would lose 10 %
+    # never ahead of the wall clock by more than half a step
+    assert pacer.steps(wall - 0.5 * period, sim) <= 1
+    # a 3 s stall: not replayed as a burst (at most one step now), the rate holds after it
+    wall += 3.0
+    assert pacer.steps(wall, sim) == 1
+    sim += step
+    assert pacer.steps(wall + period, sim) == 1
+    with pytest.raises(ValueError):
+        Pacer(0.0, step, 0.0, 0.0)

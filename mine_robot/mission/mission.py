@@ -1060,7 +1060,8 @@ class Mission:
                                    for tid in self.pending_marks()]
         # fusion's ids after a restart that stand for handled targets too (the marking node's
         # wheel-path guard works on fusion's ids)
-        status['handled'] = sorted({*self.handled, *(a for a, o in self.aliases.items() if o in self.handled)})
+        aliases = (a for a, o in self.aliases.items() if o in self.handled)
+        status['handled'] = sorted({*self.handled, *aliases})
         status['hazards'] = [[round(t['x'], 3), round(t['y'], 3)] for t in self.targets.values()
                              if t['classification'] != 'clutter']
         return status

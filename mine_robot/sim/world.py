@@ -225,6 +225,28 @@ class SensorSuite:
         return CameraFrame(t, pose, self.camera.render(pose))
 
 
+class Pacer:
+    """How many simulation steps to take now to keep ``rate`` x the wall clock: normally one per
+    timer tick; a late tick (a busy machine) takes up to ``max_catch_up`` so late callbacks do not
+    cost simulated time; a debt over ``forgive`` simulated seconds (a stall) is dropped rather than
+    replayed in a burst."""
+
+    def __init__(self, rate: float, step: float, wall: float, sim: float, max_catch_up: int = 2,
+                 forgive: float = 1.0):
+        if not (rate > 0 and step > 0 and max_catch_up >= 1):
+            raise ValueError('Pacer needs rate > 0, step > 0 and max_catch_up >= 1')
+        self.rate, self.step, self.max_catch_up, self.forgive = rate, step, max_catch_up, forgive
+        self.wall, self.sim = wall, sim
+
+    def steps(self, wall_now: float, sim_now: float) -> int:
+        owed = self.sim + (wall_now - self.wall) * self.rate - sim_now
+        if owed > self.forgive:
+            # re-anchored so that the one step taken now is the one owed
+            self.wall, self.sim = wall_now - self.step / self.rate, sim_now
+            return 1
+        return max(0, min(self.max_catch_up, round(owed / self.step)))
+
+
 class SimWorld:
     """Lockstep simulation of ``scenario`` with the robot ``robot`` (see module docstring)."""
 

@@ -220,3 +220,17 @@ def test_a_paused_follower_is_not_faulted_by_being_moved_and_reacquires_on_resum
     log = run(f, moved, 60.0)
     assert all(p.state != 'fault' for *_, p in log) and log[-1][5].state == 'done'
     assert log[-1][1] == pytest.approx(4.0, abs=0.05)
+
+
+def test_a_plan_whose_lanes_run_over_swept_ground_drives_them_at_transit_speed():
+    from mine_robot.planning.plan import CoveragePlan, Segment
+    plan = CoveragePlan([Segment('lane', np.array([[0.0, 0.0], [10.0, 0.0]]), 0, 0)])
+    speeds = {}
+    for swept in (False, True):
+        plan.swept_lanes = swept
+        path = FollowPath.from_plan(CoveragePlan.from_json(plan.to_json()))   # survives JSON
+        log = run(PathFollower(path, FollowerConfig()), (0.0, 0.0, 0.0), 60.0)
+        assert log[-1][5].state == 'done'
+        speeds[swept] = max(v for _, _, _, v, _, _ in log)
+    assert speeds[False] == pytest.approx(FollowerConfig().sweep_speed, abs=1e-6)
+    assert speeds[True] == pytest.approx(FollowerConfig().transit_speed, abs=1e-6)

@@ -723,7 +723,9 @@ def test_a_mark_visit_from_the_turn_limit_of_the_boundary_is_planned_with_a_tigh
     plan = m.plan_pending(t + 1)
     assert plan is not None
     assert any('0.01 m wheel margin' in n for n in m.plan_notes)
-    assert m._visit_score(CoveragePlan.from_json(plan), ['5']) == (0, 0.0)
+    visit = CoveragePlan.from_json(plan)
+    assert m._visit_score(visit, ['5']) == (0, 0.0)
+    assert visit.swept_lanes          # its lanes run over swept ground: transit speed
     m.close()
 
 

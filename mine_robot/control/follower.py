@@ -125,6 +125,7 @@ class FollowPath:
         self.segments = [int(s) for s, k in zip(segments, edge_keep) if k]
         self.directions = [d for d, k in zip(directions, edge_keep) if k]
         self.reverse = np.array([d == 'reverse' for d in self.directions])
+        self.swept_lanes = False     # lanes over swept ground (a mark visit): transit speed
         # original (input) vertex index of each kept vertex, for progress in the caller's indices
         self.source_index = np.flatnonzero(keep)
         d = np.diff(self.points, axis=0)
@@ -176,8 +177,10 @@ class FollowPath:
     def from_plan(cls, plan, corner_angle: float = 0.35) -> FollowPath:
         """From a ``mine_robot.planning.plan.CoveragePlan`` (segments with role, points and
         direction)."""
-        return cls.from_segments([(s.role, s.points, getattr(s, 'direction', 'forward'))
+        path = cls.from_segments([(s.role, s.points, getattr(s, 'direction', 'forward'))
                                   for s in plan.segments], corner_angle)
+        path.swept_lanes = bool(getattr(plan, 'swept_lanes', False))
+        return path
 
     def edge_at(self, s: float) -> int:
         return int(np.clip(np.searchsorted(self.cum, s, side='right') - 1, 0, len(self.edge_len) - 1))
@@ -369,7 +372,8 @@ class PathFollower:
         if reverse:
             role_speed = c.reverse_speed
         else:
-            role_speed = c.sweep_speed if path.roles[edge] == 'lane' else c.transit_speed
+            lane = path.roles[edge] == 'lane' and not path.swept_lanes
+            role_speed = c.sweep_speed if lane else c.transit_speed
         stop_at = leg_end
         if self.pause_distance is not None and self.pause_distance >= self.s - c.goal_tolerance:
             stop_at = min(stop_at, self.pause_distance)

@@ -640,10 +640,14 @@ class Mission:
                     if score < best_score:
                         best, best_score = plan, score
                     if score[0] == 0 and score[1] <= 1e-9:
-                        return best.to_json()
+                        break
             if best is not None:
                 break
-        return None if best is None else best.to_json()
+        if best is None:
+            return None
+        # its lanes run over ground swept already (the targets' squares): driven at transit speed
+        best.swept_lanes = True
+        return best.to_json()
 
     def _visit_score(self, plan, todo) -> tuple[int, float]:
         """(targets its lanes leave unmarkable, area of the targets' squares left out)."""

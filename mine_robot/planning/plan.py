@@ -57,6 +57,9 @@ class CoveragePlan:
     # poses, vertex poses and the safety replays begin with the point turn from it; None = unknown
     # (the plan starts facing its first move)
     start_yaw: float | None = None
+    # True: every lane runs over ground the detector has swept already (a mission's mark visit):
+    # the follower drives them at transit speed, not the slow sweep speed
+    swept_lanes: bool = False
 
     @property
     def length(self) -> float:
@@ -72,6 +75,7 @@ class CoveragePlan:
     def to_dict(self) -> dict:
         return {'swath_width': self.swath_width, 'spacing': self.spacing, 'stats': self.stats,
                 **({'start_yaw': round(float(self.start_yaw), 6)} if self.start_yaw is not None else {}),
+                **({'swept_lanes': True} if self.swept_lanes else {}),
                 'segments': [{'role': s.role, 'seq': s.seq, 'lane': s.lane,
                               **({'direction': s.direction} if s.direction != 'forward' else {}),
                               'points': np.round(s.points, 4).tolist()} for s in self.segments]}
@@ -90,7 +94,8 @@ class CoveragePlan:
             return cls(segments=segments, stats=dict(data.get('stats', {})),
                        swath_width=float(data.get('swath_width', 0.0)),
                        spacing=float(data.get('spacing', 0.0)),
-                       start_yaw=None if start_yaw is None else float(start_yaw))
+                       start_yaw=None if start_yaw is None else float(start_yaw),
+                       swept_lanes=bool(data.get('swept_lanes', False)))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise PlanError(f'not a coverage plan: {exc}') from exc
 

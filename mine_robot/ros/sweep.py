@@ -341,7 +341,7 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
     try:
         # wait for the mission manager, failing fast if a node dies during start-up
         deadline = time.monotonic() + 90.0
-        started = False
+        started, unanswered = False, False
         while not started:
             _check_alive(graph)
             if time.monotonic() > deadline:
@@ -350,6 +350,12 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
             try:
                 response = call_service(node, Trigger, 'mission/start', timeout=5.0)
             except TimeoutError:
+                unanswered = True       # the manager may still have started it (answer too late)
+                continue
+            if not response.success and 'already running' in response.message and unanswered:
+                started = True
+                say('mission started (the answer to the first start request came too late; '
+                    f'the manager reports: {response.message})')
                 continue
             if not response.success and 'already running' in response.message:
                 # the manager found this folder's mission interrupted and resumed it by itself

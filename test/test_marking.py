@@ -305,6 +305,26 @@ def test_controller_marks_a_target_again_when_the_mission_supersedes_its_mark():
     assert all(e.get('status') != 'marked' for e in ctl.step(9.0).events)
 
 
+def test_controller_drops_a_manoeuvre_for_a_target_the_mission_reports_handled():
+    # after a restart fusion reports a target marked before under a new id; the guard starts it
+    # before the mission's status names it handled: the manoeuvre stops, nothing is fired
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG, command_ids=itertools.count(1))
+    ctl.on_pose((0.0, 0.0, 0.0))
+    status = {'state': 'sweeping', 'hazards': [], 'handled': [],
+              'pending_marks': [{'id': 'N1', 'x': NOZZLE_X - 0.5, 'y': 0.0, 'classification': 'mine'}]}
+    ctl.on_status(status)
+    out = ctl.step(1.0)
+    assert out.events == [{'event': 'started', 'target_id': 'N1'}] and ctl.seq is not None
+    assert ctl.step(1.05).cmd[0] < 0                       # backing up to it
+    ctl.on_status({**status, 'pending_marks': [], 'handled': ['N1', 'OLD1']})
+    out = ctl.step(1.1)
+    assert ctl.seq is None and out.fires == [] and out.cmd == (0.0, 0.0)
+    assert any('not marked again' in text for _, text in out.log)
+    for k in range(40):                                    # and it is not started again
+        assert ctl.step(1.2 + 0.05 * k).fires == []
+
+
 def test_controller_guard_stops_for_an_unsettled_target_in_the_wheels_path():
     from mine_robot.mission.marking import MarkingController
     ctl = MarkingController(ROBOT, CFG)

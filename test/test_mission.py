@@ -749,6 +749,10 @@ def test_after_a_restart_fusions_new_ids_for_recorded_targets_are_not_marked_aga
     assert m2.targets['a1']['x'] == pytest.approx(4.04) and 'b1' not in m2.targets
     status = m2.status()
     assert {'a1', 'b1'} <= set(status['handled']) and 'b2' not in status['handled']
+    # the marking node's guard may start b1 before it sees that status: no second mark
+    assert m2.on_mark_started(201.5, 'b1') is None and m2.sm.state == State.SWEEPING
+    m2.on_mark_outcome(201.8, {'target_id': 'b1', 'status': 'marked', 'x': 4.04, 'y': 0.52,
+                               'target': (4.04, 0.52), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
     # the marking node may answer with fusion's new id: recorded on the old target
     m2.on_mark_started(202.0, 'b2')
     m2.on_mark_outcome(203.0, {'target_id': 'b2', 'status': 'marked', 'x': 7.95, 'y': 0.6,

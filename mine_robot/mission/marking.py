@@ -511,6 +511,16 @@ class MarkingController:
         if self.seq is None:
             self._maybe_begin(now, out)
             return out
+        if self.seq.state in ('moving', 'settling') and self.seq.target_id in \
+                set(map(str, self.status.get('handled', ()))) and self.seq.target_id not in self.finished:
+            # the mission says this target is handled already (after a restart it matched fusion's
+            # new id to a target marked before): stop the manoeuvre, do not fire a second time
+            out.log.append(('info', f'target {self.seq.target_id}: already handled by the mission '
+                                    '(marked before a restart): not marked again'))
+            self.guarded.add(self.seq.target_id)
+            self.seq, self.moving = None, None
+            out.cmd = (0.0, 0.0)
+            return out
         holding = self.status.get('state') in HOLD_STATES
         if holding:
             out.cmd = (0.0, 0.0)     # hold still; the sequence times out if it must

@@ -990,6 +990,10 @@ class Mission:
         if self.sm.state not in (*DRIVING, State.INVESTIGATING):
             return None
         target_id = self.aliases.get(str(target_id), str(target_id))
+        if target_id in self.handled:
+            # fusion's new id for a target marked before a restart, started by the marking node's
+            # wheel-path guard before this mission's status named it handled: no second mark
+            return None
         self.marking = str(target_id)
         return self._go('confirmed', t, f'target {target_id} confirmed: marking')
 

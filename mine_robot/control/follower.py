@@ -42,7 +42,7 @@ class FollowerError(ValueError):
 @dataclass(frozen=True)
 class FollowerConfig:
     sweep_speed: float = 0.3          # m/s on lanes
-    transit_speed: float = 0.5        # m/s on transits
+    transit_speed: float = 0.4        # m/s on transits
     reverse_speed: float = 0.25       # m/s on reverse (backup) legs
     max_angular: float = 0.9          # rad/s
     linear_accel: float = 0.4         # m/s^2

@@ -1064,7 +1064,7 @@ class Mission:
         status = self.progress()
         status['pending_marks'] = [{'id': tid, 'x': self.targets[tid]['x'], 'y': self.targets[tid]['y'],
                                     'classification': self.targets[tid]['classification'],
-                                    'remark': self.remarks.get(tid, 0)}
+                                    **({'remark': self.remarks[tid]} if self.remarks.get(tid) else {})}
                                    for tid in self.pending_marks()]
         # fusion's ids after a restart that stand for handled targets too (the marking node's
         # wheel-path guard works on fusion's ids)

@@ -48,7 +48,7 @@ class LaneFollowerNode(Node):
         self.converged = False
         fields = {
             'sweep_speed': (0.3, 'lane speed (m/s)', (0.01, 2.0)),
-            'transit_speed': (0.5, 'transit speed (m/s)', (0.01, 2.0)),
+            'transit_speed': (0.4, 'transit speed (m/s)', (0.01, 2.0)),
             'max_angular': (0.9, 'max turn rate (rad/s)', (0.01, 5.0)),
             'linear_accel': (0.4, 'm/s^2', (0.01, 5.0)),
             'linear_decel': (0.4, 'm/s^2', (0.01, 5.0)),

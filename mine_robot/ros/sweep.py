@@ -341,7 +341,7 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
     try:
         # wait for the mission manager, failing fast if a node dies during start-up
         deadline = time.monotonic() + 90.0
-        started, unanswered = False, False
+        started = False
         while not started:
             _check_alive(graph)
             if time.monotonic() > deadline:
@@ -350,19 +350,26 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
             try:
                 response = call_service(node, Trigger, 'mission/start', timeout=5.0)
             except TimeoutError:
-                unanswered = True       # the manager may still have started it (answer too late)
-                continue
-            if not response.success and 'already running' in response.message and unanswered:
-                started = True
-                say('mission started (the answer to the first start request came too late; '
-                    f'the manager reports: {response.message})')
                 continue
             if not response.success and 'already running' in response.message:
-                # the manager found this folder's mission interrupted and resumed it by itself
-                # (resume_on_start): that is the mission to follow
+                # either the manager found this folder's mission interrupted and resumed it by
+                # itself (resume_on_start), or an earlier start request of ours, answered too late,
+                # started it: the mission's own status says which; either way it is the one to follow
                 started = True
-                say(f'mission resumed from {Path(args.output) / "mission.db"} (the mission manager '
-                    f'resumed it: {response.message})')
+                resumed = None
+                until = time.monotonic() + 5.0
+                while resumed is None and time.monotonic() < until:
+                    with lock:
+                        latest = progress.status or {}
+                    if latest.get('state', 'idle') != 'idle':
+                        resumed = latest.get('resumed')
+                    time.sleep(0.1)
+                if resumed is False:
+                    say('mission started (the answer to the start request came late; the manager '
+                        f'reports: {response.message})')
+                else:
+                    say(f'mission resumed from {Path(args.output) / "mission.db"} (the mission '
+                        f'manager resumed it: {response.message})')
                 continue
             if not response.success:
                 # the planner may not have published yet: the manager says so; retry briefly

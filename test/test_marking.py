@@ -5,6 +5,7 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import numpy as np
 import pytest
 from shapely.geometry import box
 
@@ -406,6 +407,26 @@ def test_a_deferred_target_is_marked_once_a_later_pose_reaches_it():
     out = ctl.step(3.0)
     assert [e['event'] for e in out.events] == ['started'] and ctl.seq is not None
     assert ctl.seq.plan.feasible and -0.3 <= ctl.seq.plan.travel <= 0.0
+
+
+def test_a_deferred_target_with_a_short_window_is_caught_at_transit_speed():
+    """A target just outside a wheel track (0.35 m across) can be marked only while the nozzle is
+    within about 0.15 m past it: further on the wheels are next to it already. Driving past at
+    0.4 m/s (a mark visit's lanes), the retries come often enough to catch that window."""
+    from mine_robot.mission.marking import MarkingController
+    target = {'id': 'M2', 'x': 5.0, 'y': 0.35, 'classification': 'mine'}
+    for offset in np.arange(0.0, 0.2, 0.01):        # every phase of the retries against the window
+        ctl = MarkingController(ROBOT, CFG)
+        ctl.on_status({'state': 'resweep', 'pending_marks': [target], 'hazards': [[5.0, 0.35]]})
+        ctl.deferred['M2'] = {'t': -1.0, 'reason': 'not reachable from here'}   # deferred earlier
+        started, t, x = False, 0.0, 5.0 - NOZZLE_X - 0.6 + offset
+        while x < 5.0 and not started:
+            ctl.on_pose((x, 0.0, 0.0))
+            out = ctl.step(t)
+            started = any(e['event'] == 'started' for e in out.events)
+            t, x = t + 0.05, x + 0.4 * 0.05
+        assert started, f'missed with offset {offset:.2f}'
+        assert ctl.seq.plan.feasible and -0.3 <= ctl.seq.plan.travel <= CFG.stop_tolerance
 
 
 def test_a_target_reachable_only_by_a_long_reverse_is_not_retried_there():

@@ -412,6 +412,11 @@ def along_lane_command(pose, stop_pose, heading: float, speed: float,
 
 # -- the marking node's logic on plain data ---------------------------------------------------------
 
+# s between two tries of a deferred target. The window in which the nozzle can reach a target
+# just outside a wheel track is short (0.17 m of travel for M2 on the default field's mark visit:
+# behind it the wheels are already next to the target); tried every 0.5 s at 0.4 m/s the robot
+# stepped over it and left M2 for marking by hand
+RETRY_PERIOD = 0.1
 MARK_STATES = ('sweeping', 'resweep', 'investigating')   # mission states in which marks are made
 HOLD_STATES = ('paused', 'aborted', 'fault')               # mission states that hold the robot still
 
@@ -628,7 +633,7 @@ class MarkingController:
                 'beyond the outermost coil (marked once a pass sees it inside the array)')
 
     def _may_try(self, now: float, pending: dict, hazards) -> bool:
-        """A deferred target is tried again (at most every 0.5 s) once the nozzle can reach it
+        """A deferred target is tried again (at most every ``RETRY_PERIOD`` s) once the nozzle can reach it
         from the robot's current pose by backing up along its own track (a forward move after a
         turn could take the front wheels past the ground swept so far)."""
         tid = str(pending['id'])
@@ -657,14 +662,13 @@ class MarkingController:
                                   'x': None, 'y': None, 'target': (float(pending['x']), float(pending['y'])),
                                   'mode': None, 'attempts': 0, 'reason': why})
             return False
-        if now - entry['t'] < 0.5:
+        if now - entry['t'] < RETRY_PERIOD:
             return False
         entry['t'] = now
         plan = plan_mark(self.robot, self.pose, (float(pending['x']), float(pending['y'])), self.config,
                          hazards=hazards)
-        # the nozzle is just past the target (checked every 0.5 s: at sweep speed it moves about
-        # 0.15 m): a short back-up on the piece of path the robot is on, not a long reverse along a
-        # heading that may be a transit's
+        # the nozzle is just past the target: a short back-up on the piece of path the robot is on,
+        # not a long reverse along a heading that may be a transit's
         return plan.feasible and -0.3 <= plan.travel <= self.config.stop_tolerance
 
     def _apply(self, now: float, actions, out: MarkingStep) -> None:

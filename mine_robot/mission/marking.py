@@ -516,8 +516,8 @@ class MarkingController:
         if self.seq is None:
             self._maybe_begin(now, out)
             return out
-        if self.seq.state in ('moving', 'settling') and self.seq.target_id in \
-                set(map(str, self.status.get('handled', ()))) and self.seq.target_id not in self.finished:
+        if self.seq.state in ('moving', 'settling') and self.seq.target_id in self._mission_handled() \
+                and self.seq.target_id not in self.finished:
             # the mission says this target is handled already (after a restart it matched fusion's
             # new id to a target marked before): stop the manoeuvre, do not fire a second time
             out.log.append(('info', f'target {self.seq.target_id}: already handled by the mission '
@@ -550,8 +550,12 @@ class MarkingController:
                 out.events.append(entry[0])
                 out.log.append(('warn', f"target {p['id']}: outcome sent again (not recorded yet)"))
 
+    def _mission_handled(self) -> set[str]:
+        """Target ids the mission lists as handled (marked, failed or not marked)."""
+        return set(map(str, self.status.get('handled', ())))
+
     def _guard_target(self) -> dict | None:
-        handled = set(map(str, self.status.get('handled', ()))) | set(self.finished)
+        handled = self._mission_handled() | set(self.finished)
         for tid, t in self.candidates.items():
             if tid in self.guarded or tid in self.done or tid in handled or tid in self.deferred:
                 continue

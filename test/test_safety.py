@@ -303,3 +303,18 @@ def test_the_raster_rules_are_reevaluated_when_swept_ground_grows_under_the_same
     assert not m.evaluate(0.1).stop
     m.set_command(0.0, 0.0)
     assert not m.evaluate(0.15).stop
+
+
+def test_only_a_material_command_change_asks_for_an_evaluation_at_once():
+    m = monitor()
+    m.set_command(0.3, 0.0)
+    assert not m.command_differs(0.32, 0.04)          # a follower's correction: next pose
+    assert m.command_differs(0.0, 0.0)                # stopping
+    assert m.command_differs(-0.1, 0.0)               # reversing
+    assert m.command_differs(0.36, 0.0)               # faster by more than 0.05 m/s
+    assert m.command_differs(0.3, 0.15)               # turning harder
+    m.set_command(0.0, 0.0)
+    assert m.command_differs(0.01, 0.0)               # starting to move
+    assert not m.command_differs(0.0, 0.0)
+    m.set_command(0.0, 0.05)
+    assert m.command_differs(0.0, -0.05)              # the other way round

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 import math
 
-import numpy as np
-
 
 class MuxError(ValueError):
     """Invalid mux configuration or an unknown input name."""
@@ -138,16 +136,22 @@ class VelocityLimiter:
         lim = self.limits
         dt = 0.0 if self._t is None else min(max(float(t) - self._t, 0.0), 0.5)
         self._t = float(t)
-        v_req = float(np.clip(v, -lim.max_linear, lim.max_linear))
-        w_req = float(np.clip(w, -lim.max_angular, lim.max_angular))
+        # plain min/max: np.clip on scalars cost more than the rest of the mux at 20 Hz
+        v_req = _clamp(float(v), lim.max_linear)
+        w_req = _clamp(float(w), lim.max_angular)
         if (v_req, w_req) != (v, w):
             self.clamped += 1
         speeding_up = abs(v_req) > abs(self.v) and v_req * self.v >= 0
         dv = (lim.linear_accel if speeding_up else lim.linear_decel) * dt
-        self.v += float(np.clip(v_req - self.v, -dv, dv))
+        self.v += _clamp(v_req - self.v, dv)
         dw = lim.angular_accel * dt
-        self.w += float(np.clip(w_req - self.w, -dw, dw))
+        self.w += _clamp(w_req - self.w, dw)
         return self.v, self.w
+
+
+def _clamp(x: float, bound: float) -> float:
+    """``x`` limited to [-bound, bound]."""
+    return min(max(x, -bound), bound)
 
 
 class EstopLock:

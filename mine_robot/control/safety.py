@@ -524,6 +524,19 @@ class SafetyMonitor:
         """The command about to be executed (what the mux would select without stops)."""
         self.command = (float(v), float(w))
 
+    def command_differs(self, v: float, w: float, dv: float = 0.05, dw: float = 0.1) -> bool:
+        """Whether (v, w) differs from the command of the last evaluation enough to evaluate again
+        at once: it starts or stops motion, reverses a direction, or changes speed by more than
+        ``dv`` m/s or turn rate by more than ``dw`` rad/s. A follower's small corrections at 20 Hz
+        wait for the next pose (25 Hz) or heartbeat instead: each evaluation rasterises the
+        braking trajectories, and evaluating on every command doubled the monitor's CPU."""
+        eps = self.config.moving_epsilon
+        v0, w0 = self.command
+        v, w = float(v), float(w)
+        if (abs(v) > eps or abs(w) > eps) != (abs(v0) > eps or abs(w0) > eps):
+            return True
+        return v * v0 < 0.0 or w * w0 < 0.0 or abs(v - v0) > dv or abs(w - w0) > dw
+
     # ---- evaluation
     def _motion_rules(self, reasons: list, warnings: list, values: dict) -> None:
         """Geofence, no-go and swept-ground rules over the braking trajectories (rasters), then

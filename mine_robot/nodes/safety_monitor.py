@@ -145,7 +145,7 @@ class SafetyMonitorNode(Node):
         self.monitor.set_pose(type(pose)(self._now(), pose.x, pose.y, pose.yaw, pose.v, pose.w, pose.sigma))
         if self.monitor.swept is not None and math.isfinite(pose.x):
             self.monitor.swept.add_pose(pose.x, pose.y, pose.yaw)
-        self._evaluate()
+        self._evaluate(new_pose=True)
 
     def _on_targets(self, msg: String) -> None:
         def update(data):
@@ -171,7 +171,9 @@ class SafetyMonitorNode(Node):
         now = self._now()
         self.monitor.set_input(name, msg.linear.x, msg.angular.z, now)
         self.selector.set_command(name, msg.linear.x, msg.angular.z, now)
-        self._evaluate()
+        d = self.selector.select(now)
+        if self.monitor.command_differs(d.v, d.w):
+            self._evaluate()
 
     def _on_reset(self, _request, response):
         response.success, response.message = self.monitor.estop.reset()
@@ -179,10 +181,13 @@ class SafetyMonitorNode(Node):
         self._evaluate()
         return response
 
-    def _evaluate(self, heartbeat: bool = False) -> None:
+    def _evaluate(self, heartbeat: bool = False, new_pose: bool = False) -> None:
         now = self._now()
         d = self.selector.select(now)
-        self.monitor.set_command(d.v, d.w)
+        # the raster rules run again for a new pose or a materially different command; between
+        # poses, small command corrections reuse the last answer (SafetyMonitor.command_differs)
+        if new_pose or self.monitor.command_differs(d.v, d.w):
+            self.monitor.set_command(d.v, d.w)
         status = self.monitor.evaluate(now)
         changed = self.status is None or (status.stop, status.reasons) != (self.status.stop,
                                                                          self.status.reasons)

@@ -354,3 +354,33 @@ def test_pacer_keeps_the_requested_rate_through_late_ticks_and_forgives_a_stall(
     assert pacer.steps(wall + period, sim) == 1
     with pytest.raises(ValueError):
         Pacer(0.0, step, 0.0, 0.0)
+
+
+def test_world_resumes_a_recorded_run_where_it_stopped(robot, tmp_path):
+    import json
+    objs = [{'id': 'A', 'kind': 'mine', 'x': 1.5, 'y': 0.0, 'depth_m': 0.05, 'metal_g': 3.0}]
+    config = SimConfig(camera_rate=0.0)
+    first = SimWorld(make_scenario(objs), robot, seed=3, config=config)
+    for _ in range(30):
+        first.step(0.1, 0.3, 0.1)
+    first.mark(target_id='T1')
+    truth = json.loads(first.write_truth(tmp_path, time_base=1.7e9).read_text())
+
+    again = SimWorld(make_scenario(objs), robot, seed=3, config=config)
+    again.resume(truth, at_time=3.5)              # the mission recorded up to 3.5 s
+    assert again.time == pytest.approx(3.5)
+    assert again.true_pose == pytest.approx(first.true_pose, abs=1e-4)
+    assert [(m.t, m.target_id) for m in again.marks] == [(first.marks[0].t, 'T1')]
+    assert len(again.track) == len(first.track)
+    step = again.step(0.1, 0.0, 0.0)
+    # the sensors go on from now: no burst of samples for the time before the resume
+    assert [round(s.t, 3) for s in step.md] == [3.52, 3.54, 3.56, 3.58, 3.6]
+    assert again.track[-1][0] > 3.5
+    # the clock never runs backwards: a truth file newer than the records sets it
+    later = SimWorld(make_scenario(objs), robot, seed=3, config=config)
+    later.resume(truth, at_time=1.0)
+    assert later.time == pytest.approx(first.track[-1][0])
+    with pytest.raises(ValueError, match='seed'):
+        SimWorld(make_scenario(objs), robot, seed=4, config=config).resume(truth)
+    with pytest.raises(ValueError, match='no usable track'):
+        SimWorld(make_scenario(objs), robot, seed=3, config=config).resume({**truth, 'track': []})

@@ -107,6 +107,7 @@ def test_after_the_whole_graph_is_killed_sweep_resumes_the_mission(tmp_path):
     finally:
         if first.poll() is None:
             first.kill()
+    before = json.loads((out / 'sim_truth.json').read_text())['track']
     second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=dict(os.environ))
     lines = []
@@ -122,6 +123,11 @@ def test_after_the_whole_graph_is_killed_sweep_resumes_the_mission(tmp_path):
     assert second.returncode == 130, ''.join(lines) + rest
     status = json.loads((out / 'mission_status.json').read_text())
     assert status['resumed'] is True, status
+    assert 'the simulator continues the run' in ''.join(lines)
+    # the simulator went on with the same true track and clock: the judge sees one run
+    after = json.loads((out / 'sim_truth.json').read_text())['track']
+    assert len(after) > len(before) and after[:len(before)] == before
+    assert all(b[0] > a[0] for a, b in zip(after, after[1:]))
 
 
 def test_sweep_without_sim_and_bad_scenario_fail_clearly(tmp_path):

@@ -366,6 +366,32 @@ class SimWorld:
         elif i == _CAMERA and self.sensors.camera is not None:
             out.camera.append(self.sensors.camera_frame(t, pose))
 
+    def resume(self, truth: dict, at_time: float | None = None) -> None:
+        """Continue the run recorded in ``truth`` (``sim_truth.json`` of this scenario and seed,
+        written by :meth:`write_truth`): its true track and marks are kept, the robot stands at the
+        last recorded pose and the clock goes on from the last recorded time, or from ``at_time``
+        when that is later (the mission's records may reach a few seconds past the last truth
+        write: the clock must not run backwards under them). Raises ValueError for a truth file
+        of another scenario or seed, or without a track."""
+        if truth.get('scenario') != self.scenario.name or truth.get('seed') != self.seed:
+            raise ValueError(f"sim_truth.json is of scenario {truth.get('scenario')!r} seed "
+                             f"{truth.get('seed')!r}, not {self.scenario.name!r} seed {self.seed}")
+        try:
+            track = np.asarray(truth.get('track') or [], dtype=float).reshape(-1, 4)
+            marks = [Mark(float(m['t']), float(m['x']), float(m['y']), str(m.get('target_id', '')))
+                     for m in truth.get('marks') or []]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f'sim_truth.json: malformed track or marks: {exc}') from exc
+        if not len(track) or not np.isfinite(track).all():
+            raise ValueError('sim_truth.json has no usable track to resume from')
+        t_last, x, y, yaw = (float(v) for v in track[-1])
+        self.time = max(t_last, float(at_time)) if at_time is not None else t_last
+        self.set_pose(x, y, yaw)
+        self.track = [tuple(float(v) for v in row) for row in track]
+        self.marks = marks
+        # sample k of each sensor is due at k * period: go on from the first one after now
+        self._count = [math.floor(self.time / p) + 1 if math.isfinite(p) else 1 for p in self._period]
+
     # ------------------------------------------------------------------ ground truth files
     def write_truth(self, output_dir: str | Path, time_base: float | None = None) -> Path:
         """Write ``sim_truth.json`` (true track and true mark positions) for the judge;

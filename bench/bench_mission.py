@@ -57,7 +57,7 @@ def run_one(name: str, scenario_path: str, out: Path, seed: int, ov: dict) -> di
     res = run.run()
     j = res.judge or {}
     h_err, unmarked = hazard_mark_errors(j, run.scenario) if j else ([], [])
-    mark_err = [m['error_m'] for m in j.get('marks', []) if m['matched']]
+    mark_err = [m['error_m'] for m in j.get('marks', []) if m['matched'] and not m.get('superseded')]
     r = {'name': name, 'state': res.state, 'message': res.message, 'sim': res.sim_time,
          'wall': time.monotonic() - t0, 'coverage': j.get('coverage_fraction', float('nan')),
          'hazards': j.get('hazards', 0), 'detected': j.get('detected', 0),
@@ -116,7 +116,8 @@ def main() -> None:
     print(f"marks {sum(r['marked'] for r in runs)}, failed {sum(r['failed'] for r in runs)}; "
           f"confirmed hazards left unmarked {sum(len(r['unmarked']) for r in runs)}")
     if mark_err:
-        print(f'marking error per mark (within 0.5 m of a hazard): n {len(mark_err)} median '
+        print(f'marking error per mark in force (within 0.5 m of a hazard; superseded marks left '
+              f'out): n {len(mark_err)} median '
               f'{np.median(mark_err):.3f} p95 {np.percentile(mark_err, 95):.3f} max {max(mark_err):.3f} m')
     if h_err:
         print(f'marking error per marked hazard (nearest mark): n {len(h_err)} median {np.median(h_err):.3f} '

@@ -319,3 +319,34 @@ def test_a_weak_echo_rejects_a_metal_alarm_only_where_a_mine_body_would_have_sto
     tgt = eng.targets[-1]
     assert tgt.evidence['gpr'].hits == 1 and tgt.classification == expected
     assert 'weak echo' in tgt.explanation
+
+
+def test_a_weak_fit_right_beside_a_much_stronger_target_is_its_satellite():
+    # the default demo: a PMA-3 (1.6 g, SNR 94) and, 0.36 m away, a misfit of 18 g at 21 cm with
+    # SNR 24 that its fitted response does not explain (it predicts 0.0008 there)
+    eng = FusionEngine(config())
+    eng.update([fit(378.0, 6.80, 5.42, 1.6, 0.05, 0.12, (6.81, 5.45), snr=94.0)])
+    eng.update([fit(381.0, 6.75, 5.06, 18.0, 0.21, 0.033, (6.77, 5.07), snr=24.0)])
+    mine, misfit = eng.targets
+    assert mine.duplicate_of is None and mine.classification != 'clutter'
+    assert misfit.duplicate_of == mine.id and misfit.classification == 'clutter'
+    assert 'x stronger' in misfit.explanation and '36 cm' in misfit.explanation
+    # the weak one may come first (seen from the neighbouring lane): it becomes the satellite
+    eng = FusionEngine(config())
+    eng.update([fit(10.0, 3.88, 7.91, 200.0, 0.29, 0.045, (3.65, 7.92), snr=32.0)])
+    eng.update([fit(60.0, 4.21, 7.90, 750.0, 0.15, 4.7, (4.22, 7.93), snr=4484.0)])
+    assert eng.targets[0].duplicate_of == eng.targets[1].id
+
+
+def test_comparable_or_farther_neighbours_are_not_satellites():
+    eng = FusionEngine(config())
+    eng.update([fit(1.0, 2.0, 2.0, 1.6, 0.05, 0.12, (2.0, 2.0), snr=94.0)])
+    eng.update([fit(2.0, 2.0, 2.3, 1.5, 0.05, 0.08, (2.0, 2.3), snr=60.0)])      # 0.3 m, 1.6x weaker
+    eng.update([fit(3.0, 2.0, 1.45, 0.5, 0.03, 0.02, (2.0, 1.45), snr=10.0)])    # 0.55 m, 9x weaker
+    assert len(eng.targets) == 3 and all(t.duplicate_of is None for t in eng.targets)
+    with pytest.raises(FusionError, match='satellite'):
+        data = yaml.safe_load(resource('config', 'detection.yaml').read_text())['detection_fusion'][
+            'ros__parameters']
+        sensors = json.loads(data['sensors'])
+        sensors['metal']['satellite_snr_ratio'] = 0.5
+        fusion_config_from_dict({'sensors': sensors})

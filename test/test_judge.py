@@ -152,3 +152,20 @@ def test_judge_errors(tmp_path, scenario, robot, capsys):
         judge_folder(scenario, tmp_path, robot)
     assert cli_main(['judge', 'default', str(tmp_path)]) == 1
     assert 'not valid JSON' in capsys.readouterr().err
+
+
+def test_a_targets_earlier_mark_is_superseded_by_its_latest(scenario, robot):
+    marks = [MarkRecord(2.3, 2.0, 10.0, 'T1'), MarkRecord(2.02, 2.0, 14.0, 'T1'),
+             MarkRecord(6.1, 5.0, 20.0, 'T2')]
+    res = judge_run(scenario, RunRecord([], marks=marks), robot)
+    assert [m['superseded'] for m in res['marks']] == [True, False, False]
+    assert res['superseded_marks'] == 1
+    assert res['marking_error_m']['count'] == 2
+    assert res['marking_error_m']['max'] == pytest.approx(0.1)
+
+
+def test_the_marks_of_a_target_retired_as_a_duplicate_are_superseded(scenario, robot):
+    marks = [MarkRecord(2.3, 2.0, 10.0, 'T5'), MarkRecord(2.02, 2.0, 14.0, 'T7')]
+    res = judge_run(scenario, RunRecord([], marks=marks, retired_targets=frozenset({'T5'})), robot)
+    assert [m['superseded'] for m in res['marks']] == [True, False]
+    assert res['marking_error_m']['max'] == pytest.approx(0.02)

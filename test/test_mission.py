@@ -764,3 +764,28 @@ def test_after_a_restart_fusions_new_ids_for_recorded_targets_are_not_marked_aga
     events = [r[0] for r in db.execute("SELECT reason FROM events WHERE event = 'resume_match'")]
     assert len(events) == 2 and any('not marked again' in e for e in events)
     m2.close()
+
+
+def test_a_marked_target_found_to_be_a_duplicate_has_its_mark_superseded(tmp_path, area_file):
+    # a mortar's side fit from the neighbouring lane was marked; the pass over the mortar made a
+    # precise target, and fusion found the first one its remainder (duplicate_of)
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 5, 'x': 3.88, 'y': 0.91,
+                                                      'classification': 'unknown'})
+    m.on_mark_started(t, '5')
+    m.on_mark_outcome(t + 1, {'target_id': '5', 'status': 'marked', 'x': 3.88, 'y': 0.9,
+                              'target': (3.88, 0.91), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    m.on_targets(t + 2, [{'id': 5, 'x': 3.88, 'y': 0.91, 'confidence': 0.6, 'classification': 'clutter',
+                          'duplicate_of': 7, 'settled': True},
+                         {'id': 7, 'x': 4.21, 'y': 0.9, 'confidence': 0.9, 'classification': 'uxo',
+                          'settled': True}])
+    assert m.handled['5'] == 'not_marked' and m.pending_marks() == ['7']
+    db = sqlite3.connect(tmp_path / 'out' / 'mission.db')
+    rows = db.execute("SELECT status, reason FROM marks WHERE target_id = '5' ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ['superseded', 'not_marked']
+    assert 'duplicate of target 7' in rows[0][1] and 'no mark of its own' in rows[1][1]
+    assert any(r[0] == 'mark_retired' for r in db.execute('SELECT event FROM events'))
+    m.export()
+    feats = json.loads((tmp_path / 'out' / 'marks.geojson').read_text())['features']
+    five = sorted(f['properties']['mark_status'] for f in feats if f['properties']['target_id'] == '5')
+    assert five == ['not_marked', 'superseded']
+    m.close()

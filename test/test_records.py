@@ -269,3 +269,19 @@ def test_interrupted_state_tells_a_crashed_mission_from_a_finished_one(tmp_path)
     assert interrupted_state(db) is None
     (tmp_path / 'junk.db').write_bytes(b'not a database')
     assert interrupted_state(tmp_path / 'junk.db') is None
+
+
+def test_latest_time_is_the_newest_record_of_any_kind(tmp_path):
+    from mine_robot.mission.records import latest_time
+    db = tmp_path / 'mission.db'
+    assert latest_time(db) is None
+    area = {'type': 'FeatureCollection', 'features': []}
+    with MissionRecords(db, area) as rec:
+        assert latest_time(db) is None                          # schema only, no rows
+        rec.add_event(1.0, 'idle', 'planning', 'start', 'operator start')
+        rec.add_pose(7.5, 1.0, 2.0, 0.0)
+        rec.add_detection(9.25, 'metal', 1.0, 2.0)
+        rec.flush()
+    assert latest_time(db) == pytest.approx(9.25)
+    (tmp_path / 'junk.db').write_bytes(b'not a database')
+    assert latest_time(tmp_path / 'junk.db') is None

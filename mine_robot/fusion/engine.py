@@ -101,6 +101,11 @@ class SensorModel:
     coil: tuple[float, float] = ()
     explain_ratio: float = 0.5       # ... explained when the prediction reaches this share of it
     explain_max_m: float = 1.0       # ... within this distance
+    # a metal-only fit this close to a target whose response (feature ``snr``) is at least
+    # ``satellite_snr_ratio`` times stronger is a remainder of it too (a misfit beside a strong
+    # object; one excavation of the stronger target's spot covers it); 0 = off
+    satellite_m: float = 0.0
+    satellite_snr_ratio: float = 3.0
 
     def __post_init__(self):
         if len(self.bins) != len(self.llr_hit) or not self.bins:
@@ -113,6 +118,9 @@ class SensorModel:
             raise FusionError(f'sensor {self.name}: weight/reach_m/miss_delay_m must be >= 0, gate_m > 0')
         if self.coil and (len(self.coil) != 2 or min(self.coil) <= 0):
             raise FusionError(f'sensor {self.name}: coil must be [radius, height], both > 0')
+        if self.satellite_m < 0 or self.satellite_snr_ratio < 1:
+            raise FusionError(f'sensor {self.name}: satellite_m must be >= 0 and '
+                              'satellite_snr_ratio >= 1')
 
     @property
     def mount_points(self) -> tuple[tuple[float, float], ...]:
@@ -380,6 +388,25 @@ class FusionEngine:
         return (f'duplicate of target {a.id}: its fitted response ({mass:.0f} g at {100 * depth:.0f} cm) '
                 f'predicts {predicted:.3g} where this fit peaked at {peak_b:.3g}')
 
+    @staticmethod
+    def _satellite(a: Target, b: Target, model: SensorModel) -> str | None:
+        """Why ``b`` is a satellite of ``a`` (None if it is not): within ``satellite_m`` of it and
+        with a response (``snr``) at least ``satellite_snr_ratio`` times weaker."""
+        if model.satellite_m <= 0 or a is b:
+            return None
+        ev_a, ev_b = a.evidence.get(model.name), b.evidence.get(model.name)
+        if ev_a is None or ev_b is None or not ev_a.hits or not ev_b.hits:
+            return None
+        try:
+            snr_a, snr_b = float(ev_a.features['snr']), float(ev_b.features['snr'])
+        except (KeyError, TypeError, ValueError):
+            return None
+        dist = math.hypot(a.x - b.x, a.y - b.y)
+        if not (snr_b > 0 and snr_a >= model.satellite_snr_ratio * snr_b and dist <= model.satellite_m):
+            return None
+        return (f'duplicate of target {a.id}: {100 * dist:.0f} cm from it, whose metal response is '
+                f'{snr_a / snr_b:.0f}x stronger (one investigation covers both)')
+
     def _merge_explained(self, target: Target, model: SensorModel) -> list[Target]:
         """One target per object: a metal-only target whose fit a stronger neighbour's response
         explains is that neighbour seen from the side (a large object's tail, a loose fit beside
@@ -393,7 +420,7 @@ class FusionEngine:
             for a, b in ((target, other), (other, target)):
                 if b.duplicate_of is not None or set(b.sensors) - {model.name}:
                     continue     # only a metal-only fit can be another's remainder
-                why = self._explains(a, b, model)
+                why = self._explains(a, b, model) or self._satellite(a, b, model)
                 if why is not None:
                     b.duplicate_of, b.duplicate_reason = a.id, why
                     self._classify(b)

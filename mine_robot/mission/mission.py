@@ -934,6 +934,7 @@ class Mission:
                    'classification': str(tg.get('classification', 'unknown')),
                    'evidence': tg.get('evidence'), 'settled': bool(tg.get('settled', True))}
             self._remark_if_moved(t, tid, row)
+            self._retire_duplicate_mark(t, tid, tg.get('duplicate_of'))
             if self.targets.get(tid) != row:
                 rows.append(row)
             self.targets[tid] = row
@@ -978,6 +979,26 @@ class Mission:
         self.remarks[tid] = self.remarks.get(tid, 0) + 1
         self.deferred.pop(tid, None)
         self._visited.discard(tid)
+        self.message = f'{self.sm.state}: {why}'
+
+    def _retire_duplicate_mark(self, t: float, tid: str, duplicate_of) -> None:
+        """A marked target that fusion has since found to be another target's remainder (a side
+        fit, a satellite: ``duplicate_of``) is one object with that target, which gets its own
+        mark: this target's paint is recorded superseded (listed in marks.geojson for removal) and
+        the target is left unmarked, as clutter is."""
+        if duplicate_of is None or self.handled.get(tid) != 'marked':
+            return
+        why = (f'{tid}: fusion found it a duplicate of target {duplicate_of} (one object, marked on '
+               'its own): its mark is superseded')
+        tg = self.targets.get(tid) or {}
+        self._rec(lambda: self.records.supersede_marks(tid, f'duplicate of target {duplicate_of}',
+                                                       target_status='not_marked'), t)
+        self._rec(lambda: self.records.add_mark(
+            tid, t, 'not_marked', x=None, y=None, target_x=tg.get('x'), target_y=tg.get('y'), mode=None,
+            attempts=0, reason=f'duplicate of target {duplicate_of}: no mark of its own'), t)
+        self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'mark_retired', why), t)
+        self.handled[tid] = 'not_marked'
+        self.mark_xy.pop(tid, None)
         self.message = f'{self.sm.state}: {why}'
 
     def pending_marks(self) -> list[str]:

@@ -347,15 +347,21 @@ class MissionRecords:
                  ('UPDATE targets SET status=? WHERE id=?', (status, str(target_id)))]
         return self._write(stmts, durable=True)[0]
 
-    def supersede_marks(self, target_id: str, reason: str) -> int:
+    def supersede_marks(self, target_id: str, reason: str, target_status: str = 'new') -> int:
         """The target's placed marks become 'superseded' (the paint is on the ground but no longer
-        over the target estimate; the reason says why) and the target is a mark to make again
-        (status 'new'), in one durable transaction. Returns how many marks were superseded."""
+        over the target estimate; the reason says why) and the target gets ``target_status``:
+        'new', a mark to make again, or 'not_marked' (fusion found it a duplicate of another
+        target: no mark of its own), in one durable transaction. Returns how many marks were
+        superseded."""
+        if target_status not in ('new', 'not_marked'):
+            raise RecordsDataError(f"supersede_marks: target status must be 'new' or 'not_marked', "
+                                   f'got {target_status!r}')
         n = self._db.execute("SELECT COUNT(*) FROM marks WHERE target_id=? AND status='marked'",
                              (str(target_id),)).fetchone()[0]
         self._write([("UPDATE marks SET status='superseded', reason=reason || '; superseded: ' || ? "
                       "WHERE target_id=? AND status='marked'", (reason, str(target_id))),
-                     ("UPDATE targets SET status='new' WHERE id=?", (str(target_id),))], durable=True)
+                     ('UPDATE targets SET status=? WHERE id=?', (target_status, str(target_id)))],
+                    durable=True)
         return int(n)
 
     def add_event(self, t: float, source: str, target: str, event: str, reason: str) -> None:
@@ -465,6 +471,26 @@ def interrupted_state(path: str | Path) -> str | None:
     except sqlite3.Error:
         return None
     return row[0] if row and row[0] in RESUMABLE_STATES else None
+
+
+def latest_time(path: str | Path) -> float | None:
+    """The latest time recorded in a mission database (track, detections, marks, events), or None
+    (no database, no rows, unreadable). Read-only. A simulator that resumes with this mission
+    starts its clock here, so the records never see time run backwards."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+        try:
+            times = [con.execute(f'SELECT MAX(t) FROM {table}').fetchone()[0]
+                     for table in ('track', 'detections', 'marks', 'events')]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    times = [float(t) for t in times if t is not None]
+    return max(times) if times else None
 
 
 def _opt(value) -> float | None:

@@ -39,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='run against the built-in simulator; SCENARIO is a packaged name '
                              '(mine-robot scenario list) or a YAML path (default: "default")')
     parser.add_argument('-o', '--output', default='out/sweep', help='output folder (default: out/sweep)')
-    parser.add_argument('--rate', type=float, default=2.0,
-                        help='simulated seconds per wall second (default 2; the graph needs about '
-                             'two cores at 2x: lower it on a slower machine)')
+    parser.add_argument('--rate', type=float, default=2.5,
+                        help='simulated seconds per wall second (default 2.5; the graph needs about '
+                             '1.7 cores at 2.5x: lower it on a slower machine)')
     parser.add_argument('--seed', type=int, default=0, help='simulator random seed (default 0)')
     parser.add_argument('--no-virtual-devices', action='store_true',
                         help='publish simulated sensors directly instead of through virtual serial '
@@ -131,13 +131,13 @@ def _domain_id(arg: int | None) -> int:
     return int(env) if env.isdigit() else random.SystemRandom().randint(1, 100)
 
 
-def _graph_plan(args: argparse.Namespace, out: Path, work: Path) -> GraphPlan:
+def _graph_plan(args: argparse.Namespace, out: Path, work: Path, time_base: float,
+                resume: dict) -> GraphPlan:
     overrides = work / 'sweep_overrides.yaml'
     device_dir = str(work / 'devices')
-    time_base = round(time.time(), 3)     # sim time 0 in UTC: the truth and the exports agree
     overrides.write_text(yaml.safe_dump({
         'sim_world': {'ros__parameters': {'truth_output_dir': str(out), 'device_dir': device_dir,
-                                          'time_base': time_base}},
+                                          'time_base': time_base, **resume}},
         'sim_sensors': {'ros__parameters': {'device_dir': device_dir}},
         'mission_manager': {'ros__parameters': {'autostart': False, 'time_base': time_base}},
     }))
@@ -149,6 +149,28 @@ def _graph_plan(args: argparse.Namespace, out: Path, work: Path) -> GraphPlan:
         'output_dir': str(out), 'real_time_factor': str(args.rate), 'seed': str(args.seed),
         'log_level': args.log_level,
     })
+
+
+def _sim_resume(out: Path) -> tuple[float, dict]:
+    """(time_base, sim_world resume parameters) for a sweep into ``out``. A folder that holds a
+    mission database and the simulator's ``sim_truth.json`` (a sweep stopped by a crash or Ctrl-C)
+    is continued: the simulator resumes its true track, marks and clock from the truth file, no
+    earlier than the mission's latest record, on the same time base, so the judge scores the whole
+    run. Otherwise sim time 0 is now (UTC): the truth and the exports agree."""
+    from mine_robot.mission.records import latest_time
+    fresh = round(time.time(), 3), {}
+    truth = out / 'sim_truth.json'
+    if not ((out / 'mission.db').is_file() and truth.is_file()):
+        return fresh
+    try:
+        time_base = float(json.loads(truth.read_text())['time_base'])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f'warning: cannot continue the simulation in {truth} ({exc}): the simulator starts '
+              'afresh', file=sys.stderr)
+        return fresh
+    if not (math.isfinite(time_base) and time_base > 0):
+        return fresh
+    return time_base, {'resume_truth': True, 'resume_time': latest_time(out / 'mission.db') or 0.0}
 
 
 def _bar(status: dict, sim_t: float | None, wall: float, width: int = 24) -> str:
@@ -179,8 +201,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = out / 'run'
     work.mkdir(exist_ok=True)
+    time_base, resume = _sim_resume(out)
     try:
-        plan = _graph_plan(args, out, work)
+        plan = _graph_plan(args, out, work, time_base, resume)
         scenario = plan.scenario()
     except LaunchConfigError as exc:
         print(f'error: {exc}', file=sys.stderr)
@@ -196,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     say(f'mine-robot sweep: scenario {scenario.name!r}, {len(graph.nodes)} nodes '
         f'(ROS_DOMAIN_ID={domain}), output {out}')
+    if resume:
+        say(f"the simulator continues the run in {out / 'sim_truth.json'} (its track and marks; the "
+            f"clock from {resume['resume_time']:.1f} s or its last record)")
     t0 = time.monotonic()
     # SIGTERM/SIGHUP (a `timeout`, a closed terminal, a service manager) end the sweep like
     # Ctrl-C: the mission is aborted, its records and exports written, the graph stopped
@@ -482,6 +508,11 @@ def _judge(scenario, out: Path, say) -> dict | None:
     return result
 
 
+def _superseded(judge: dict) -> str:
+    n = judge.get('superseded_marks') or 0
+    return f', {n} superseded by a later mark' if n else ''
+
+
 def _summary(out: Path, final: dict | None, judge: dict | None, wall: float, graph, code: int) -> None:
     state = final.get('state') if final else 'unknown'
     print(f'\nsweep {state} in {wall:.0f} s wall time -> {out}')
@@ -501,7 +532,7 @@ def _summary(out: Path, final: dict | None, judge: dict | None, wall: float, gra
         print(f"  judge: PD {pct(judge.get('pd'))} ({judge.get('detected')}/{judge.get('hazards')}), "
               f"false alarms {judge.get('false_alarms')} ({judge.get('false_alarms_per_m2')}/m²), "
               f"coverage {pct(judge.get('coverage_fraction'))}, marks {me.get('count')} "
-              f"(error max {me.get('max')} m), wheel passes over undetected hazards "
+              f"(error max {me.get('max')} m{_superseded(judge)}), wheel passes over undetected hazards "
               f"{judge.get('wheel_passes_over_undetected_hazards')}, over known hazards "
               f"{judge.get('wheel_passes_over_known_hazards')}")
     files = sorted(p.name for p in out.iterdir() if p.is_file())

@@ -11,7 +11,10 @@
 - **coverage** of the searchable area (search area − no-go) from the coils' true driven poses,
   computed by the planning layer's ``CoverageTracker`` (the same footprint the planner plans with);
 - **marking error** per mark: distance from where the mark really is to the nearest hazard
-  (``matched`` false when no hazard is within 0.5 m);
+  (``matched`` false when no hazard is within 0.5 m); a target's earlier marks, made before the
+  mission marked it again (its estimate moved), and the marks of a target the record lists as
+  superseded only (fusion found it a duplicate of another target), are ``superseded``: listed,
+  counted in ``superseded_marks``, left out of the error statistics;
 - **wheel passes over undetected hazards**: each time a wheel contact patch comes within 0.15 m
   of a hazard before that hazard was first reported (or at all, if it never was), counted once per
   entry into that 0.15 m zone; **wheel passes over known hazards** count the same entries after
@@ -78,6 +81,9 @@ class RunRecord:
     track: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))   # rows t, x, y, yaw
     track_source: str = 'truth'
     times_aligned: bool = True
+    # targets whose every mark the record lists as superseded (fusion found the target a
+    # duplicate of another one, which is marked on its own)
+    retired_targets: frozenset = frozenset()
 
 
 def _nearest(points: np.ndarray, x: float, y: float) -> tuple[int, float]:
@@ -180,16 +186,23 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
                            'wheel_passes_before_detection': passes,
                            'wheel_passes_after_detection': passes_known})
 
-    # marking error
+    # marking error: a target's earlier marks are superseded by its latest one (the mission
+    # marked it again after its estimate moved; the record lists the old paint for removal)
+    latest: dict[str, float] = {}
+    for m in run.marks:
+        if m.target_id and m.t is not None:
+            latest[m.target_id] = max(latest.get(m.target_id, -math.inf), m.t)
     marks = []
     for m in run.marks:
         i, d = _nearest(hz, m.x, m.y)
+        superseded = bool(m.target_id and ((m.t is not None and m.t < latest[m.target_id])
+                                           or m.target_id in run.retired_targets))
         entry = {'target_id': m.target_id, 'x': round(m.x, 3), 'y': round(m.y, 3),
                  'nearest_hazard': hazards[i].id if i >= 0 else None,
                  'error_m': None if not math.isfinite(d) else round(d, 4),
-                 'matched': bool(d <= DETECTION_RADIUS)}
+                 'matched': bool(d <= DETECTION_RADIUS), 'superseded': superseded}
         marks.append(entry)
-    errors = [m['error_m'] for m in marks if m['matched']]
+    errors = [m['error_m'] for m in marks if m['matched'] and not m['superseded']]
 
     n = len(hazards)
     return {
@@ -212,6 +225,7 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
                             'mean': round(float(np.mean(errors)), 4) if errors else None,
                             'p95': round(float(np.percentile(errors, 95)), 4) if errors else None,
                             'max': round(float(np.max(errors)), 4) if errors else None},
+        'superseded_marks': sum(m['superseded'] for m in marks),
         'wheel_passes_over_undetected_hazards': total_passes,
         'wheel_passes_over_known_hazards': total_known,
         'per_hazard': per_hazard,
@@ -293,8 +307,13 @@ def load_run(output_dir: str | Path, scenario: Scenario, time_base: float | None
     reports: list[Report] = []
     marks_path, det_path = folder / 'marks.geojson', folder / 'detections.geojson'
     placed_marks: list[MarkRecord] = []
+    superseded_ids, marked_ids = set(), set()
     if marks_path.exists():
         for x, y, p in _points(_read_json(marks_path), marks_path, frame):
+            if p.get('mark_status') == 'superseded':
+                superseded_ids.add(str(p.get('target_id', '')))
+            elif p.get('mark_status') == 'marked':
+                marked_ids.add(str(p.get('target_id', '')))
             if p.get('classification') == 'clutter' or p.get('mark_status') == 'superseded':
                 continue    # superseded: an old mark of a target reported by its own feature
             reports.append(Report(x, y, clock(p.get('time_found')), str(p.get('target_id', '')),
@@ -314,7 +333,8 @@ def load_run(output_dir: str | Path, scenario: Scenario, time_base: float | None
                                 str(m.get('target_id', ''))) for m in truth.get('marks') or []]
         except (KeyError, TypeError, ValueError) as exc:
             raise JudgeError(f'{truth_path}: malformed track or marks: {exc}') from exc
-        return RunRecord(reports, marks, track, 'truth (sim_truth.json)', aligned)
+        return RunRecord(reports, marks, track, 'truth (sim_truth.json)', aligned,
+                         frozenset(superseded_ids - marked_ids))
 
     track_path = folder / 'track.geojson'
     track = np.zeros((0, 4))

@@ -343,3 +343,93 @@ def test_safety_monitor_keeps_wheels_off_known_hazards_from_fusion_and_mission(r
             driver.destroy_timer(timer)
     finally:
         safety.destroy_node()
+
+
+def test_a_restarted_safety_monitor_takes_the_swept_ground_from_the_mission(ros_context, ros_node_factory,
+                                                                          tmp_path):
+    """After a restart its raster holds only safe ground: under a robot standing in the middle of
+    the field everything counts as unswept, and a robot already on unswept ground may drive on as
+    long as it gets no worse, so the rule would protect nothing. The mission's latched
+    mission/swept restores it: the wheels may not leave the swept ground."""
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import String
+
+    from mine_robot.nodes._driving import twist
+    from mine_robot.nodes.safety_monitor import SafetyMonitorNode
+    from mine_robot.planning.area import area_to_geojson, local_area
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector
+
+    area = tmp_path / 'area.geojson'
+    area.write_text(json.dumps(area_to_geojson(local_area([(0, 0), (8, 0), (8, 4), (0, 4)]))))
+    params = [Parameter('area_file', value=str(area)), Parameter('sensor_watchdog_enabled', value=False)]
+    safety = SafetyMonitorNode(context=ros_context, parameter_overrides=params)
+    driver = ros_node_factory('driver')
+    cmd_pub = driver.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
+    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
+    swept_pub = driver.create_publisher(String, 'mission/swept', qos.LATCHED)
+    status = MessageCollector(driver, String, 'safety/status', qos.LATCHED)
+    x = [5.6]     # front wheels' edge at 5.93 m; braking from 0.3 m/s takes them past 6.0 m
+
+    def tick():
+        pose_pub.publish(_odom(0.01, x=x[0], y=2.0, stamp=driver.get_clock().now().to_msg()))
+        cmd_pub.publish(twist(0.3, 0.0))
+
+    def last():
+        return json.loads(status.messages[-1].data) if status.messages else {}
+
+    try:
+        with BackgroundSpinner(ros_context, safety, driver):
+            timer = driver.create_timer(0.05, tick)
+            status.wait_for(lambda m: m and any('wheels are on' in w for w in last()['warnings']), 15.0)
+            assert not last()['stop'], last()          # nothing known: "no worse" lets it go
+            # the mission: the detector has swept x < 6 m
+            swept_pub.publish(String(data='MULTIPOLYGON (((0 0, 6 0, 6 4, 0 4, 0 0)))'))
+            status.wait_for(lambda m: 'swept_ground' in last().get('rules', ()), timeout=5.0)
+            x[0] = 3.0                                 # well inside: free to drive
+            status.wait_for(lambda m: not last()['stop'], timeout=5.0)
+            swept_pub.publish(String(data='LINESTRING (0 0, 1 1)'))     # not an area: ignored
+            time.sleep(0.3)
+            assert not last()['stop'], last()
+            driver.destroy_timer(timer)
+    finally:
+        safety.destroy_node()
+
+
+def test_localization_keeps_its_estimate_in_pose_file_and_takes_the_heading_from_it(ros_context, tmp_path):
+    """A restart after a crash: the standing robot's heading comes from the saved estimate (GNSS
+    cannot tell it at standstill); an unusable file leaves the heading to be learned."""
+    from rclpy.parameter import Parameter
+
+    from mine_robot.nodes.localization import LocalizationNode
+
+    pose_file = tmp_path / 'localization_pose.json'
+
+    def node(**extra):
+        params = [Parameter('datum_lat', value=44.77), Parameter('datum_lon', value=17.19),
+                  Parameter('pose_file', value=str(pose_file))]
+        params += [Parameter(k, value=v) for k, v in extra.items()]
+        return LocalizationNode(context=ros_context, parameter_overrides=params)
+
+    first = node()
+    try:
+        first.ekf.set_heading(-1.5355, 0.01)
+        first._save_pose(264.0)
+    finally:
+        first.destroy_node()
+    saved = json.loads(pose_file.read_text())
+    assert saved['t'] == 264.0 and saved['yaw'] == pytest.approx(-1.5355)
+    again = node(initial_yaw=0.0)       # the scenario's start heading: the saved one is newer
+    try:
+        assert float(again.ekf.x[2]) == pytest.approx(-1.5355)
+        assert again.ekf.yaw_sigma() == pytest.approx(0.05)      # at least initial_yaw_sigma
+    finally:
+        again.destroy_node()
+    pose_file.write_text('{"yaw": "north"}')
+    broken = node()
+    try:
+        assert broken.ekf.yaw_sigma() > 1.0                      # unknown: learned from motion
+    finally:
+        broken.destroy_node()

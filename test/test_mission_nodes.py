@@ -67,6 +67,7 @@ def test_mission_manager_services_status_and_exports(ros_context, ros_node_facto
     odom_pub = test.create_publisher(__import__('nav_msgs.msg', fromlist=['Odometry']).Odometry,
                                      'odometry/filtered', qos.RELIABLE)
     targets_pub = test.create_publisher(String, 'targets/json', qos.RELIABLE)
+    swept = MessageCollector(test, String, 'mission/swept', qos.LATCHED)
     try:
         with BackgroundSpinner(ros_context, node, test):
             status_of(status, lambda s: s['state'] == 'idle')
@@ -88,6 +89,11 @@ def test_mission_manager_services_status_and_exports(ros_context, ros_node_facto
                 time.sleep(0.005)
             s = status_of(status, lambda s: s['lanes_done'] == 1)
             assert 40 < s['percent_covered'] < 60 and s['eta_s'] > 0
+            # the swept ground for a restarted safety monitor: the first lane's strip
+            import shapely
+            msgs = swept.wait_for(lambda ms: any(shapely.from_wkt(m.data).area > 4.0 for m in ms), 5.0)
+            strip = shapely.from_wkt(msgs[-1].data)
+            assert strip.contains(shapely.Point(3.0, 0.5)) and not strip.contains(shapely.Point(3.0, 1.8))
             assert call_service(test, Trigger, 'mission/pause').success
             status_of(status, lambda s: s['state'] == 'paused')
             r = call_service(test, Trigger, 'mission/pause')

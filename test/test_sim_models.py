@@ -384,3 +384,19 @@ def test_world_resumes_a_recorded_run_where_it_stopped(robot, tmp_path):
         SimWorld(make_scenario(objs), robot, seed=4, config=config).resume(truth)
     with pytest.raises(ValueError, match='no usable track'):
         SimWorld(make_scenario(objs), robot, seed=3, config=config).resume({**truth, 'track': []})
+
+
+def test_truth_journal_keeps_the_rows_between_two_writes_of_the_truth_file(tmp_path):
+    from mine_robot.sim.world import TruthJournal
+    path = tmp_path / 'sim_truth.journal'
+    journal = TruthJournal(path)
+    journal.append([(1.0, 0.0, 0.0, 0.0), (1.04, 0.01, 0.0, 0.0)])
+    journal.append([(1.08, 0.02, 0.0, 0.0)])
+    with path.open('a') as f:
+        f.write('[1.12, 0.03, 0.0')                 # the row a SIGKILL tore in half
+    assert [r[0] for r in TruthJournal.read(path, after_t=1.0)] == [1.04, 1.08]
+    journal.clear()                                 # the rows are in sim_truth.json now
+    journal.append([(2.0, 1.0, 1.0, 0.5)])
+    journal.close()
+    assert TruthJournal.read(path, after_t=0.0) == [[2.0, 1.0, 1.0, 0.5]]
+    assert TruthJournal.read(tmp_path / 'missing.journal', after_t=0.0) == []

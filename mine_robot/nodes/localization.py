@@ -7,7 +7,10 @@ position sigma.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 import sys
 
 from nav_msgs.msg import Odometry
@@ -42,6 +45,10 @@ class LocalizationNode(Node):
                                     range=(1e-4, 4.0))
         if not (math.isnan(initial_yaw) or -math.pi - 1e-9 <= initial_yaw <= math.pi + 1e-9):
             raise ConfigError(f'initial_yaw must be in [-pi, pi] or NaN, got {initial_yaw}')
+        self.pose_file = declare(self, 'pose_file', '',
+                                 'keep the latest estimate in this JSON file (every output pose) and '
+                                 'take the heading from it at start: a restart after a crash or power '
+                                 'cut knows where the standing robot looks (empty: off)', read_only=True)
         self.use_imu_orientation = declare(self, 'use_imu_orientation', False,
                                            'fuse IMU absolute yaw when its covariance marks it valid')
         if not (math.isfinite(lat) and math.isfinite(lon)):
@@ -75,12 +82,45 @@ class LocalizationNode(Node):
             self.ekf.set_heading(initial_yaw, initial_yaw_sigma)
         if all(math.isfinite(v) for v in initial):
             self.ekf.initialise(*initial, t=self.get_clock().now().nanoseconds * 1e-9)
+        elif self.pose_file:
+            self._heading_from_file(initial_yaw_sigma)
         self.pub = self.create_publisher(Odometry, 'odometry/filtered', 10)
         self.diag = Diagnostics(self)
         self.create_subscription(NavSatFix, 'gnss/fix', self._on_fix, qos.SENSOR)
         self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
         self.create_subscription(Imu, 'imu/data', self._on_imu, qos.SENSOR)
         self.last_fix = ''
+
+    def _heading_from_file(self, min_sigma: float) -> None:
+        """The heading of the last estimate saved in ``pose_file`` (the position comes from GNSS)."""
+        path = Path(self.pose_file)
+        if not path.is_file():
+            return
+        try:
+            saved = json.loads(path.read_text())
+            yaw, sigma = float(saved['yaw']), float(saved['yaw_sigma'])
+            if not (math.isfinite(yaw) and math.isfinite(sigma)):
+                raise ValueError('non-finite heading')
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.get_logger().error(f'pose_file {path}: unusable ({exc}); the heading is learned '
+                                    'from motion')
+            return
+        self.ekf.set_heading(math.remainder(yaw, math.tau), max(sigma, min_sigma))
+        self.get_logger().info(f'heading {math.degrees(yaw):.1f} deg from {path} (saved at '
+                               f't={saved.get("t")})')
+
+    def _save_pose(self, t: float) -> None:
+        ekf = self.ekf
+        data = {'t': round(t, 3), 'x': round(float(ekf.x[0]), 4), 'y': round(float(ekf.x[1]), 4),
+                'yaw': round(float(ekf.x[2]), 5), 'yaw_sigma': round(ekf.yaw_sigma(), 5)}
+        tmp = self.pose_file + '.tmp'
+        try:
+            with open(tmp, 'w') as f:
+                f.write(json.dumps(data))
+            os.replace(tmp, self.pose_file)
+        except OSError as exc:
+            self.get_logger().error(f'cannot write pose_file {self.pose_file}: {exc}',
+                                    throttle_duration_sec=10.0)
 
     def _on_fix(self, msg: NavSatFix) -> None:
         t = stamp_to_sec(msg.header.stamp)
@@ -124,6 +164,8 @@ class LocalizationNode(Node):
             return
         if self.ekf.initialised:
             self.pub.publish(self._odometry(msg.header.stamp))
+            if self.pose_file:
+                self._save_pose(stamp_to_sec(msg.header.stamp))
         self._report()
 
     def _odometry(self, stamp) -> Odometry:

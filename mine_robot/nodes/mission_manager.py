@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import fields
 import functools
 import json
+import math
 from pathlib import Path
 import sys
 import time
@@ -23,6 +24,7 @@ from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
+import shapely
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -119,6 +121,9 @@ class MissionManagerNode(Node):
         self.diag = Diagnostics(self, period=1.0 / status_rate)
         self.status_pub = self.create_publisher(String, 'mission/status', qos.LATCHED)
         self.resweep_pub = self.create_publisher(String, resweep_topic, qos.LATCHED)
+        # the ground swept so far: a restarted safety monitor starts from it, not from nothing
+        self.swept_pub = self.create_publisher(String, 'mission/swept', qos.LATCHED)
+        self._swept_sent = (-1, -math.inf)       # (tracker pose count, time) of the last one
         def sub(msg_type, topic, callback, qos_profile):
             return self.create_subscription(msg_type, topic, self._guarded(topic, callback), qos_profile,
                                             callback_group=self.group)
@@ -337,9 +342,20 @@ class MissionManagerNode(Node):
         status['output_dir'] = self.config.output_dir
         status['stamp'] = self.get_clock().now().nanoseconds * 1e-9     # node (sim) time
         self.status_pub.publish(String(data=json.dumps(status)))
+        self._publish_swept()
         level = ERROR if m.sm.state == State.FAULT else WARN if status['marks_failed'] else OK
         self.diag.update(level, f"{status['state']}: {status['message']}",
                          {k: v for k, v in status.items() if k not in ('pending_marks', 'hazards')})
+
+    def _publish_swept(self, period: float = 1.0) -> None:
+        """``mission/swept``: the detector's swept ground (WKT, map frame, mm, holes kept), at most
+        every ``period`` s and only when it grew."""
+        tracker = self.mission.tracker
+        now = self._now()
+        if tracker is None or tracker.pose_count == self._swept_sent[0] or now - self._swept_sent[1] < period:
+            return
+        self._swept_sent = (tracker.pose_count, now)
+        self.swept_pub.publish(String(data=shapely.to_wkt(tracker.swept(), rounding_precision=3)))
 
     def close(self) -> None:
         unwritten = self.mission.close()

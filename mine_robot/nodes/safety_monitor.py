@@ -20,6 +20,7 @@ import sys
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
+import shapely
 from shapely.geometry import Polygon
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
@@ -129,6 +130,9 @@ class SafetyMonitorNode(Node):
         # fusion or of this node the mission's latched status still lists every hazard found)
         self.create_subscription(String, 'targets/json', self._on_targets, qos.RELIABLE)
         self.create_subscription(String, 'mission/status', self._on_mission_status, qos.LATCHED)
+        # the mission's swept ground: after a restart of this node (or of the whole graph) the
+        # raster does not start empty under a robot that stands in the middle of swept lanes
+        self.create_subscription(String, 'mission/swept', self._on_mission_swept, qos.LATCHED)
         self.create_service(Trigger, '~/reset_estop', self._on_reset)
         self.create_timer(1.0 / rate, lambda: self._evaluate(heartbeat=True))
 
@@ -155,6 +159,19 @@ class SafetyMonitorNode(Node):
     def _on_mission_status(self, msg: String) -> None:
         self._hazards_from('mission/status', msg,
                            lambda data: self.monitor.hazards.from_mission(data.get('hazards', [])))
+
+    def _on_mission_swept(self, msg: String) -> None:
+        if self.monitor.swept is None:
+            return
+        try:
+            geom = shapely.from_wkt(msg.data)
+            if geom.geom_type not in ('Polygon', 'MultiPolygon', 'GeometryCollection'):
+                raise ValueError(f'a {geom.geom_type}, not an area')
+        except (shapely.errors.GEOSException, ValueError) as exc:
+            self.get_logger().error(f'mission/swept ignored: {exc}', throttle_duration_sec=5.0)
+            return
+        self.monitor.swept.set_swept(geom)
+        self._evaluate()
 
     def _hazards_from(self, topic: str, msg: String, update) -> None:
         try:

@@ -38,7 +38,7 @@ from mine_robot.ros.diagnostics import OK, WARN, Diagnostics
 from mine_robot.ros.params import ConfigError, declare
 from mine_robot.sim.kinematics import KinematicsConfig
 from mine_robot.sim.scenario import ScenarioError, load_scenario
-from mine_robot.sim.world import Pacer, SimConfig, SimWorld
+from mine_robot.sim.world import Pacer, SimConfig, SimWorld, TruthJournal
 
 # steps one late timer callback may take to catch up with the wall clock (x real_time_factor)
 MAX_CATCH_UP = 2
@@ -134,6 +134,11 @@ class SimWorldNode(Node):
         if s.resume_truth and s.truth_output_dir:
             self._resume(Path(s.truth_output_dir) / 'sim_truth.json', s.resume_time)
         self._marks_written = len(self.world.marks)
+        self._journal = None
+        if s.truth_output_dir:
+            self._journal = TruthJournal(Path(s.truth_output_dir) / 'sim_truth.journal')
+            self._journaled = len(self.world.track)
+            self.write_truth()      # the resumed (or new) run's truth, then its journal from here
         self.cmd = (0.0, 0.0)
         self.cmd_time = -math.inf
         self.clock_pub = self.create_publisher(ClockMsg, '/clock', 10)
@@ -166,8 +171,14 @@ class SimWorldNode(Node):
             self.get_logger().info(f'resume_truth: no {path}: starting the scenario afresh')
             return
         try:
-            self.world.resume(json.loads(path.read_text()), at_time if at_time > 0 else None)
-        except (OSError, ValueError) as exc:      # JSONDecodeError is a ValueError
+            truth = json.loads(path.read_text())
+            track = truth.get('track') or []
+            last_t = float(track[-1][0]) if track else -math.inf
+            # rows the kill kept out of sim_truth.json: the journal written every tick
+            truth['track'] = track + TruthJournal.read(path.with_suffix('.journal'), last_t)
+            self.world.resume(truth, at_time if at_time > 0 else None)
+        except (OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            # JSONDecodeError is a ValueError
             self.get_logger().error(f'cannot resume from {path} ({exc}): starting the scenario afresh')
             return
         x, y, yaw = self.world.true_pose
@@ -202,6 +213,9 @@ class SimWorldNode(Node):
             self.devices.service(step)
         if len(self.world.marks) != self._marks_written:
             self.write_truth()        # a mark is on disk at once: a crash must not lose it
+        elif self._journal is not None:
+            self._journal.append(self.world.track[self._journaled:])
+            self._journaled = len(self.world.track)
         self.publish_clock()
         x, y, yaw = step.true_pose
         base = self.world.base
@@ -235,8 +249,12 @@ class SimWorldNode(Node):
     def write_truth(self) -> None:
         self._last_truth_write = time.monotonic()
         self._marks_written = len(self.world.marks)
+        if self._journal is None:
+            return
         try:
             self.world.write_truth(self.settings.truth_output_dir, self.settings.time_base)
+            self._journal.clear()
+            self._journaled = len(self.world.track)
         except OSError as exc:
             self.get_logger().error(f'cannot write sim_truth.json: {exc}', throttle_duration_sec=10.0)
 
@@ -244,8 +262,9 @@ class SimWorldNode(Node):
         self.timer.cancel()
         if self.devices is not None:
             self.devices.close()
-        if self.settings.truth_output_dir:
+        if self._journal is not None:
             self.write_truth()
+            self._journal.close()
 
 
 def main(args=None):

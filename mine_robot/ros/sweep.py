@@ -140,6 +140,8 @@ def _graph_plan(args: argparse.Namespace, out: Path, work: Path, time_base: floa
                                           'time_base': time_base, **resume}},
         'sim_sensors': {'ros__parameters': {'device_dir': device_dir}},
         'mission_manager': {'ros__parameters': {'autostart': False, 'time_base': time_base}},
+        # a restarted graph takes the standing robot's heading from the last estimate
+        'localization': {'ros__parameters': {'pose_file': str(work / 'localization_pose.json')}},
     }))
     return GraphPlan.from_arguments({
         'simulator': 'builtin', 'scenario': args.sim, 'use_sim_time': 'true',
@@ -327,7 +329,7 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
     from mine_robot.ros.testing import call_service
 
     progress = Progress()
-    sim_clock = {'t': None}
+    sim_clock = {'t': None, 't0': None, 'w0': None}    # latest stamp; first stamp and its wall time
     lock = threading.Lock()
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=rclpy.SignalHandlerOptions.NO)
@@ -342,6 +344,8 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
             progress.status = status
             if isinstance(status.get('stamp'), (int, float)):
                 sim_clock['t'] = float(status['stamp'])
+                if sim_clock['t0'] is None:     # a resumed run's clock does not start at 0
+                    sim_clock['t0'], sim_clock['w0'] = sim_clock['t'], time.monotonic()
 
     def on_diagnostics(msg) -> None:
         with lock:
@@ -413,7 +417,10 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
                 status = progress.status
             wall = time.monotonic() - t0
             if status is not None:
-                line = _bar(status, sim_clock['t'], wall)
+                with lock:
+                    t_now, t_first, w_first = sim_clock['t'], sim_clock['t0'], sim_clock['w0']
+                line = _bar(status, None if t_now is None else t_now - t_first,
+                            time.monotonic() - w_first if w_first is not None else wall)
                 if tty:
                     print('\r' + line[:shutil.get_terminal_size((120, 20)).columns - 1],
                           end='', file=sys.stderr, flush=True)

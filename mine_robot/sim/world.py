@@ -247,6 +247,53 @@ class Pacer:
         return max(0, min(self.max_catch_up, round(owed / self.step)))
 
 
+class TruthJournal:
+    """The true track between two writes of ``sim_truth.json``, appended a few rows at a time
+    (``sim_truth.journal``, one JSON array per line): a process killed between two writes of the
+    whole file loses nothing but the row being written, so a resumed simulation continues from the
+    robot's last true pose, not from where it was seconds earlier."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._file = None
+
+    def append(self, rows) -> None:
+        if not rows:
+            return
+        if self._file is None:
+            self._file = self.path.open('a')
+        self._file.write(''.join(json.dumps([round(v, 4) for v in row]) + '\n' for row in rows))
+        self._file.flush()
+
+    def clear(self) -> None:
+        """The rows are in ``sim_truth.json`` now."""
+        if self._file is not None:
+            self._file.close()
+        self._file = self.path.open('w')
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    @staticmethod
+    def read(path: str | Path, after_t: float) -> list[list[float]]:
+        """Rows after time ``after_t`` (a torn last line is skipped)."""
+        rows = []
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            return rows
+        for line in lines:
+            try:
+                row = [float(v) for v in json.loads(line)]
+            except (ValueError, TypeError):
+                continue
+            if len(row) == 4 and row[0] > after_t and all(math.isfinite(v) for v in row):
+                rows.append(row)
+        return rows
+
+
 class SimWorld:
     """Lockstep simulation of ``scenario`` with the robot ``robot`` (see module docstring)."""
 

@@ -183,6 +183,9 @@ class MissionManagerNode(Node):
         return handler
 
     def _start(self):
+        if self._now() <= 0.0 and self.get_parameter('use_sim_time').value:
+            # records stamped 0 in a resumed mission would put time backwards in mission.db
+            return False, 'cannot start yet: the clock is not running (waiting for /clock)'
         try:
             tr = self.mission.start(self._now(), self.area_file)
         except MissionError as exc:

@@ -403,7 +403,8 @@ def _supervise(graph, args, say, t0: float) -> tuple[int, dict | None, dict]:
                 continue
             if not response.success:
                 # the planner may not have published yet: the manager says so; retry briefly
-                if 'plan' in response.message.lower() and time.monotonic() < deadline:
+                retry = ('plan' in response.message.lower() or 'clock is not running' in response.message)
+                if retry and time.monotonic() < deadline:
                     time.sleep(1.0)
                     continue
                 print(f'\nerror: mission/start refused: {response.message}', file=sys.stderr)

@@ -823,3 +823,18 @@ def test_a_resumed_mission_far_from_the_plan_start_replans_from_where_the_robot_
     assert m4.sm.state == State.SWEEPING and m4.detours == 0
     m4.close()
     assert t > 0
+
+
+def test_a_robot_standing_next_to_a_hazard_may_leave_it_by_the_track_it_came(tmp_path):
+    m = make(tmp_path)
+    # it drove north along x = 4.06 up to y = 7.88, between two hazard targets
+    m._recent_track = np.array([(4.06, y, math.pi / 2) for y in np.arange(6.0, 7.9, 0.04)])
+    back = [(4.06, 7.88 - 0.05 * k, math.pi / 2, 0) for k in range(10)]     # reversing along it
+    near = np.array([0.15, 0.10, 0.06, 0.03, 0.03, 0.03, 0.06, 0.10, 0.15, 0.21])
+    close = near < 0.2
+    assert not m._leaving_by_its_track(np.array(back), near, close)[:9].any()
+    # the same distances off its track (a turn at the spot): only getting no closer is allowed
+    turn = [(4.06, 7.88, math.pi / 2 - 0.2 * k, 0) for k in range(10)]
+    left = m._leaving_by_its_track(np.array(turn), near, close)
+    assert not left[0] and left[1:9].all()
+    m.close()

@@ -173,6 +173,7 @@ class Mission:
         self.follower_faults = 0               # follower faults recovered on the current plan
         self._gap_from = None                  # last recorded pose of a resumed mission
         self._plan_start = None                # a resumed mission's plan start, checked at the first pose
+        self._recent_track = np.zeros((0, 3))  # a resumed mission's last recorded poses (x, y, yaw)
         self._follower_fault_t = -math.inf
         self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
         self.message = 'idle: load an area and start'
@@ -222,6 +223,7 @@ class Mission:
                 self.tracker.add_poses(track[:, 1:4])
                 self.last_pose = tuple(track[-1])
                 self._gap_from = tuple(track[-1])   # bridged by the first pose after the restart
+                self._recent_track = np.asarray(track[-400:, 1:4], dtype=float)
             for tg in records.targets():
                 self.targets[tg.id] = {'id': tg.id, 'x': tg.x, 'y': tg.y, 'depth': tg.depth,
                                        'confidence': tg.confidence, 'classification': tg.classification}
@@ -740,6 +742,42 @@ class Mission:
                                    f"{piece['where'][1]:.2f}): {piece['reason']}")
         return self.drivable_prefix(plan, hazards)
 
+    def _leaving_by_its_track(self, poses, near, close):
+        """``close`` without the opening run of poses by which a robot standing next to a hazard
+        leaves it: each either retraces the track it came by (within 5 cm, heading within 0.1 rad
+        either way: its wheels roll where they just rolled) or takes no wheel closer to the
+        hazard, until every wheel is ``sidestep_clearance`` away. A robot resumed after a restart
+        where it had straddled two targets could otherwise not move at all."""
+        track = self._recent_track
+        if not len(track):
+            return close
+        out = close.copy()
+        for k in range(len(poses)):
+            if near[k] >= self.config.sidestep_clearance:
+                break
+            d = np.hypot(track[:, 0] - poses[k, 0], track[:, 1] - poses[k, 1])
+            dyaw = np.abs(np.remainder(track[:, 2] - poses[k, 2] + np.pi / 2, np.pi) - np.pi / 2)
+            retraces = bool(np.any((d <= 0.05) & (dyaw <= 0.1)))
+            if not (retraces or (k > 0 and near[k] >= near[k - 1] - 1e-3)):
+                break
+            out[k] = False
+        return out
+
+    def _starts_next_to_hazard(self, plan, hazards) -> bool:
+        """Whether a wheel stands within ``hazard_zone_radius`` of a known hazard at the plan's
+        first pose."""
+        import shapely
+
+        from mine_robot.planning.coverage import transform
+        poses = plan.poses(step=0.05, yaw_step=0.05)
+        if not len(poses):
+            return False
+        wheels = shapely.polygons(transform(self.robot.wheel_patches().reshape(-1, 2),
+                                            poses[:1, :3]).reshape(-1, 4, 2))
+        pts = shapely.points(np.asarray(hazards, dtype=float))
+        return float(np.min(shapely.distance(wheels[:, None], pts[None, :]))) < \
+            self.config.hazard_zone_radius
+
     def drivable_prefix(self, plan, hazards=()):
         """The part of a re-plan the robot may drive: the segments before the first move that the
         planner itself reports unsafe (``stats.safety.items``: wheels on unswept ground) or that
@@ -753,6 +791,12 @@ class Mission:
         from mine_robot.planning.coverage import detector_outline, transform
         safety = plan.stats.get('safety') or {}
         items = list(safety.get('items') or [])
+        starts_near = bool(len(hazards)) and self._starts_next_to_hazard(plan, hazards)
+        if starts_near:
+            # the robot stands within a hazard's zone (it straddled a target it had just marked
+            # when the graph restarted): the planner flags every move from there; the check below
+            # lets the robot leave the hazard, as the safety monitor does
+            items = [i for i in items if 'known hazard' not in str(i.get('reason', ''))]
         bad = {int(i['segment']): f"{i.get('reason', 'unsafe')} at ({i['where'][0]:.2f}, "
                f"{i['where'][1]:.2f})" if i.get('where') else i.get('reason', 'unsafe')
                for i in items if 'segment' in i}
@@ -781,6 +825,8 @@ class Mission:
                 pts = shapely.points(np.asarray(hazards, dtype=float))
                 near = np.min(shapely.distance(wheel_polys[:, :, None], pts[None, None, :]), axis=(1, 2))
                 close = _not_escaping(-near, near < self.config.sidestep_clearance, slack=1e-3)
+                if starts_near:
+                    close = self._leaving_by_its_track(poses, near, close)
                 why = np.where((why == '') & close, 'a wheel next to a known hazard', why)
             if not no_go.is_empty:
                 into = np.zeros(len(poses), dtype=bool)

@@ -234,3 +234,21 @@ def test_a_plan_whose_lanes_run_over_swept_ground_drives_them_at_transit_speed()
         speeds[swept] = max(v for _, _, _, v, _, _ in log)
     assert speeds[False] == pytest.approx(FollowerConfig().sweep_speed, abs=1e-6)
     assert speeds[True] == pytest.approx(FollowerConfig().transit_speed, abs=1e-6)
+
+
+def test_a_new_follower_finds_its_place_on_a_plan_the_robot_is_half_way_through():
+    """The whole graph restarted with the robot on the second lane: a new follower starts with the
+    first leg, faults on the cross-track error, and the reset finds the leg the robot is on."""
+    path = FollowPath.from_segments(boustrophedon())          # lanes along y = 0, 1, 2
+    f = PathFollower(path)
+    assert f.step(0.0, 3.0, 1.02, math.pi).progress.state == 'fault'
+    assert f.reset_fault(3.0, 1.02, math.pi)
+    first = f.step(0.1, 3.0, 1.02, math.pi).progress
+    assert first.segment == 2 and first.distance == pytest.approx(6.0 + 1.0 + 3.0, abs=0.05)
+    log = run(f, (3.0, 1.02, math.pi), 120.0)
+    assert log[-1][5].state == 'done' and all(p.state != 'fault' for *_, p in log)
+    assert math.hypot(log[-1][0] - 6.0, log[-1][1] - 2.0) < 0.05
+    # at a corner two legs meet: the heading chooses (here the turn onto the last lane is done)
+    g = PathFollower(path)
+    g.step(0.0, 0.0, 1.6, 0.0)
+    assert g.reset_fault(0.0, 2.0, 0.0) and g.leg == 4

@@ -791,40 +791,6 @@ def test_a_marked_target_found_to_be_a_duplicate_has_its_mark_superseded(tmp_pat
     m.close()
 
 
-def test_a_resumed_mission_far_from_the_plan_start_replans_from_where_the_robot_stands(tmp_path, area_file):
-    """The whole graph restarted mid-field: the planner re-publishes the plan from the access
-    point and a new follower would begin with its first leg, metres away. The mission re-plans
-    the unswept ground from the robot's pose instead (a detour; lanes already swept stay done)."""
-    m = make(tmp_path)
-    m.start(0.0, str(area_file))
-    m.on_plan(0.5, plan_json(YS))
-    t = drive(m, plan_json(YS[:2]), 1.0)
-    del m                                                    # power cut at the end of lane 2
-    m2 = make(tmp_path)
-    m2.start(100.0, str(area_file))
-    m2.on_plan(101.0, plan_json(YS))
-    assert m2.sm.state == State.SWEEPING
-    end = lanes_from_plan_json(plan_json(YS))[1][1][1]       # where lane 2 ended
-    out = m2.on_pose(102.0, end[0], end[1], math.pi)
-    assert m2.sm.state == State.RESWEEP and m2.pending_resweep is not None
-    assert [tr.event for tr in out] == ['lanes_done'] and 'resumed mid-field' in out[0].reason
-    assert [lane.done for lane in m2.lanes] == [True, True, False, False] and m2.detours == 1
-    m2.close()
-    # resumed where the plan starts (the robot was still on the access lane): the plan goes on
-    m3 = make(tmp_path / 'again')
-    m3.start(0.0, str(area_file))
-    m3.on_plan(0.5, plan_json(YS))
-    drive(m3, plan_json(YS[:1]), 1.0)
-    del m3
-    m4 = make(tmp_path / 'again')
-    m4.start(50.0, str(area_file))
-    m4.on_plan(51.0, plan_json(YS))
-    m4.on_pose(52.0, -1.0, 0.5, 0.0)
-    assert m4.sm.state == State.SWEEPING and m4.detours == 0
-    m4.close()
-    assert t > 0
-
-
 def test_a_robot_standing_next_to_a_hazard_may_leave_it_by_the_track_it_came(tmp_path):
     m = make(tmp_path)
     # it drove north along x = 4.06 up to y = 7.88, between two hazard targets

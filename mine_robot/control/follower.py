@@ -249,15 +249,20 @@ class PathFollower:
             self.state = 'align'
             self._reacquire = True
 
-    def reset_fault(self, x: float, y: float) -> bool:
-        """Leave the ``fault`` state: re-acquire the current leg from pose (x, y) and re-align.
+    def reset_fault(self, x: float, y: float, yaw: float | None = None) -> bool:
+        """Leave the ``fault`` state: re-acquire the path from pose (x, y) and re-align.
 
-        The distance along the path is re-projected over the whole current leg (it may move back,
-        e.g. after the robot was driven by hand), then the follower turns to the path heading
-        before tracking again. Returns False (nothing changed) when not faulted.
+        The pose is projected onto the current leg and every later one; the leg it lies closest to
+        is taken (of legs within 5 cm of the closest, the one whose heading is nearest ``yaw``, then
+        the earliest), and the distance along it is re-projected over the whole leg (it may move
+        back, e.g. after the robot was driven by hand). A follower started afresh on a plan the
+        robot is already half way through (the whole graph restarted mid-field) so finds its place
+        instead of its first leg, metres away. Then the follower turns to the path heading before
+        tracking again. Returns False (nothing changed) when not faulted.
         """
         if self.state != 'fault':
             return False
+        self._locate(float(x), float(y), yaw)
         self._project_leg(x, y)
         self.state = 'align'
         self.fault = ''
@@ -265,6 +270,19 @@ class PathFollower:
         self._v = self._w = 0.0
         self._t = None
         return True
+
+    def _locate(self, x: float, y: float, yaw: float | None) -> None:
+        """Set ``leg`` to the current or a later leg that pose (x, y[, yaw]) lies closest to."""
+        path, found = self.path, []
+        for leg in range(self.leg, len(path.legs)):
+            v0, v1 = path.legs[leg]
+            _, cross, edge = path.project(x, y, v0, v1, float(path.cum[v0]), float(path.cum[v1]))
+            turn = 0.0 if yaw is None else abs(float(wrap_angle(float(path.body_heading[edge]) - yaw)))
+            found.append((abs(float(cross)), turn, leg))
+        if not found:
+            return
+        best = min(d for d, _, _ in found)
+        self.leg = min((f for f in found if f[0] <= best + 0.05), key=lambda f: (f[1], f[2]))[2]
 
     def _project_leg(self, x: float, y: float) -> None:
         """Distance along the path re-projected over the whole current leg (it may move back)."""

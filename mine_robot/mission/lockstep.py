@@ -365,7 +365,7 @@ class MissionRun:
             return
         cmd = self.follower.step(t, pose.x, pose.y, pose.yaw)
         if cmd.fault and self.mission.on_follower_fault(t, cmd.fault):
-            self.follower.reset_fault(pose.x, pose.y)      # what lane_follower/resume does
+            self.follower.reset_fault(pose.x, pose.y, pose.yaw)   # what lane_follower/resume does
             self.follower.resume()
         self.autonomy = (cmd.v, cmd.w)
         if cmd.progress.state == 'done' and self.state in DRIVING:

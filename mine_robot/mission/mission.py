@@ -172,7 +172,6 @@ class Mission:
         self._all_done_at_start = False        # every lane of the current plan swept before it
         self.follower_faults = 0               # follower faults recovered on the current plan
         self._gap_from = None                  # last recorded pose of a resumed mission
-        self._plan_start = None                # a resumed mission's plan start, checked at the first pose
         self._recent_track = np.zeros((0, 3))  # a resumed mission's last recorded poses (x, y, yaw)
         self._follower_fault_t = -math.inf
         self._pending_kind = 'resweep'         # what the pending missed-strip plan is for
@@ -283,12 +282,6 @@ class Mission:
             return None
         done = sum(1 for lane in self.lanes if lane.done)
         tr = self._go('plan_ready', t, f'plan with {len(self.lanes)} lanes ({done} already swept)')
-        if self.records is not None and self.records.resumed and done:
-            try:
-                first = json.loads(plan_json)['segments'][0]['points'][0]
-                self._plan_start = (float(first[0]), float(first[1]))
-            except (ValueError, KeyError, IndexError, TypeError):
-                self._plan_start = None
         return tr
 
     def _strip(self, line: LineString):
@@ -384,24 +377,7 @@ class Mission:
             self._bridge_gap(t, x, y, yaw)
         self.tracker.add_pose(x, y, yaw)
         self._rec(lambda: self.records.add_pose(t, x, y, yaw), t)
-        if self._plan_start is not None:
-            away = self._resumed_away(t, x, y)
-            if away is not None:
-                return [away]
         return self._check_lanes(t, x, y)
-
-    def _resumed_away(self, t: float, x: float, y: float) -> Transition | None:
-        """A resumed mission whose robot stands away from the start of the (re-published) plan —
-        the whole graph restarted mid-field, and a new lane follower would begin with the plan's
-        first leg, metres away — re-plans the ground still unswept from where the robot stands,
-        as a detour does (lanes already swept stay done)."""
-        sx, sy = self._plan_start
-        self._plan_start = None
-        d = math.hypot(x - sx, y - sy)
-        if d <= 1.0 or self.sm.state != State.SWEEPING:
-            return None
-        return self.detour(t, f'the robot stands {d:.1f} m from the start of the plan',
-                           'resumed mid-field')
 
     def _bridge_gap(self, t: float, x: float, y: float, yaw: float) -> None:
         """The first pose after a restart of this process: the robot went on following its plan

@@ -164,7 +164,7 @@ class LaneFollowerNode(Node):
                 return False, 'faulted and no current pose to re-acquire the path from'
             p = self.pose[1]
             fault = self.follower.fault
-            self.follower.reset_fault(p.x, p.y)
+            self.follower.reset_fault(p.x, p.y, p.yaw)
             self.get_logger().info(f'fault cleared ({fault}); path re-acquired at '
                                    f'{self.follower.s:.2f} m')
         self.follower.resume()

@@ -18,8 +18,9 @@ Each run sweeps the default scenario into its own folder (``FOLDER/run<i>-<mode>
 
 A run is ok when the sweep exits 0 (mission complete), the judge's coverage of the whole run is
 at least 99.5 %, every detection, target (id and first report) and mark committed before the kill
-is still there unchanged, and no hazard got two marks in force. Per run and in aggregate it prints the rows lost, the judge's coverage, PD, marking
-error of the marks in force, hazards left unmarked and wheel passes over undetected hazards.
+is still there unchanged, and no hazard got two marks in force. Per run and in aggregate it
+prints the rows lost, the judge's coverage, PD, marking error of the marks in force, hazards left
+unmarked and wheel passes over undetected hazards.
 Not run by the test suite (a run takes one or two sweeps: 4-8 minutes).
 """
 

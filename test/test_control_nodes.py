@@ -424,12 +424,13 @@ def test_localization_keeps_its_estimate_in_pose_file_and_takes_the_heading_from
     again = node(initial_yaw=0.0)       # the scenario's start heading: the saved one is newer
     try:
         assert float(again.ekf.x[2]) == pytest.approx(-1.5355)
-        assert again.ekf.yaw_sigma() == pytest.approx(0.05)      # at least initial_yaw_sigma
+        assert again.ekf.yaw_sigma() == pytest.approx(0.05)      # as known as a start heading
     finally:
         again.destroy_node()
-    pose_file.write_text('{"yaw": "north"}')
-    broken = node()
-    try:
-        assert broken.ekf.yaw_sigma() > 1.0                      # unknown: learned from motion
-    finally:
-        broken.destroy_node()
+    for text in ('{"yaw": "north"}', '{"t": 1.0, "yaw": 0.3, "yaw_sigma": 0.9}'):
+        pose_file.write_text(text)                              # unusable, or too uncertain
+        broken = node()
+        try:
+            assert broken.ekf.yaw_sigma() > 1.0                  # unknown: learned from motion
+        finally:
+            broken.destroy_node()

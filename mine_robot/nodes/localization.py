@@ -26,6 +26,8 @@ from mine_robot.ros.conversions import stamp_to_sec
 from mine_robot.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from mine_robot.ros.params import ConfigError, declare
 
+MAX_SAVED_YAW_SIGMA = 0.5   # rad; a saved heading more uncertain than this is not restored
+
 
 class LocalizationNode(Node):
     def __init__(self, **kwargs):
@@ -105,9 +107,16 @@ class LocalizationNode(Node):
             self.get_logger().error(f'pose_file {path}: unusable ({exc}); the heading is learned '
                                     'from motion')
             return
-        self.ekf.set_heading(math.remainder(yaw, math.tau), max(sigma, min_sigma))
-        self.get_logger().info(f'heading {math.degrees(yaw):.1f} deg from {path} (saved at '
-                               f't={saved.get("t")})')
+        if sigma > MAX_SAVED_YAW_SIGMA:
+            self.get_logger().warning(f'pose_file {path}: its heading was uncertain ({sigma:.2f} rad): '
+                                      'the heading is learned from motion')
+            return
+        # the standing robot has not turned since: its last heading is as good as an operator's
+        # known start heading (the filter's own sigma of that moment can be inflated by a stop
+        # or a point turn, and a follower waits for a converged heading before it drives)
+        self.ekf.set_heading(math.remainder(yaw, math.tau), min_sigma)
+        self.get_logger().warning(f'heading {math.degrees(yaw):.1f} deg from {path} (saved at '
+                                  f't={saved.get("t")}, sigma {sigma:.3f} rad then)')
 
     def _save_pose(self, t: float) -> None:
         ekf = self.ekf

@@ -536,3 +536,28 @@ def test_a_duplicate_report_of_the_target_does_not_block_its_mark():
     other = (target[0], target[1] + 0.08)      # a distinct hazard that close to the wheel blocks
     blocked = plan_mark(ROBOT, pose, target, CFG, hazards=[target, other])
     assert not blocked.feasible and 'hazard' in blocked.reason and blocked.defer
+
+
+def test_a_second_deferral_after_a_started_mark_reaches_the_mission():
+    """The mission goes to marking on 'started' and waits for the outcome: a deferral after the
+    stop (the target beyond the slide once stopped) must reach it even when the target had been
+    deferred before (only a target's first deferral used to be sent: the mission then waited in
+    marking for good during a mark visit)."""
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    target = {'id': 'T9', 'x': 3.0, 'y': 0.75, 'classification': 'mine'}
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': [[3.0, 0.75]]})
+    ctl.on_pose((3.0 - NOZZLE_X, 0.0, 0.0))
+    assert ctl.step(0.0).events[0]['status'] == 'deferred'          # the first deferral
+    ctl.on_pose((3.0 + NOZZLE_X - 0.1, 0.99, math.pi))
+    assert [e['event'] for e in ctl.step(3.0).events] == ['started']
+    stop = ctl.seq.plan.stop_pose
+    # it stops where it should, but the lane drifted: the target is now beyond the slide
+    t, events = 3.0, []
+    for _ in range(100):
+        t += 0.05
+        ctl.on_pose((stop[0], stop[1] + 0.8, stop[2]), speed=0.0)
+        events += ctl.step(t).events
+        if ctl.seq is None:
+            break
+    assert [e['status'] for e in events if e['event'] == 'outcome'] == ['deferred'], events

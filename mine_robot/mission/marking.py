@@ -454,6 +454,7 @@ class MarkingController:
         self.finished: dict[str, list] = {}   # target id -> [outcome event, time last sent]
         self.candidates: dict[str, dict] = {}
         self.guarded: set[str] = set()   # targets the wheel-path guard already handled
+        self._announced: str | None = None   # target of the last 'started' event
         self.generation: dict[str, int] = {}   # target id -> the mission's re-mark count of it
         self.deferred: dict[str, dict] = {}   # target id -> {'t': last try, 'reason': why not}
         self._unfixed: list[dict] = []        # deferral events to send (position not fixed yet)
@@ -609,6 +610,7 @@ class MarkingController:
             # the robot stops for this mark (a target not to be marked, e.g. clutter by policy,
             # or one deferred because it cannot be reached from here gets no 'started')
             out.events.append({'event': 'started', 'target_id': self.seq.target_id})
+            self._announced = self.seq.target_id
         self._apply(now, actions, out)
 
     def _hits(self, tid: str) -> int:
@@ -694,12 +696,16 @@ class MarkingController:
             o = self.seq.outcome
             first = o.target_id not in self.deferred
             self.deferred[o.target_id] = {'t': now, 'reason': o.reason}
-            if first:
+            if first or self._announced == o.target_id:
+                # the first deferral, or one after a 'started' (the mission is in marking and
+                # waits for this outcome: left unsent, a second deferral of a target during its
+                # mark visit held the mission in marking for good)
                 # the mission records the deferral (an event; the target stays a mark to make)
                 out.events.append({'event': 'outcome', **asdict(o)})
                 out.log.append(('warn', f'target {o.target_id}: mark deferred ({o.reason})'))
             self.seq = None
             self.moving = None
+            self._announced = None
         if self.seq is not None and self.seq.outcome is not None:
             o = self.seq.outcome
             self.deferred.pop(o.target_id, None)
@@ -712,3 +718,4 @@ class MarkingController:
                 out.log.append(('info', f'target {o.target_id}: {o.status} ({o.reason})'))
             self.seq = None
             self.moving = None
+            self._announced = None

@@ -454,22 +454,29 @@ class MissionRecords:
 RESUMABLE_STATES = ('planning', 'sweeping', 'investigating', 'marking', 'resweep')
 
 
-def interrupted_state(path: str | Path) -> str | None:
-    """The state of a mission database whose mission was running when its process stopped (a
-    crash or a power cut: the last recorded transition is a running state), else None (no
-    database, or a mission that completed, was aborted, faulted, is paused or never started).
-    Read-only: the database is not changed."""
+def _read_only(path: str | Path, query):
+    """``query(connection)`` on a read-only connection to the database at ``path``; None when
+    there is no database or it cannot be read. The database is not changed."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
         con = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
         try:
-            row = con.execute('SELECT target FROM events ORDER BY id DESC LIMIT 1').fetchone()
+            return query(con)
         finally:
             con.close()
     except sqlite3.Error:
         return None
+
+
+def interrupted_state(path: str | Path) -> str | None:
+    """The state of a mission database whose mission was running when its process stopped (a
+    crash or a power cut: the last recorded transition is a running state), else None (no
+    database, or a mission that completed, was aborted, faulted, is paused or never started).
+    Read-only: the database is not changed."""
+    row = _read_only(path, lambda con: con.execute(
+        'SELECT target FROM events ORDER BY id DESC LIMIT 1').fetchone())
     return row[0] if row and row[0] in RESUMABLE_STATES else None
 
 
@@ -477,19 +484,9 @@ def latest_time(path: str | Path) -> float | None:
     """The latest time recorded in a mission database (track, detections, marks, events), or None
     (no database, no rows, unreadable). Read-only. A simulator that resumes with this mission
     starts its clock here, so the records never see time run backwards."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        con = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
-        try:
-            times = [con.execute(f'SELECT MAX(t) FROM {table}').fetchone()[0]
-                     for table in ('track', 'detections', 'marks', 'events')]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return None
-    times = [float(t) for t in times if t is not None]
+    times = _read_only(path, lambda con: [con.execute(f'SELECT MAX(t) FROM {table}').fetchone()[0]
+                                          for table in ('track', 'detections', 'marks', 'events')])
+    times = [float(t) for t in times or () if t is not None]
     return max(times) if times else None
 
 

@@ -179,7 +179,7 @@ def _bar(status: dict, sim_t: float | None, wall: float, width: int = 24) -> str
     pct = float(status.get('percent_covered', 0.0))
     filled = int(round(width * min(pct, 100.0) / 100.0))
     eta = status.get('eta_s') or 0.0
-    speed = f' {sim_t / wall:.1f}x' if sim_t and wall > 0 else ''
+    speed = f' {sim_t / wall:.1f}x' if sim_t and wall > 5.0 else ''     # a few seconds in: steady
     return (f"[{'#' * filled}{'.' * (width - filled)}] {pct:5.1f}% covered | "
             f"lanes {status.get('lanes_done', 0)}/{status.get('lanes_total', 0)} | "
             f"hazards {status.get('hazards_found', 0)} found, {status.get('targets_marked', 0)} marked | "

@@ -158,3 +158,28 @@ def test_gyro_bias_is_estimated_and_does_not_turn_the_heading_at_standstill():
         ekf.update_odometry(t, 0.3 + rng.normal(0, 0.01), rng.normal(0, 0.02))
         ekf.update_yaw_rate(t, bias + rng.normal(0, 0.003))
     assert abs(math.degrees(ekf.x[2])) < 2.0
+
+
+def test_a_data_gap_while_standing_still_does_not_lose_a_known_heading():
+    """A node starting on a busy machine: one sample, then none for 9 s, the robot standing."""
+    ekf = PoseEkf(EkfConfig())
+    ekf.set_heading(0.3, 0.05)
+    ekf.update_yaw_rate(0.04, 0.0, 0.01)
+    ekf.update_odometry(9.0, 0.0, 0.0)
+    assert ekf.yaw_sigma() == pytest.approx(0.05, abs=0.005) and ekf.x[2] == pytest.approx(0.3)
+    # moving before the gap: the gap is integrated (the robot may have turned meanwhile)
+    moving = PoseEkf(EkfConfig())
+    moving.set_heading(0.3, 0.05)
+    moving.update_odometry(0.0, 0.3, 0.0)
+    moving.update_odometry(0.04, 0.3, 0.0)
+    moving.update_odometry(9.0, 0.3, 0.0)
+    assert moving.yaw_sigma() > 0.5
+    # bursts and gaps just under the gap limit before the first gyro sample: a known heading
+    # is a standing robot's, its turn rate pinned at 0 (it eroded by ~1 rad per second of gap)
+    bursty = PoseEkf(EkfConfig())
+    bursty.set_heading(0.0, 0.05)
+    t = 0.0
+    for dt in (0.04, 0.2, 0.24, 0.04, 0.2, 0.24, 0.24):
+        t += dt
+        bursty.update_odometry(t, 0.0, 0.0)
+    assert bursty.yaw_sigma() < 0.06

@@ -66,12 +66,17 @@ class EkfConfig:
     gyro_bias_walk: float = 0.0005    # rad/s/sqrt(s), random walk of the gyro bias
     zupt_speed: float = 0.005         # m/s and rad/s: odometry below both is a standstill ...
     zupt_w_sigma: float = 0.002       # rad/s: ... where the turn rate is known to be ~0
+    # A gap in the data longer than this while the estimate stands still (a node starting on a
+    # busy machine, one sample before the gap) is not integrated as random acceleration: a 9 s
+    # gap took a known start heading from 0.05 to 2.5 rad (a 1 s gap to 1.0 rad), and the lane
+    # follower, which waits for 0.2 rad, never started the sweep. The state time jumps over it.
+    standstill_gap: float = 0.25      # s (data normally come every 0.04 s)
 
     def __post_init__(self):
         for name in ('accel_sigma', 'yaw_accel_sigma', 'odom_v_sigma', 'odom_w_sigma', 'imu_w_sigma',
                      'gate_chi2', 'default_fix_sigma', 'min_fix_sigma', 'initial_yaw_sigma',
                      'max_predict_step', 'min_heading_speed', 'gyro_bias_sigma', 'gyro_bias_walk',
-                     'zupt_speed', 'zupt_w_sigma'):
+                     'zupt_speed', 'zupt_w_sigma', 'standstill_gap'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise EkfError(f'EkfConfig.{name} must be > 0, got {value!r}')
@@ -127,6 +132,14 @@ class PoseEkf:
         self.P[YAW, :] = 0.0
         self.P[:, YAW] = 0.0
         self.P[YAW, YAW] = sigma * sigma
+        if not self.position_initialised:
+            # the known heading of a robot that stands (before it has a position, at start-up):
+            # it is not turning either; left at its prior (1 rad/s), the turn-rate uncertainty
+            # alone eroded the heading by 1 rad per second of data gap before the first gyro sample
+            self.x[W] = 0.0
+            self.P[W, :] = 0.0
+            self.P[:, W] = 0.0
+            self.P[W, W] = self.config.zupt_w_sigma ** 2
         self.yaw_initialised = True
 
     def pose_sigma(self) -> float:
@@ -144,6 +157,10 @@ class PoseEkf:
         dt = float(t) - self.t
         if dt <= 0.0:
             return  # out-of-order or duplicate stamps: fuse at the current state time
+        c = self.config
+        if dt > c.standstill_gap and abs(self.x[V]) < c.zupt_speed and abs(self.x[W]) < c.zupt_speed:
+            self.t = float(t)      # a data gap while standing still is not motion (see config)
+            return
         steps = max(1, math.ceil(dt / self.config.max_predict_step))
         for _ in range(steps):
             self._predict_step(dt / steps)

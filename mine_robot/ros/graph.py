@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+import functools
 import os
 from pathlib import Path
 import signal
@@ -23,15 +24,18 @@ import yaml
 from mine_robot.launch_support import GraphPlan, NodeSpec
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """In the child before exec: SIGTERM it when the supervisor dies (Linux prctl), so a killed
-    supervisor never leaves a graph running on its own."""
+    supervisor never leaves a graph running on its own. A supervisor that died between the fork
+    and the prctl call (the child was already re-parented) ends the child here."""
     try:
         import ctypes
         libc = ctypes.CDLL('libc.so.6', use_errno=True)
         libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass                            # not Linux: Graph.stop() still runs on normal exits
+        return                          # not Linux: Graph.stop() still runs on normal exits
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
@@ -104,7 +108,7 @@ class NodeProcess:
         self.process = subprocess.Popen(self.command(log_level), stdout=self._log,
                                         stderr=subprocess.STDOUT, env=dict(env),
                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=functools.partial(_die_with_parent, os.getpid()))
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -3,20 +3,26 @@
 ``run_node(factory)`` initialises rclpy, builds the node (a ConfigError or other start-up
 validation error exits 1 with a clear message), spins the process's executor (see
 :func:`make_executor`) until Ctrl-C or shutdown, and tears down in order, so no spin thread
-outlives the interpreter.
+outlives the interpreter. A teardown that hangs (a device close, a DDS entity that never lets
+go) is ended after ``MINE_ROBOT_TEARDOWN_S`` seconds (default 10) with exit code 3 and a message,
+and a second SIGTERM during teardown ends the process at once: a node that stopped spinning must
+never keep running without a supervisor (a leaked node kept a core busy in a later sweep).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 import os
+import signal
 import sys
+import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
 STARTUP_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
 EXECUTORS = ('events', 'single', 'multi')
+TEARDOWN_EXIT_CODE = 3
 
 
 def make_executor(kind: str | None = None):
@@ -50,6 +56,12 @@ def spin(executor) -> None:
 
 
 def run_node(factory: Callable[[], object], args: list[str] | None = None) -> int:
+    try:
+        limit = teardown_seconds()
+    except ValueError as exc:
+        print(f'[{getattr(factory, "__name__", "node")}] fatal configuration error: {exc}',
+              file=sys.stderr)
+        return 1
     rclpy.init(args=args)
     try:
         node = factory()
@@ -65,6 +77,7 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        _guard_teardown(getattr(factory, '__name__', 'node'), limit)
         close = getattr(node, 'close', None)
         if callable(close):
             close()
@@ -72,3 +85,35 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def teardown_seconds() -> float:
+    raw = os.environ.get('MINE_ROBOT_TEARDOWN_S', '10')
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f'MINE_ROBOT_TEARDOWN_S must be a positive number of seconds, got {raw!r}')
+    return value
+
+
+def _guard_teardown(name: str, limit: float) -> None:
+    """From here on the process only tears down: SIGTERM gets its default action again (rclpy's
+    handler would only request the shutdown already under way), a repeated SIGINT is ignored (it
+    asks for what is under way, and must not interrupt a node's close() half-way), and a watchdog
+    ends the process if the teardown takes longer than ``limit`` seconds."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass                            # not the main thread (a test harness): watchdog only
+
+    def expire() -> None:
+        print(f'[{name}] teardown did not finish in {limit:g} s: exiting with code '
+              f'{TEARDOWN_EXIT_CODE}', file=sys.stderr, flush=True)
+        os._exit(TEARDOWN_EXIT_CODE)
+
+    timer = threading.Timer(limit, expire)
+    timer.daemon = True
+    timer.start()

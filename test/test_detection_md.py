@@ -161,6 +161,20 @@ def test_pose_history_interpolates_yaw_across_the_wrap():
     assert math.cos(yaw) == pytest.approx(-1.0, abs=1e-9)
 
 
+def test_pose_history_splits_samples_into_ready_waiting_and_too_old():
+    hist = PoseHistory()
+    stats = {'dropped_no_pose': 0}
+    ready, waiting = hist.split_ready([(0.0, 'a')], 0.02, stats)
+    assert (ready, waiting, stats['dropped_no_pose']) == ([], [(0.0, 'a')], 0)  # no pose yet: wait
+    hist.add(1.0, 0, 0, 0)
+    hist.add(2.0, 1, 0, 0)
+    samples = [(0.5, 'old'), (0.99, 'edge'), (1.5, 'mid'), (2.01, 'edge2'), (2.5, 'new')]
+    ready, waiting = hist.split_ready(samples, 0.02, stats)
+    assert [r[1] for r in ready] == ['edge', 'mid', 'edge2']
+    assert [w[1] for w in waiting] == ['new']
+    assert stats['dropped_no_pose'] == 1
+
+
 def laterite(seed):
     """The simulator's own ground model at the laterite ('hard') values: std 0.012, 0.6 m."""
     from mine_robot.sim.sensors import GroundField

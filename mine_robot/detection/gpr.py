@@ -186,15 +186,7 @@ class GprChannel:
         self._traces = GrowBuffer(n)
 
     def poll(self) -> list[Detection]:
-        keep, ready = [], []
-        for t, values in self._pending:
-            if self.poses.covers(t, tolerance=0.02):
-                ready.append((t, values))
-            elif len(self.poses) and t < self.poses.earliest_time:
-                self.stats['dropped_no_pose'] += 1
-            else:
-                keep.append((t, values))
-        self._pending = keep
+        ready, self._pending = self.poses.split_ready(self._pending, 0.02, self.stats)
         for t, values in ready:
             pose = self.poses.at(t, tolerance=0.02)
             xy = body_to_map(pose, self.offset)[0]

@@ -234,15 +234,7 @@ class MetalDetectorProcessor:
 
     def poll(self) -> list[Detection]:
         """Process every pending sample the pose history covers; return new detections."""
-        ready, keep = [], []
-        for t, values in self._pending:
-            if self.poses.covers(t, tolerance=0.02):
-                ready.append((t, values))
-            elif len(self.poses) and t < self.poses.earliest_time:
-                self.stats['dropped_no_pose'] += 1
-            else:
-                keep.append((t, values))
-        self._pending = keep
+        ready, self._pending = self.poses.split_ready(self._pending, 0.02, self.stats)
         if ready:
             ts = np.array([r[0] for r in ready])
             poses = self.poses.at(ts, tolerance=0.02)

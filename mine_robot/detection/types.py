@@ -124,6 +124,21 @@ class PoseHistory:
     def covers(self, t: float, tolerance: float = 0.0) -> bool:
         return bool(len(self._buf)) and self.earliest_time - tolerance <= t <= self.latest_time + tolerance
 
+    def split_ready(self, pending: list, tolerance: float, stats: dict) -> tuple[list, list]:
+        """Split time-ordered ``(t, ...)`` samples into (ready: the history covers their time
+        within ``tolerance``, waiting: newer than the newest pose). Samples older than the oldest
+        pose are dropped and counted in ``stats['dropped_no_pose']``."""
+        ready, waiting = [], []
+        for item in pending:
+            t = item[0]
+            if self.covers(t, tolerance=tolerance):
+                ready.append(item)
+            elif len(self) and t < self.earliest_time:
+                stats['dropped_no_pose'] += 1
+            else:
+                waiting.append(item)
+        return ready, waiting
+
     def at(self, t, tolerance: float = 0.05) -> np.ndarray:
         """Interpolated ``[x, y, yaw]`` at ``t`` (scalar or array) -> (3,) or (n, 3).
 

@@ -1,6 +1,7 @@
 """Driving nodes over real DDS: safety_monitor + twist_mux stop on e-stop and on pose loss, the
 e-stop reset service, lane_follower output, joy_teleop, and start-up config errors (exit 1)."""
 
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,55 @@ def _odom(sigma, x=0.0, y=0.0, yaw=0.0, stamp=None):
     cov[0] = cov[7] = sigma ** 2
     msg.pose.covariance = cov
     return msg
+
+
+class _Fed:
+    """A safety monitor driven by a test node that publishes, every 50 ms,
+    the pose ``pose`` (mutable: x, y, sigma) and a 0.3 m/s autonomy command."""
+
+    def __init__(self, driver, status, pose):
+        self.driver, self.status, self.pose = driver, status, pose
+
+    def last(self) -> dict:
+        return json.loads(self.status.messages[-1].data) if self.status.messages else {}
+
+    def wait(self, condition, timeout: float = 5.0) -> None:
+        self.status.wait_for(lambda m: m and condition(self.last()), timeout=timeout)
+
+
+@contextlib.contextmanager
+def _safety_fed(ros_context, ros_node_factory, overrides, publishers=(), **pose):
+    """``publishers``: (topic, type, qos) the test publishes on, made before spinning starts
+    (``fed.pub[topic]``)."""
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from std_msgs.msg import String
+
+    from mine_robot.nodes._driving import twist
+    from mine_robot.nodes.safety_monitor import SafetyMonitorNode
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector
+
+    safety = SafetyMonitorNode(context=ros_context, parameter_overrides=list(overrides))
+    driver = ros_node_factory('driver')
+    cmd_pub = driver.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
+    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
+    fed = _Fed(driver, MessageCollector(driver, String, 'safety/status', qos.LATCHED),
+               dict({'x': 0.0, 'y': 0.0, 'sigma': 0.01}, **pose))
+    fed.pub = {topic: driver.create_publisher(kind, topic, profile) for topic, kind, profile in publishers}
+
+    def tick():
+        p = fed.pose
+        pose_pub.publish(_odom(p['sigma'], x=p['x'], y=p['y'], stamp=driver.get_clock().now().to_msg()))
+        cmd_pub.publish(twist(0.3, 0.0))
+
+    try:
+        with BackgroundSpinner(ros_context, safety, driver):
+            fed.timer = driver.create_timer(0.05, tick)
+            yield fed
+            driver.destroy_timer(fed.timer)
+    finally:
+        safety.destroy_node()
 
 
 def test_estop_and_pose_covariance_stop_the_mux(ros_context, ros_node_factory):
@@ -290,59 +340,35 @@ def test_lane_follower_keeps_its_progress_when_the_same_plan_arrives_again(ros_c
 
 
 def test_safety_monitor_keeps_wheels_off_known_hazards_from_fusion_and_mission(ros_context, ros_node_factory):
-    from geometry_msgs.msg import Twist
-    from nav_msgs.msg import Odometry
     from rclpy.parameter import Parameter
     from std_msgs.msg import String
 
-    from mine_robot.nodes._driving import twist
-    from mine_robot.nodes.safety_monitor import SafetyMonitorNode
     from mine_robot.ros import qos
-    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector
 
     off = [Parameter(f'{r}_enabled', value=False) for r in ('geofence', 'swept_ground', 'sensor_watchdog')]
-    safety = SafetyMonitorNode(context=ros_context, parameter_overrides=off)
-    driver = ros_node_factory('driver')
-    cmd_pub = driver.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
-    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
-    targets_pub = driver.create_publisher(String, 'targets/json', qos.RELIABLE)
-    mission_pub = driver.create_publisher(String, 'mission/status', qos.LATCHED)
-    status = MessageCollector(driver, String, 'safety/status', qos.LATCHED)
-    x = [10.0]
-
-    def tick():
-        pose_pub.publish(_odom(0.01, x=x[0], y=5.0, stamp=driver.get_clock().now().to_msg()))
-        cmd_pub.publish(twist(0.3, 0.0))
-
-    def last():
-        return json.loads(status.messages[-1].data) if status.messages else {}
-
-    try:
-        with BackgroundSpinner(ros_context, safety, driver):
-            timer = driver.create_timer(0.05, tick)
-            status.wait_for(lambda m: m and not last()['stop'], timeout=15.0)
-            # clutter right in front of the left wheel is not a hazard; a mine there is
-            targets_pub.publish(String(data=json.dumps({'targets': [
-                {'id': 3, 'x': 10.55, 'y': 5.28, 'classification': 'clutter'}]})))
-            time.sleep(0.5)
-            assert not last()['stop'], last()
-            targets_pub.publish(String(data=json.dumps({'targets': [
-                {'id': 4, 'x': 10.55, 'y': 5.28, 'classification': 'mine'}]})))
-            status.wait_for(lambda m: 'hazard' in last().get('rules', ()), timeout=5.0)
-            assert any('known hazard target 4' in r for r in last()['reasons'])
-            # fusion re-classifies it as clutter: the wheels may pass
-            targets_pub.publish(String(data=json.dumps({'targets': [
-                {'id': 4, 'x': 10.55, 'y': 5.28, 'classification': 'clutter'}]})))
-            status.wait_for(lambda m: not last()['stop'], timeout=5.0)
-            # a hazard the mission recorded (fusion restarted and forgot it) holds the robot too
-            x[0] = 20.0
-            status.wait_for(lambda m: not last()['stop'], timeout=5.0)
-            mission_pub.publish(String(data=json.dumps({'state': 'sweeping', 'hazards': [[20.55, 4.72]]})))
-            status.wait_for(lambda m: 'hazard' in last().get('rules', ()), timeout=5.0)
-            assert any('recorded at 20.55,4.72' in r for r in last()['reasons'])
-            driver.destroy_timer(timer)
-    finally:
-        safety.destroy_node()
+    topics = [('targets/json', String, qos.RELIABLE), ('mission/status', String, qos.LATCHED)]
+    with _safety_fed(ros_context, ros_node_factory, off, topics, x=10.0, y=5.0) as fed:
+        targets_pub, mission_pub = fed.pub['targets/json'], fed.pub['mission/status']
+        fed.wait(lambda s: not s['stop'], timeout=15.0)
+        # clutter right in front of the left wheel is not a hazard; a mine there is
+        targets_pub.publish(String(data=json.dumps({'targets': [
+            {'id': 3, 'x': 10.55, 'y': 5.28, 'classification': 'clutter'}]})))
+        time.sleep(0.5)
+        assert not fed.last()['stop'], fed.last()
+        targets_pub.publish(String(data=json.dumps({'targets': [
+            {'id': 4, 'x': 10.55, 'y': 5.28, 'classification': 'mine'}]})))
+        fed.wait(lambda s: 'hazard' in s.get('rules', ()))
+        assert any('known hazard target 4' in r for r in fed.last()['reasons'])
+        # fusion re-classifies it as clutter: the wheels may pass
+        targets_pub.publish(String(data=json.dumps({'targets': [
+            {'id': 4, 'x': 10.55, 'y': 5.28, 'classification': 'clutter'}]})))
+        fed.wait(lambda s: not s['stop'])
+        # a hazard the mission recorded (fusion restarted and forgot it) holds the robot too
+        fed.pose['x'] = 20.0
+        fed.wait(lambda s: not s['stop'])
+        mission_pub.publish(String(data=json.dumps({'state': 'sweeping', 'hazards': [[20.55, 4.72]]})))
+        fed.wait(lambda s: 'hazard' in s.get('rules', ()))
+        assert any('recorded at 20.55,4.72' in r for r in fed.last()['reasons'])
 
 
 def test_a_restarted_safety_monitor_takes_the_swept_ground_from_the_mission(ros_context, ros_node_factory,
@@ -351,51 +377,29 @@ def test_a_restarted_safety_monitor_takes_the_swept_ground_from_the_mission(ros_
     the field everything counts as unswept, and a robot already on unswept ground may drive on as
     long as it gets no worse, so the rule would protect nothing. The mission's latched
     mission/swept restores it: the wheels may not leave the swept ground."""
-    from geometry_msgs.msg import Twist
-    from nav_msgs.msg import Odometry
     from rclpy.parameter import Parameter
     from std_msgs.msg import String
 
-    from mine_robot.nodes._driving import twist
-    from mine_robot.nodes.safety_monitor import SafetyMonitorNode
     from mine_robot.planning.area import area_to_geojson, local_area
     from mine_robot.ros import qos
-    from mine_robot.ros.testing import BackgroundSpinner, MessageCollector
 
     area = tmp_path / 'area.geojson'
     area.write_text(json.dumps(area_to_geojson(local_area([(0, 0), (8, 0), (8, 4), (0, 4)]))))
     params = [Parameter('area_file', value=str(area)), Parameter('sensor_watchdog_enabled', value=False)]
-    safety = SafetyMonitorNode(context=ros_context, parameter_overrides=params)
-    driver = ros_node_factory('driver')
-    cmd_pub = driver.create_publisher(Twist, 'cmd_vel/autonomy', qos.RELIABLE)
-    pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
-    swept_pub = driver.create_publisher(String, 'mission/swept', qos.LATCHED)
-    status = MessageCollector(driver, String, 'safety/status', qos.LATCHED)
-    x = [5.6]     # front wheels' edge at 5.93 m; braking from 0.3 m/s takes them past 6.0 m
-
-    def tick():
-        pose_pub.publish(_odom(0.01, x=x[0], y=2.0, stamp=driver.get_clock().now().to_msg()))
-        cmd_pub.publish(twist(0.3, 0.0))
-
-    def last():
-        return json.loads(status.messages[-1].data) if status.messages else {}
-
-    try:
-        with BackgroundSpinner(ros_context, safety, driver):
-            timer = driver.create_timer(0.05, tick)
-            status.wait_for(lambda m: m and any('wheels are on' in w for w in last()['warnings']), 15.0)
-            assert not last()['stop'], last()          # nothing known: "no worse" lets it go
-            # the mission: the detector has swept x < 6 m
-            swept_pub.publish(String(data='MULTIPOLYGON (((0 0, 6 0, 6 4, 0 4, 0 0)))'))
-            status.wait_for(lambda m: 'swept_ground' in last().get('rules', ()), timeout=5.0)
-            x[0] = 3.0                                 # well inside: free to drive
-            status.wait_for(lambda m: not last()['stop'], timeout=5.0)
-            swept_pub.publish(String(data='LINESTRING (0 0, 1 1)'))     # not an area: ignored
-            time.sleep(0.3)
-            assert not last()['stop'], last()
-            driver.destroy_timer(timer)
-    finally:
-        safety.destroy_node()
+    # front wheels' edge at 5.93 m; braking from 0.3 m/s takes them past 6.0 m
+    with _safety_fed(ros_context, ros_node_factory, params, [('mission/swept', String, qos.LATCHED)],
+                     x=5.6, y=2.0) as fed:
+        swept_pub = fed.pub['mission/swept']
+        fed.wait(lambda s: any('wheels are on' in w for w in s['warnings']), timeout=15.0)
+        assert not fed.last()['stop'], fed.last()   # nothing known: "no worse" lets it go
+        # the mission: the detector has swept x < 6 m
+        swept_pub.publish(String(data='MULTIPOLYGON (((0 0, 6 0, 6 4, 0 4, 0 0)))'))
+        fed.wait(lambda s: 'swept_ground' in s.get('rules', ()))
+        fed.pose['x'] = 3.0                          # well inside: free to drive
+        fed.wait(lambda s: not s['stop'])
+        swept_pub.publish(String(data='LINESTRING (0 0, 1 1)'))     # not an area: ignored
+        time.sleep(0.3)
+        assert not fed.last()['stop'], fed.last()
 
 
 def test_localization_keeps_its_estimate_in_pose_file_and_takes_the_heading_from_it(ros_context, tmp_path):

@@ -183,3 +183,21 @@ def test_a_data_gap_while_standing_still_does_not_lose_a_known_heading():
         t += dt
         bursty.update_odometry(t, 0.0, 0.0)
     assert bursty.yaw_sigma() < 0.06
+    # a restart: gyro samples first (the estimate's turn rate is then the gyro's reading, a few
+    # mrad/s of bias and noise), then a 4 s gap before the wheels' first word: still standing
+    rng = np.random.default_rng(3)
+    restarted = PoseEkf(EkfConfig())
+    restarted.set_heading(1.5, 0.05)
+    t = 0.0
+    for _ in range(10):
+        t += 0.04
+        restarted.update_yaw_rate(t, 0.003 + rng.normal(0, 0.01))
+    restarted.update_odometry(t + 4.0, 0.0, 0.0)
+    assert restarted.yaw_sigma() < 0.06
+    # the wheels said they turn: a gap after that is integrated
+    turning = PoseEkf(EkfConfig())
+    turning.set_heading(1.5, 0.05)
+    turning.update_odometry(0.04, 0.0, 0.5)
+    turning.update_yaw_rate(0.08, 0.5)
+    turning.update_yaw_rate(4.08, 0.5)
+    assert turning.yaw_sigma() > 0.2

@@ -109,6 +109,9 @@ class PoseEkf:
         self.gnss_rejected = 0
         self.consecutive_rejections = 0
         self.last_gnss_time: float | None = None
+        # the wheels were at rest at the last odometry sample (or the robot is known to stand):
+        # a data gap is then a gap, not motion (predict)
+        self.wheels_at_rest = False
 
     # ----------------------------------------------------------------- state management
     @property
@@ -144,6 +147,7 @@ class PoseEkf:
             self.P[W, :] = 0.0
             self.P[:, W] = 0.0
             self.P[W, W] = STANDING_W_SIGMA ** 2
+            self.wheels_at_rest = True
         self.yaw_initialised = True
 
     def pose_sigma(self) -> float:
@@ -162,8 +166,13 @@ class PoseEkf:
         if dt <= 0.0:
             return  # out-of-order or duplicate stamps: fuse at the current state time
         c = self.config
-        if dt > c.standstill_gap and abs(self.x[V]) < c.zupt_speed and abs(self.x[W]) < c.zupt_speed:
-            self.t = float(t)      # a data gap while standing still is not motion (see config)
+        standing = self.wheels_at_rest or (abs(self.x[V]) < c.zupt_speed and abs(self.x[W]) < c.zupt_speed)
+        if dt > c.standstill_gap and standing:
+            # a data gap while standing still is not motion (see config). The wheels' word counts:
+            # gyro samples alone (before the first odometry sample of a restart) leave a turn
+            # rate of a few mrad/s in the estimate, and a 2 s gap then took a restored heading
+            # from 0.05 to 0.26 rad: the lane follower never started the resumed sweep
+            self.t = float(t)
             return
         steps = max(1, math.ceil(dt / self.config.max_predict_step))
         for _ in range(steps):
@@ -282,7 +291,8 @@ class PoseEkf:
         c = self.config
         # wheels at rest: the robot is not turning either (zero-velocity update; skid steer cannot
         # rotate without its wheels turning), which pins the gyro bias
-        w_sigma = c.zupt_w_sigma if abs(v) < c.zupt_speed and abs(w) < c.zupt_speed else c.odom_w_sigma
+        self.wheels_at_rest = abs(v) < c.zupt_speed and abs(w) < c.zupt_speed
+        w_sigma = c.zupt_w_sigma if self.wheels_at_rest else c.odom_w_sigma
         R = np.diag([c.odom_v_sigma ** 2, w_sigma ** 2])
         self._update(np.array([v, w]) - self.x[[V, W]], H, R)
 

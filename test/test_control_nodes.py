@@ -229,8 +229,10 @@ def test_config_file_parses_for_every_node(ros_context):
 
 def test_lane_follower_waits_for_converged_localization_and_resume_clears_a_fault(ros_context,
                                                                                    ros_node_factory):
+    from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped, Twist
     from nav_msgs.msg import Odometry, Path
+    from rclpy.parameter import Parameter
     from std_msgs.msg import String
     from std_srvs.srv import Trigger
 
@@ -238,12 +240,17 @@ def test_lane_follower_waits_for_converged_localization_and_resume_clears_a_faul
     from mine_robot.ros import qos
     from mine_robot.ros.testing import BackgroundSpinner, MessageCollector, call_service
 
-    follower = LaneFollowerNode(context=ros_context)
+    follower = LaneFollowerNode(context=ros_context,
+                                parameter_overrides=[Parameter('converge_timeout', value=1.5)])
     driver = ros_node_factory('driver3')
     path_pub = driver.create_publisher(Path, 'coverage/path', qos.LATCHED)
     pose_pub = driver.create_publisher(Odometry, 'odometry/filtered', 10)
     auto = MessageCollector(driver, Twist, 'cmd_vel/autonomy', qos.RELIABLE)
     progress = MessageCollector(driver, String, 'lane_follower/progress')
+    diag = MessageCollector(driver, DiagnosticArray, '/diagnostics', 10)
+
+    def follower_status(m):
+        return [s for a in m for s in a.status if s.name == 'lane_follower']
     path = Path()
     path.header.frame_id = 'map'
     for x in (0.0, 8.0):
@@ -270,6 +277,10 @@ def test_lane_follower_waits_for_converged_localization_and_resume_clears_a_faul
             n = len(auto.messages)
             auto.wait_for(n + 10)
             assert all(m.linear.x == 0.0 for m in auto.messages[n:])
+            # still waiting after converge_timeout: an error naming what is missing
+            diag.wait_for(lambda m: any(s.level == b'\x02' and 'heading 1.000 rad' in s.message
+                                        and 'will not move' in s.message for s in follower_status(m)),
+                          timeout=10.0)
             pose['yaw_sigma'] = 0.05                          # converged: it starts
             auto.wait_for(lambda m: any(x.linear.x > 0.05 for x in m), timeout=10.0)
             pose['y'] = 1.0                                   # 1 m off the lane: fault
@@ -419,12 +430,18 @@ def test_localization_keeps_its_estimate_in_pose_file_and_takes_the_heading_from
 
     first = node()
     try:
+        first.ekf.set_heading(-1.5, 0.01)
+        first._save_pose(263.0)
+        first._save_pose(263.5)     # nothing changed within a second: not written again
+        assert json.loads(pose_file.read_text())['t'] == 263.0
+        first._save_pose(264.01)    # a second later: written
+        assert json.loads(pose_file.read_text())['t'] == 264.01
         first.ekf.set_heading(-1.5355, 0.01)
-        first._save_pose(264.0)
+        first._save_pose(264.02)    # the heading moved: written at once
     finally:
         first.destroy_node()
     saved = json.loads(pose_file.read_text())
-    assert saved['t'] == 264.0 and saved['yaw'] == pytest.approx(-1.5355)
+    assert saved['t'] == 264.02 and saved['yaw'] == pytest.approx(-1.5355)
     again = node(initial_yaw=0.0)       # the scenario's start heading: the saved one is newer
     try:
         assert float(again.ekf.x[2]) == pytest.approx(-1.5355)

@@ -45,7 +45,11 @@ class LaneFollowerNode(Node):
                                        '1-sigma is below this (m)', range=(0.001, 10.0))
         self.start_max_yaw_sigma = declare(self, 'start_max_yaw_sigma', 0.2, 'do not start before the '
                                            'heading 1-sigma is below this (rad)', range=(0.001, 4.0))
+        self.converge_timeout = declare(self, 'converge_timeout', 30.0, 'waiting longer than this for '
+                                        'localization to converge is an error (s): the robot will not '
+                                        'move until it does', range=(1.0, 3600.0))
         self.converged = False
+        self._waiting_since: float | None = None
         fields = {
             'sweep_speed': (0.3, 'lane speed (m/s)', (0.01, 2.0)),
             'transit_speed': (0.4, 'transit speed (m/s)', (0.01, 2.0)),
@@ -182,9 +186,18 @@ class LaneFollowerNode(Node):
         if not self.converged:
             self.pub.publish(twist(0.0, 0.0))
             sig = getattr(self, 'sigmas', (math.inf, math.inf))
-            self.diag.update(WARN, f'waiting for localization to converge (sigma {sig[0]:.3f} m, '
-                             f'heading {sig[1]:.3f} rad; limits {self.start_max_sigma:g} m, '
-                             f'{self.start_max_yaw_sigma:g} rad)')
+            text = (f'waiting for localization to converge (sigma {sig[0]:.3f} m, heading '
+                    f'{sig[1]:.3f} rad; limits {self.start_max_sigma:g} m, {self.start_max_yaw_sigma:g} rad)')
+            if self._waiting_since is None:
+                self._waiting_since = now
+            if now - self._waiting_since > self.converge_timeout:
+                # a standing robot cannot learn its heading from GNSS: without help it waits for good
+                text = (f'{text} for {now - self._waiting_since:.0f} s: the robot will not move; '
+                        'check GNSS and IMU, or give the heading (localization initial_yaw or pose_file)')
+                self.get_logger().error(text, throttle_duration_sec=30.0)
+                self.diag.update(ERROR, text)
+            else:
+                self.diag.update(WARN, text)
             return
         p = self.pose[1]
         cmd = self.follower.step(now, p.x, p.y, p.yaw)

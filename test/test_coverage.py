@@ -73,6 +73,21 @@ def test_incremental_batched_and_one_shot_agree():
     assert inc.pose_count == len(poses)
 
 
+def test_an_unflushed_fraction_lags_by_at_most_one_batch_and_is_exact_after_it():
+    region = box(-1.0, -1.0, 7.0, 1.0)
+    tracker = CoverageTracker(ROBOT, batch=10)
+    poses = straight(0, 6)
+    for p in poses[:25]:                         # two batches flushed, five poses pending
+        tracker.add_pose(*p)
+    lagging = tracker.fraction(region, flush=False)
+    assert lagging == tracker.fraction(region, flush=False)          # remembered
+    flushed_ref = swept_by_poses(ROBOT, poses[:20])
+    assert lagging == pytest.approx(region.intersection(flushed_ref).area / region.area, abs=1e-9)
+    exact = tracker.fraction(region)                                  # flushes the five
+    assert exact > lagging
+    assert tracker.fraction(region, flush=False) == pytest.approx(exact, abs=1e-12)
+
+
 def test_a_localisation_jump_is_not_claimed_as_swept():
     tracker = CoverageTracker(ROBOT, max_gap=2.0)
     tracker.add_poses([[0, 0, 0], [0.05, 0, 0], [20, 0, 0], [20.05, 0, 0]])

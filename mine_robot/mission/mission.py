@@ -1104,7 +1104,10 @@ class Mission:
 
     def progress(self) -> dict:
         searchable = self.area.searchable if self.area is not None else None
-        covered = self.tracker.fraction(searchable) if self.tracker and searchable is not None else 0.0
+        # while running, as of the tracker's last batch of poses (a second at most): cheap enough
+        # for a status twice a second; exact once the mission has ended
+        covered = self.tracker.fraction(searchable, flush=not self.sm.running) \
+            if self.tracker and searchable is not None else 0.0
         remaining = sum(lane.line.length for lane in self.lanes if not lane.done)
         marked = sum(1 for s in self.handled.values() if s == 'marked')
         hazards = [t for t in self.targets.values() if t['classification'] != 'clutter']

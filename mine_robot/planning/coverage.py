@@ -139,6 +139,7 @@ class CoverageTracker:
         self._recent: list = []
         self._cache = None
         self._prepared = None
+        self._fraction_memo = None
         self.pose_count = 0
 
     def add_pose(self, x: float, y: float, yaw: float) -> None:
@@ -179,9 +180,11 @@ class CoverageTracker:
         self._cache = None
         self._prepared = None
 
-    def swept(self):
-        """The swept ground so far (Polygon or MultiPolygon, map frame)."""
-        self._flush()
+    def swept(self, flush: bool = True):
+        """The swept ground so far (Polygon or MultiPolygon, map frame); ``flush=False``: as of
+        the last batch of poses (at most ``batch`` poses behind, and much cheaper to ask often)."""
+        if flush:
+            self._flush()
         if self._cache is None:
             self._cache = shapely.union_all([self._main, *self._recent]) if self._recent else self._main
             if self._recent:
@@ -191,10 +194,20 @@ class CoverageTracker:
     def swept_area(self) -> float:
         return self.swept().area
 
-    def fraction(self, region) -> float:
-        """Swept fraction of ``region`` (0..1); 0 for an empty region."""
+    def fraction(self, region, flush: bool = True) -> float:
+        """Swept fraction of ``region`` (0..1); 0 for an empty region. ``flush=False``: as of the
+        last batch of poses, remembered for the same region until the next batch (a status
+        display asking twice a second no longer unions and intersects the whole field each time)."""
         if region.is_empty or region.area <= 0:
             return 0.0
+        if not flush:
+            if self._fraction_memo is not None and self._fraction_memo[0] is region \
+                    and self._fraction_memo[1] is self._cache:
+                return self._fraction_memo[2]
+            swept = self.swept(flush=False)
+            value = float(region.intersection(swept).area / region.area)
+            self._fraction_memo = (region, swept, value)
+            return value
         return float(region.intersection(self.swept()).area / region.area)
 
     def unswept(self, region, min_width: float = 0.0):

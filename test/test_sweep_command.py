@@ -143,7 +143,7 @@ def test_the_summary_counts_the_sensor_data_the_detectors_used():
     """The sweep's summary compares what the simulator made with what each detector processed
     (from the nodes' diagnostics); a lossy stream is named, start-up samples (before the first
     pose) and the diagnostics' one-second skew are not losses, a missing counter is left out."""
-    from mine_robot.ros.sweep import lossy_streams, sensor_data_delivery
+    from mine_robot.ros.sweep import delivery_text, lossy_streams, sensor_data_delivery
 
     diag = {'sim_sensors': {'md_samples': '10000', 'gpr_samples': '5000', 'camera_samples': '200',
                             'sim_time': '200.0'},
@@ -157,6 +157,18 @@ def test_the_summary_counts_the_sensor_data_the_detectors_used():
     diag['md_detector'] = {'samples': '9780', 'dropped_no_pose': '70'}  # 150 short: 1.5 %
     assert lossy_streams(sensor_data_delivery(diag, 5), rate=2.0) == []
     assert sensor_data_delivery({'md_detector': {'samples': '5'}}) == []
+    # with the serial drivers' counters: what the simulator wrote before the driver opened the
+    # device is start-up, what the line dropped (sequence gaps) is a loss
+    diag['md_detector'] = {'samples': '9400', 'dropped_no_pose': '0'}             # 6 % short
+    diag['metal_detector_driver'] = {'frames': '9420', 'lost_messages': '0'}       # 580 before it
+    diag['gpr_detector'] = {'traces': '22000', 'dropped_no_pose': '0'}
+    diag['gpr_driver'] = {'frames': '22010', 'lost_messages': '2900'}              # the line lost 12 %
+    delivery = {d['stream']: d for d in sensor_data_delivery(diag, gpr_channels=5)}
+    assert lossy_streams(list(delivery.values()), rate=2.0) == ['GPR']
+    assert delivery_text(delivery['metal detector']) == \
+        'metal detector 99.8 % of 9420 samples (580 before its driver connected)'
+    assert delivery_text(delivery['GPR']) == \
+        'GPR 88.3 % of 24910 traces (90 before its driver connected, 2900 lost on the serial line)'
 
 
 def test_the_sweep_graph_gets_a_shared_memory_segment_large_enough_for_camera_images():

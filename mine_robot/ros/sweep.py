@@ -88,14 +88,18 @@ def sensor_data_delivery(diagnostics: dict, gpr_channels: int = 1) -> list[dict]
     """What share of the simulated sensor data reached the detectors, from the nodes' last
     diagnostics: per stream (metal detector samples, GPR antenna traces = scans x antennas, camera
     images) ``used`` (processed by the detector), ``before_pose`` (arrived before the first pose:
-    start-up, not lost on the way), ``produced`` (made by sim_sensors) and ``per_sim_s``. A stream
-    whose counters are missing is left out."""
+    start-up, not lost on the way), ``produced`` (made by sim_sensors) and ``per_sim_s``. Where the
+    stream's serial driver reports (virtual devices), also ``received`` (frames it decoded) and
+    ``serial_lost`` (frames its sequence numbers say the line dropped): what the simulator wrote
+    before the driver had opened the device, ``produced - received - serial_lost``, is start-up
+    too. A stream whose counters are missing is left out."""
     sim = diagnostics.get('sim_sensors') or {}
     out = []
-    for stream, unit, node, used_key, sim_key, factor in (
-            ('metal detector', 'samples', 'md_detector', 'samples', 'md_samples', 1),
-            ('GPR', 'traces', 'gpr_detector', 'traces', 'gpr_samples', max(1, int(gpr_channels))),
-            ('camera', 'images', 'camera_detector', 'images', 'camera_samples', 1)):
+    antennas = max(1, int(gpr_channels))
+    for stream, unit, node, used_key, sim_key, factor, driver in (
+            ('metal detector', 'samples', 'md_detector', 'samples', 'md_samples', 1, 'metal_detector_driver'),
+            ('GPR', 'traces', 'gpr_detector', 'traces', 'gpr_samples', antennas, 'gpr_driver'),
+            ('camera', 'images', 'camera_detector', 'images', 'camera_samples', 1, None)):
         node_diag = diagnostics.get(node) or {}
         try:
             used = int(float(node_diag[used_key]))
@@ -104,24 +108,53 @@ def sensor_data_delivery(diagnostics: dict, gpr_channels: int = 1) -> list[dict]
             sim_time = float(sim.get('sim_time', 0.0))
         except (KeyError, TypeError, ValueError):
             continue
-        if produced > 0:
-            out.append({'stream': stream, 'unit': unit, 'used': used, 'before_pose': before_pose,
-                        'produced': produced, 'per_sim_s': produced / sim_time if sim_time > 0 else 0.0})
+        if produced <= 0:
+            continue
+        entry = {'stream': stream, 'unit': unit, 'used': used, 'before_pose': before_pose,
+                 'produced': produced, 'per_sim_s': produced / sim_time if sim_time > 0 else 0.0}
+        drv = diagnostics.get(driver) or {} if driver else {}
+        try:
+            entry['received'] = int(float(drv['frames']))
+            entry['serial_lost'] = int(float(drv.get('lost_messages', 0)))
+        except (KeyError, TypeError, ValueError):
+            pass
+        out.append(entry)
     return out
 
 
+def _expected(d: dict) -> int:
+    """What should have reached the detector: produced, less what the simulator wrote before the
+    driver opened the device (when the driver reports)."""
+    if 'received' in d:
+        return min(d['produced'], d['received'] + d['serial_lost'])
+    return d['produced']
+
+
 def lossy_streams(delivery: list[dict], rate: float) -> list[str]:
-    """Metal detector / GPR streams that lost data on the way: more than 2 % of what was produced,
-    beyond what arrived before the first pose and the up to one second (wall) by which the
-    counters of two nodes' diagnostics differ."""
+    """Metal detector / GPR streams that lost data on the way: more than 2 % of what they should
+    have delivered (:func:`_expected`), beyond what arrived before the first pose and the up to one
+    second (wall) by which the counters of two nodes' diagnostics differ."""
     lossy = []
     for d in delivery:
         if d['stream'] == 'camera':
             continue
-        lost = d['produced'] - d['used'] - d['before_pose']
-        if lost > 0.02 * d['produced'] + 1.5 * max(rate, 1.0) * d['per_sim_s']:
+        expected = _expected(d)
+        lost = expected - d['used'] - d['before_pose']
+        if lost > 0.02 * expected + 1.5 * max(rate, 1.0) * d['per_sim_s']:
             lossy.append(d['stream'])
     return lossy
+
+
+def delivery_text(d: dict) -> str:
+    """'metal detector 99.1 % of 31990 samples (301 before its driver connected)'"""
+    expected = _expected(d)
+    notes = []
+    if d['produced'] > expected:
+        notes.append(f"{d['produced'] - expected} before its driver connected")
+    if d.get('serial_lost'):
+        notes.append(f"{d['serial_lost']} lost on the serial line")
+    text = f"{d['stream']} {100 * d['used'] / max(expected, 1):.1f} % of {expected} {d['unit']}"
+    return text + (f" ({', '.join(notes)})" if notes else '')
 
 
 def _domain_id(arg: int | None) -> int:
@@ -258,9 +291,7 @@ def _report_delivery(delivery: list[dict], rate: float, work: Path) -> None:
     if not delivery:
         return
     (work / 'sensor_data.json').write_text(json.dumps(delivery, indent=1))
-    print('  sensor data used by the detectors: ' + ', '.join(
-        f"{d['stream']} {100 * d['used'] / d['produced']:.1f} % of {d['produced']} {d['unit']}"
-        for d in delivery))
+    print('  sensor data used by the detectors: ' + ', '.join(delivery_text(d) for d in delivery))
     lost = lossy_streams(delivery, rate)
     if lost:
         print(f"  warning: the graph lost {' and '.join(lost)} data (the machine did not keep up at "

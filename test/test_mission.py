@@ -766,6 +766,61 @@ def test_after_a_restart_fusions_new_ids_for_recorded_targets_are_not_marked_aga
     m2.close()
 
 
+def test_after_a_restart_a_fresh_fit_from_fewer_detections_does_not_move_a_mark(tmp_path, area_file):
+    """Crash-resume batch: a mortar marked 4 mm from it; after the whole graph restarted, fusion
+    re-found it from one side fit 0.11 m off its mark, and that fit superseded the good mark (the target
+    then never settled again and was left unmarked). A fresh estimate replaces the marked one only
+    when it rests on more detections than the one the mark was placed on."""
+    evidence = {'metal': {'hits': 2}, 'gpr': {'hits': 1}}
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 'a1', 'x': 4.2, 'y': 0.9,
+                                                      'classification': 'uxo', 'evidence': evidence})
+    m.on_mark_started(t, 'a1')
+    m.on_mark_outcome(t + 1, {'target_id': 'a1', 'status': 'marked', 'x': 4.2, 'y': 0.9,
+                              'target': (4.2, 0.9), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    del m                               # the whole graph dies: fusion comes back with new ids
+
+    m2 = make(tmp_path)
+    m2.start(200.0, str(area_file))
+    m2.on_plan(200.0, plan_json(YS))
+    assert m2.prior_hits == {'a1': 3}
+    side = {'id': 'b1', 'x': 4.31, 'y': 0.9, 'confidence': 0.65, 'classification': 'unknown',
+            'settled': False, 'evidence': {'metal': {'hits': 1}}}
+    m2.on_targets(201.0, [side])
+    assert m2.handled['a1'] == 'marked' and m2.pending_marks() == []
+    # later passes over it: four detections now, 0.13 m from the mark: a better fit, marked again
+    better = dict(side, x=4.33, settled=True, evidence={'metal': {'hits': 3}, 'gpr': {'hits': 1}})
+    m2.on_targets(260.0, [better])
+    assert m2.pending_marks() == ['a1'] and m2.remarks == {'a1': 1}
+    m2.close()
+
+
+def test_a_hazard_fusion_never_settled_is_marked_or_reported_at_the_end(tmp_path, area_file):
+    """No sensor passes a target again once the lanes, re-sweeps and detours are over: a hazard
+    fusion left unsettled is then a mark to make (the mark visit), and if that fails it is
+    recorded failed with its reason — never left unmarked without a word."""
+    m = make(tmp_path)
+    m.start(0.0, str(area_file))
+    m.on_plan(0.0, plan_json(YS))
+    t = drive(m, plan_json(YS[:2]), 0.0)
+    m.on_targets(t, [{'id': 4, 'x': 6.0, 'y': 1.0, 'confidence': 0.7, 'classification': 'unknown',
+                      'settled': False}])
+    assert m.pending_marks() == []          # while the sweep goes on, fusion may settle it
+    t = drive(m, plan_json(YS), t)
+    if m.sm.state == State.SWEEPING:
+        m.finish_lanes(t)
+    assert m.lanes_over and m.pending_marks() == ['4']
+    assert [p['id'] for p in m.status()['pending_marks']] == ['4']   # the marking node's list
+    assert m.sm.state == State.RESWEEP and m._pending_kind == 'mark_visit'
+    plan = m.plan_pending(t + 1)                # the visit runs over it ...
+    assert plan is not None
+    t = drive(m, plan, t + 1)                   # ... and the marking node could not mark it
+    if m.sm.state == State.RESWEEP:
+        m.finish_lanes(t)
+    assert m.sm.state == State.COMPLETE, m.message
+    assert m.handled['4'] == 'failed' and m.report['marks']['hazards_unmarked'] == ['4']
+    m.close()
+
+
 def test_a_marked_target_found_to_be_a_duplicate_has_its_mark_superseded(tmp_path, area_file):
     # a mortar's side fit from the neighbouring lane was marked; the pass over the mortar made a
     # precise target, and fusion found the first one its remainder (duplicate_of)

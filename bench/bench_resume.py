@@ -18,7 +18,8 @@ Each run sweeps the default scenario into its own folder (``FOLDER/run<i>-<mode>
 
 A run is ok when the sweep exits 0 (mission complete), the judge's coverage of the whole run is
 at least 99.5 %, every detection, target (id and first report) and mark committed before the kill
-is still there unchanged, and no hazard got two marks in force. Per run and in aggregate it
+is still there unchanged, every hazard the run detected has a mark in force within 0.15 m, and no
+hazard got two marks in force. Per run and in aggregate it
 prints the rows lost, the judge's coverage, PD, marking error of the marks in force, hazards left
 unmarked and wheel passes over undetected hazards.
 Not run by the test suite (a run takes one or two sweeps: 4-8 minutes).
@@ -143,7 +144,7 @@ def one_run(i: int, mode: str, kill_after: float, base: Path, args, env: dict) -
     res['judge'] = judge_summary(out)
     cov = res['judge'].get('coverage')
     res['ok'] = (res['code'] == 0 and not any(res['lost'].values()) and not res['judge'].get('doubled')
-                 and cov is not None and cov >= 0.995)
+                 and not res['judge'].get('unmarked') and cov is not None and cov >= 0.995)
     j = res['judge']
     print(f"    exit {res['code']} ({res['wall_after_kill']:.0f} s after the kill), rows lost "
           + ', '.join(f'{k} {v}' for k, v in res['lost'].items())
@@ -181,7 +182,7 @@ def main() -> int:
         results.append(one_run(i, mode, kill_after, base, args, env))
     ok = [r for r in results if r['ok']]
     print(f'\n=== {len(ok)}/{len(results)} runs ok (exit 0, coverage >= 99.5 %, nothing committed before '
-          f'the kill lost, no hazard marked twice) ===')
+          f'the kill lost, every detected hazard with a mark in force within 0.15 m, none marked twice) ===')
     for mode in MODES:
         rs = [r for r in results if r['mode'] == mode and 'lost' in r]
         if not rs:

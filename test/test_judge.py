@@ -169,3 +169,25 @@ def test_the_marks_of_a_target_retired_as_a_duplicate_are_superseded(scenario, r
     res = judge_run(scenario, RunRecord([], marks=marks, retired_targets=frozenset({'T5'})), robot)
     assert [m['superseded'] for m in res['marks']] == [True, False]
     assert res['marking_error_m']['max'] == pytest.approx(0.02)
+
+
+def test_a_mark_made_under_fusions_id_after_a_restart_counts_for_the_recorded_target(tmp_path, scenario,
+                                                                                      robot):
+    """After a whole-graph restart the marker names fusion's new id (B4); the record knows it as
+    T5 (``reported_as``), whose mark is superseded: so is the paint made under B4."""
+    out = tmp_path / 'sweep'
+    out.mkdir()
+    f = scenario.frame
+    feats = [_point(f, 2.3, 2.0, {'target_id': 'T5', 'classification': 'clutter', 'mark_status': 'superseded',
+                                  'reported_as': ['B4']}),
+             _point(f, 2.3, 2.0, {'target_id': 'T5', 'classification': 'clutter',
+                                  'mark_status': 'not_marked', 'reported_as': ['B4']}),
+             _point(f, 2.02, 2.0, {'target_id': 'T7', 'classification': 'uxo', 'mark_status': 'marked'})]
+    (out / 'marks.geojson').write_text(json.dumps({'type': 'FeatureCollection', 'features': feats}))
+    truth = {'time_base': 0.0, 'track': straight_track(y=1.7).tolist(),
+             'marks': [{'t': 12.0, 'x': 2.3, 'y': 2.0, 'target_id': 'B4'},
+                       {'t': 13.0, 'x': 2.02, 'y': 2.0, 'target_id': 'T7'}]}
+    (out / 'sim_truth.json').write_text(json.dumps(truth))
+    res = judge_folder(scenario, out, robot)
+    assert [(m['target_id'], m['superseded']) for m in res['marks']] == [('T5', True), ('T7', False)]
+    assert res['marking_error_m']['max'] == pytest.approx(0.02, abs=1e-3)

@@ -285,3 +285,21 @@ def test_latest_time_is_the_newest_record_of_any_kind(tmp_path):
     assert latest_time(db) == pytest.approx(9.25)
     (tmp_path / 'junk.db').write_bytes(b'not a database')
     assert latest_time(tmp_path / 'junk.db') is None
+
+
+def test_a_schema_1_database_is_migrated_and_keeps_fusions_ids_after_a_restart(tmp_path):
+    db = tmp_path / 'm.db'
+    rec = MissionRecords(db, AREA)
+    rec.add_alias(5.0, 'b1', 'a1')
+    assert rec.aliases() == {'b1': 'a1'}
+    rec.close()
+    raw = sqlite3.connect(db)          # as a database written before the aliases table existed
+    raw.execute('DROP TABLE aliases')
+    raw.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    raw.commit()
+    raw.close()
+    rec = MissionRecords(db, AREA)
+    assert rec.schema_version == SCHEMA_VERSION == 2 and rec.aliases() == {}
+    rec.add_alias(7.0, 'c1', 'a1')
+    rec.close()
+    assert MissionRecords(db, AREA).aliases() == {'c1': 'a1'}

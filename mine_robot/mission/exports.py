@@ -118,8 +118,13 @@ def detections_geojson(records: MissionRecords, ctx: ExportContext) -> dict:
 def marks_geojson(records: MissionRecords, ctx: ExportContext) -> dict:
     """One feature per target: the mark where the nozzle was (placed), else the target estimate
     with the reason it was not marked — a failed or withheld mark is never left out; plus one
-    feature per superseded mark (``mark_status: superseded``, at the paint, with the reason)."""
+    feature per superseded mark (``mark_status: superseded``, at the paint, with the reason).
+    ``reported_as``: the ids fusion gave the target after a restart (the marker's commands, and so
+    the simulator's paint record, may carry them)."""
     targets = {t.id: t for t in records.targets()}
+    reported_as: dict[str, list[str]] = {}
+    for fusion_id, target_id in records.aliases().items():
+        reported_as.setdefault(target_id, []).append(fusion_id)
     last_mark, superseded = {}, {}
     for m in records.marks():
         if m.status == 'superseded':
@@ -145,6 +150,8 @@ def marks_geojson(records: MissionRecords, ctx: ExportContext) -> dict:
             'date_found': t_found[:10] if t_found else None, 'time_found': t_found,
             'method': METHOD, 'organisation': ctx.organisation,
         }
+        if tid in reported_as:      # fusion's ids for it after a restart (the marker may name them)
+            props['reported_as'] = sorted(reported_as[tid])
         feats.append(_feature(to_geojson_geometry(_point(x, y), ctx.frame), props))
         for old in superseded.get(tid, ()):
             # paint on the ground that is no longer over the target: listed so the team removes it

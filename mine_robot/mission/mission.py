@@ -199,6 +199,10 @@ class Mission:
         self.remarks: dict[str, int] = {}      # target id -> marks superseded so far
         self.prior: dict[str, tuple[float, float]] = {}   # targets recorded before a restart
         self.prior_hits: dict[str, int] = {}   # their detection count then
+        # marked targets fusion later found another's remainder (their mark retired): one object
+        # with that target; a restarted fusion that has not yet seen the object calls them
+        # 'unknown' again, and that must not bring them back as marks to make
+        self.retired: set[str] = set()
         # sweep, re-sweeps and detours are over: no sensor will pass an unsettled target again
         self.lanes_over = False
         self.aliases: dict[str, str] = {}      # fusion's id after a restart -> the recorded target
@@ -231,7 +235,7 @@ class Mission:
         self.resweeps, self.detours, self.report = 0, 0, None
         self.deferred, self._visited, self.mark_visits = {}, set(), 0
         self.mark_xy, self.remarks, self.prior, self.aliases = {}, {}, {}, {}
-        self.prior_hits, self.lanes_over = {}, False
+        self.prior_hits, self.lanes_over, self.retired = {}, False, set()
         reason = 'operator start'
         if records.resumed:
             track = records.track()
@@ -247,7 +251,10 @@ class Mission:
                     self.handled[tg.id] = tg.status
             self.prior = {tid: (tg['x'], tg['y']) for tid, tg in self.targets.items()}
             self.prior_hits = {tg.id: evidence_hits(tg.evidence) for tg in records.targets()}
+            self.aliases = records.aliases()
             for m in records.marks():
+                if m.status == 'not_marked' and (m.reason or '').startswith('duplicate of target'):
+                    self.retired.add(m.target_id)
                 if m.status == 'marked':
                     self.mark_xy[m.target_id] = (m.x, m.y)
                 elif m.status == 'superseded':
@@ -989,7 +996,7 @@ class Mission:
         for tg in targets:
             tid = self._resolve(t, str(tg['id']), float(tg['x']), float(tg['y']))
             cls = str(tg.get('classification', 'unknown'))
-            if self.handled.get(tid) == 'not_marked' and cls in HAZARD_CLASSES:
+            if self.handled.get(tid) == 'not_marked' and cls in HAZARD_CLASSES and tid not in self.retired:
                 # left unmarked as clutter, reclassified a hazard since: a mark to make again
                 del self.handled[tid]
                 why = f'{tid}: reclassified {cls} after it was left unmarked as clutter: to be marked'
@@ -1020,6 +1027,7 @@ class Mission:
         if d > self.config.resume_match_radius:
             return tid
         self.aliases[tid] = old
+        self._rec(lambda: self.records.add_alias(t, tid, old), t)
         why = (f'target {tid} reported after the restart is {old}, recorded before it ({d:.2f} m '
                f'away): its reports update {old}' + (', not marked again' if old in self.handled else ''))
         self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'resume_match', why), t)
@@ -1069,6 +1077,7 @@ class Mission:
             attempts=0, reason=f'duplicate of target {duplicate_of}: no mark of its own'), t)
         self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'mark_retired', why), t)
         self.handled[tid] = 'not_marked'
+        self.retired.add(tid)
         self.mark_xy.pop(tid, None)
         self.message = f'{self.sm.state}: {why}'
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import sqlite3
 import time
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,10 +59,16 @@ CREATE TABLE IF NOT EXISTS events (
     event TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS faults (
     id INTEGER PRIMARY KEY, t REAL NOT NULL, source TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS aliases (
+    fusion_id TEXT PRIMARY KEY, target_id TEXT NOT NULL, t REAL NOT NULL);
 """
 
 #: Migrations from version N to N+1, applied in order when an older database is opened.
-_MIGRATIONS: dict[int, str] = {}
+_MIGRATIONS: dict[int, str] = {
+    # 2: fusion's ids after a restart that stand for targets recorded before it
+    1: 'CREATE TABLE IF NOT EXISTS aliases (fusion_id TEXT PRIMARY KEY, target_id TEXT NOT NULL, '
+       't REAL NOT NULL)',
+}
 
 MARK_STATUSES = ('marked', 'failed', 'not_marked', 'superseded')
 
@@ -369,6 +375,11 @@ class MissionRecords:
                       (float(t), str(source), str(target), event, reason))] + self._take_track(),
                     durable=True)
 
+    def add_alias(self, t: float, fusion_id: str, target_id: str) -> None:
+        """Fusion's id ``fusion_id`` (after a restart) stands for the recorded ``target_id``."""
+        self._write([('INSERT OR REPLACE INTO aliases (fusion_id, target_id, t) VALUES (?, ?, ?)',
+                      (str(fusion_id), str(target_id), float(t)))], durable=True)
+
     def add_fault(self, t: float, source: str, message: str) -> None:
         self._write([('INSERT INTO faults (t, source, message) VALUES (?, ?, ?)',
                       (float(t), source, message))], durable=True)
@@ -411,6 +422,10 @@ class MissionRecords:
         rows = self._db.execute('SELECT id, target_id, t, status, x, y, target_x, target_y, mode, '
                                 'attempts, reason FROM marks ORDER BY id').fetchall()
         return [MarkRecord(*r) for r in rows]
+
+    def aliases(self) -> dict[str, str]:
+        """{fusion id: recorded target id} of every restart so far."""
+        return dict(self._db.execute('SELECT fusion_id, target_id FROM aliases ORDER BY t').fetchall())
 
     def events(self) -> list[dict]:
         cur = self._db.execute('SELECT t, source, target, event, reason FROM events ORDER BY id')

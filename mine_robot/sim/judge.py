@@ -14,7 +14,9 @@
   (``matched`` false when no hazard is within 0.5 m); a target's earlier marks, made before the
   mission marked it again (its estimate moved), and the marks of a target the record lists as
   superseded only (fusion found it a duplicate of another target), are ``superseded``: listed,
-  counted in ``superseded_marks``, left out of the error statistics;
+  counted in ``superseded_marks``, left out of the error statistics (a mark the marker made under
+  fusion's id after a restart counts for the recorded target that id stands for: ``reported_as``
+  in ``marks.geojson``);
 - **wheel passes over undetected hazards**: each time a wheel contact patch comes within 0.15 m
   of a hazard before that hazard was first reported (or at all, if it never was), counted once per
   entry into that 0.15 m zone; **wheel passes over known hazards** count the same entries after
@@ -308,8 +310,11 @@ def load_run(output_dir: str | Path, scenario: Scenario, time_base: float | None
     marks_path, det_path = folder / 'marks.geojson', folder / 'detections.geojson'
     placed_marks: list[MarkRecord] = []
     superseded_ids, marked_ids = set(), set()
+    alias: dict[str, str] = {}      # fusion's id after a restart -> the recorded target id
     if marks_path.exists():
         for x, y, p in _points(_read_json(marks_path), marks_path, frame):
+            for fusion_id in p.get('reported_as') or ():
+                alias[str(fusion_id)] = str(p.get('target_id', ''))
             if p.get('mark_status') == 'superseded':
                 superseded_ids.add(str(p.get('target_id', '')))
             elif p.get('mark_status') == 'marked':
@@ -330,7 +335,8 @@ def load_run(output_dir: str | Path, scenario: Scenario, time_base: float | None
         try:
             track = np.array(truth.get('track') or [], dtype=float).reshape(-1, 4)
             marks = [MarkRecord(float(m['x']), float(m['y']), float(m.get('t', 0.0)),
-                                str(m.get('target_id', ''))) for m in truth.get('marks') or []]
+                                alias.get(str(m.get('target_id', '')), str(m.get('target_id', ''))))
+                     for m in truth.get('marks') or []]
         except (KeyError, TypeError, ValueError) as exc:
             raise JudgeError(f'{truth_path}: malformed track or marks: {exc}') from exc
         return RunRecord(reports, marks, track, 'truth (sim_truth.json)', aligned,

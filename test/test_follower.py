@@ -252,3 +252,41 @@ def test_a_new_follower_finds_its_place_on_a_plan_the_robot_is_half_way_through(
     g = PathFollower(path)
     g.step(0.0, 0.0, 1.6, 0.0)
     assert g.reset_fault(0.0, 2.0, 0.0) and g.leg == 4
+
+
+def test_a_robot_that_ran_past_a_corner_goes_back_to_it_before_turning():
+    """A late command (a starved computer) left the robot 0.11 m past a corner 0.5 m from the
+    boundary; turning there would swing a wheel outside. It backs up to the corner along the
+    ground it just covered, holding its heading, and turns there."""
+    segs = [('transit', np.array([[0.0, 0.0], [4.0, 0.0]])),
+            ('lane', np.array([[4.0, 0.0], [4.0, 3.0]]))]
+    follower = PathFollower(FollowPath.from_segments(segs))
+    state = {'jumped': False}
+    x, y, yaw = 0.0, 0.0, 0.0
+    log = []
+    for k in range(int(60 / DT)):
+        if not state['jumped'] and x > 3.9:
+            x, state['jumped'] = 4.11, True          # the late stop: 0.11 m past the corner
+        cmd = follower.step(k * DT, x, y, yaw)
+        log.append((x, y, yaw, cmd.v, cmd.w, cmd.progress.state))
+        x += cmd.v * math.cos(yaw) * DT
+        y += cmd.v * math.sin(yaw) * DT
+        yaw += cmd.w * DT
+        if cmd.progress.state == 'done':
+            break
+    states = [s for *_, s in log]
+    assert 'return' in states and states[-1] == 'done'
+    back = [(x, yaw, v) for x, _y, yaw, v, _w, s in log if s == 'return']
+    speeds = [v for _, _, v in back]          # it brakes (the ramp), then reverses
+    first_back = next(i for i, v in enumerate(speeds) if v < 0)
+    assert all(v < 0 for v in speeds[first_back:])
+    assert all(a >= b for a, b in zip(speeds, speeds[1:first_back]))
+    assert all(abs(yaw) < 0.02 for _, yaw, _ in back)
+    turning = [(x, y) for x, y, _yaw, v, w, s in log if s == 'turn' and abs(w) > 0.05]
+    assert turning and all(abs(x - 4.0) < 0.03 and abs(y) < 0.01 for x, y in turning)
+    assert math.hypot(log[-1][0] - 4.0, log[-1][1] - 3.0) < 0.05
+    # a small run past the corner (within the tolerance) turns where it stands, as before
+    again = PathFollower(FollowPath.from_segments(segs))
+    x, yaw = 4.03, 0.0
+    again.step(0.0, 3.99, 0.0, 0.0)
+    assert again.step(DT, x, 0.0, yaw).progress.state == 'turn'

@@ -67,6 +67,11 @@ class FollowerConfig:
     min_turn_rate: float = 0.05       # rad/s, so a point turn always finishes
     align_angle: float = 0.5          # rad; heading error above which the robot stops and turns
     goal_tolerance: float = 0.02      # m; leg end reached
+    # m; a robot that ran further than this past a corner (a late command on a starved computer
+    # left one 0.11 m past a corner 0.5 m from the boundary: its point turn there would have put
+    # a wheel outside, the safety monitor held it for good) first drives back to the corner along
+    # the ground it just covered, then turns
+    overshoot_tolerance: float = 0.04
     search_window: float = 0.6        # m around the last progress for the projection
     max_cross_track: float = 0.5      # m; beyond this the follower stops with a fault
 
@@ -229,6 +234,7 @@ class PathFollower:
         self._t: float | None = None
         self.fault = ''
         self._reacquire = False
+        self._return_to: tuple | None = None    # (corner, direction, heading, reverse) to go back to
 
     # ---------------------------------------------------------------- pause / resume
     def pause(self) -> None:
@@ -354,12 +360,31 @@ class PathFollower:
                 self.state = 'done'
                 self._v = self._w = 0.0
                 return Command(0.0, 0.0, self._progress(cross, heading_error))
+            if past > c.overshoot_tolerance:
+                e_last = v1 - 1
+                self._return_to = (path.points[v1].copy(), path.edge_dir[e_last].copy(),
+                                   float(path.body_heading[e_last]), bool(path.reverse[e_last]))
+                self.state = 'return'
+            else:
+                self.state = 'turn'
             self.leg += 1
-            self.state = 'turn'
             v0, v1 = path.legs[self.leg]
             edge = v0
             heading = float(path.body_heading[v0])
             heading_error = float(wrap_angle(heading - yaw))
+
+        if self.state == 'return':
+            corner, direction, body_heading, was_reverse = self._return_to
+            back = float((np.array([x, y]) - corner) @ direction)    # still past the corner by
+            if back <= c.goal_tolerance:
+                self.state, self._return_to = 'turn', None
+            else:
+                # back along the last edge, against its direction of travel, holding its heading
+                speed = min(c.reverse_speed, self._braking_speed(back))
+                w = float(np.clip(c.heading_gain * wrap_angle(body_heading - yaw), -c.max_angular,
+                                  c.max_angular))
+                v, w = self._ramp(speed if was_reverse else -speed, w, dt)
+                return Command(v, w, self._progress(cross, heading_error))
 
         if self.state == 'paused' or (self.paused and abs(self._v) < 1e-3 and self.state != 'turn'):
             self.state = 'paused'

@@ -201,3 +201,30 @@ def test_a_data_gap_while_standing_still_does_not_lose_a_known_heading():
     turning.update_yaw_rate(0.08, 0.5)
     turning.update_yaw_rate(4.08, 0.5)
     assert turning.yaw_sigma() > 0.2
+
+
+def test_gnss_fixes_alone_do_not_erode_the_heading_of_a_robot_known_to_stand():
+    """Start-up on a busy machine: the GNSS subscription matched seconds before the odometry and
+    IMU ones. Fixes alone (10 Hz) drove the predictions; the turn-rate prior took a known heading
+    from 0.05 to 0.4 rad in 3 s and the lane follower (0.2 rad) never started."""
+    rng = np.random.default_rng(5)
+    ekf = PoseEkf(EkfConfig())
+    ekf.set_heading(0.0, 0.05)
+    t = 0.0
+    for _ in range(50):                          # 5 s of fixes only
+        t += 0.1
+        ekf.update_gnss(t, *rng.normal(0, RTK_SIGMA, 2), np.eye(2) * RTK_SIGMA ** 2)
+    assert ekf.yaw_sigma() < 0.06 and ekf.pose_sigma() < 0.05
+    for _ in range(50):                          # then wheels and gyro join
+        t += 0.04
+        ekf.update_odometry(t, 0.0, 0.0)
+        ekf.update_yaw_rate(t, rng.normal(0, 0.003))
+    assert ekf.yaw_sigma() < 0.06
+    # a robot the wheels last said moves: fixes alone are integrated as motion (it may turn)
+    moving = PoseEkf(EkfConfig())
+    moving.set_heading(0.0, 0.05)
+    moving.update_gnss(0.0, 0.0, 0.0, np.eye(2) * RTK_SIGMA ** 2)
+    moving.update_odometry(0.04, 0.3, 0.0)
+    for k in range(1, 21):
+        moving.update_gnss(0.04 + 0.1 * k, 0.3 * 0.1 * k, 0.0, np.eye(2) * RTK_SIGMA ** 2)
+    assert moving.yaw_sigma() > 0.1

@@ -29,6 +29,7 @@ import numpy as np
 from mine_robot.geo import wrap_angle
 
 X, Y, YAW, V, W, B = range(6)
+HEADING_LOSS_VAR = 0.0025   # rad^2 (0.05 rad): one prediction losing more is recorded
 STANDING_W_SIGMA = 0.05     # rad/s: turn-rate uncertainty of a robot known to stand (see set_heading)
 N_STATE = 6
 STATUS_NO_FIX = -1  # sensor_msgs/NavSatStatus values
@@ -112,6 +113,11 @@ class PoseEkf:
         # the wheels were at rest at the last odometry sample (or the robot is known to stand):
         # a data gap is then a gap, not motion (predict)
         self.wheels_at_rest = False
+        self.last_motion_t: float | None = None     # time of the last odometry or gyro sample
+        # predictions that cost the heading more than HEADING_LOSS_VAR: (t, dt, v, w, wheels at
+        # rest, yaw sigma before, after), the last 10
+        self.heading_losses: list[tuple] = []
+        self.heading_loss_count = 0
 
     # ----------------------------------------------------------------- state management
     @property
@@ -166,6 +172,14 @@ class PoseEkf:
         if dt <= 0.0:
             return  # out-of-order or duplicate stamps: fuse at the current state time
         c = self.config
+        silent = self.last_motion_t is None or float(t) - self.last_motion_t > c.standstill_gap
+        if self.wheels_at_rest and silent:
+            # neither wheels nor gyro have said anything since the wheels said "at rest" (a node
+            # starting: its odometry and IMU subscriptions matched seconds after the GNSS one):
+            # GNSS fixes alone drove predictions that took a known heading from 0.05 to 0.4 rad
+            # in 3 s, and the lane follower never started the sweep. Nothing is known to move.
+            self.t = float(t)
+            return
         standing = self.wheels_at_rest or (abs(self.x[V]) < c.zupt_speed and abs(self.x[W]) < c.zupt_speed)
         if dt > c.standstill_gap and standing:
             # a data gap while standing still is not motion (see config). The wheels' word counts:
@@ -175,8 +189,16 @@ class PoseEkf:
             self.t = float(t)
             return
         steps = max(1, math.ceil(dt / self.config.max_predict_step))
+        yaw_var = self.P[YAW, YAW]
         for _ in range(steps):
             self._predict_step(dt / steps)
+        if self.P[YAW, YAW] - yaw_var > HEADING_LOSS_VAR:
+            # what took the heading: kept for the node's diagnostics (a start-up stall's cause)
+            self.heading_losses.append((round(float(t), 3), round(dt, 3), round(float(self.x[V]), 4),
+                                        round(float(self.x[W]), 4), self.wheels_at_rest,
+                                        round(math.sqrt(max(yaw_var, 0.0)), 3), round(self.yaw_sigma(), 3)))
+            del self.heading_losses[:-10]
+            self.heading_loss_count += 1
         self.t = float(t)
 
     def _predict_step(self, dt: float) -> None:
@@ -295,6 +317,7 @@ class PoseEkf:
         w_sigma = c.zupt_w_sigma if self.wheels_at_rest else c.odom_w_sigma
         R = np.diag([c.odom_v_sigma ** 2, w_sigma ** 2])
         self._update(np.array([v, w]) - self.x[[V, W]], H, R)
+        self.last_motion_t = max(float(t), self.last_motion_t or -math.inf)
 
     def update_yaw_rate(self, t: float, w: float, sigma: float | None = None) -> None:
         """Fuse an IMU yaw rate (rad/s)."""
@@ -305,6 +328,7 @@ class PoseEkf:
         H[0, W] = H[0, B] = 1.0          # the gyro reads the turn rate plus its bias
         s = sigma if sigma and sigma > 0 else self.config.imu_w_sigma
         self._update(np.array([w - self.x[W] - self.x[B]]), H, np.array([[s * s]]))
+        self.last_motion_t = max(float(t), self.last_motion_t or -math.inf)
 
     def update_yaw(self, t: float, yaw: float, sigma: float) -> None:
         """Fuse an absolute heading (IMU orientation with a magnetometer, dual antenna, ...)."""

@@ -55,6 +55,8 @@ class LocalizationNode(Node):
                                  'it at start: a restart after a crash or power cut knows where the '
                                  'standing robot looks (empty: off)', read_only=True)
         self._saved: tuple[float, float, float] | None = None   # t, yaw, yaw sigma last written
+        self._count = {'odom': 0, 'imu': 0, 'fix': 0}
+        self._losses_logged = 0
         self.use_imu_orientation = declare(self, 'use_imu_orientation', False,
                                            'fuse IMU absolute yaw when its covariance marks it valid')
         if not (math.isfinite(lat) and math.isfinite(lon)):
@@ -146,6 +148,7 @@ class LocalizationNode(Node):
                                     throttle_duration_sec=10.0)
 
     def _on_fix(self, msg: NavSatFix) -> None:
+        self._count['fix'] += 1
         t = stamp_to_sec(msg.header.stamp)
         cov = None
         if msg.position_covariance_type != NavSatFix.COVARIANCE_TYPE_UNKNOWN:
@@ -166,6 +169,7 @@ class LocalizationNode(Node):
                                       throttle_duration_sec=2.0)
 
     def _on_imu(self, msg: Imu) -> None:
+        self._count['imu'] += 1
         t = stamp_to_sec(msg.header.stamp)
         try:
             sigma = math.sqrt(msg.angular_velocity_covariance[8]) \
@@ -179,6 +183,7 @@ class LocalizationNode(Node):
             self.get_logger().warning(f'IMU sample ignored: {exc}', throttle_duration_sec=5.0)
 
     def _on_odom(self, msg: Odometry) -> None:
+        self._count['odom'] += 1
         try:
             self.ekf.update_odometry(stamp_to_sec(msg.header.stamp), msg.twist.twist.linear.x,
                                      msg.twist.twist.angular.z)
@@ -214,6 +219,13 @@ class LocalizationNode(Node):
 
     def _report(self) -> None:
         ekf = self.ekf
+        fresh = ekf.heading_loss_count - self._losses_logged
+        if fresh > 0:
+            for t, dt, v, w, rest, before, after in ekf.heading_losses[-min(fresh, 10):]:
+                self.get_logger().warning(
+                    f'heading sigma {before:.3f} -> {after:.3f} rad in one prediction over {dt:.2f} s at '
+                    f't={t:.2f} (speed {v:+.3f} m/s, turn rate {w:+.4f} rad/s, wheels at rest: {rest})')
+            self._losses_logged = ekf.heading_loss_count
         sigma = ekf.pose_sigma() if ekf.initialised else float('inf')
         level = OK if sigma < 0.05 else WARN if ekf.initialised else ERROR
         message = (f'position sigma {sigma:.3f} m' if ekf.initialised else 'waiting for a GNSS fix')
@@ -221,6 +233,8 @@ class LocalizationNode(Node):
                                           'gnss_rejected': ekf.gnss_rejected,
                                           'last_fix': self.last_fix,
                                           'yaw_sigma_rad': round(ekf.yaw_sigma(), 4),
+                                          'odom_msgs': self._count['odom'], 'imu_msgs': self._count['imu'],
+                                          'fix_msgs': self._count['fix'],
                                           'yaw_deg': round(math.degrees(float(ekf.x[2])), 2)})
 
 

@@ -94,9 +94,12 @@ class LocalizationNode(Node):
             self._heading_from_file(initial_yaw_sigma)
         self.pub = self.create_publisher(Odometry, 'odometry/filtered', 10)
         self.diag = Diagnostics(self)
-        self.create_subscription(NavSatFix, 'gnss/fix', self._on_fix, qos.SENSOR)
-        self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
-        self.create_subscription(Imu, 'imu/data', self._on_imu, qos.SENSOR)
+        # deep reader queues (best effort like every sensor stream): a localization starved of
+        # CPU for a second at start-up got only the last 5 samples of each stream, and the
+        # resulting 2.9 s hole in wheel and gyro data took a moving robot's heading to 1 rad
+        self.create_subscription(NavSatFix, 'gnss/fix', self._on_fix, qos.SENSOR_QUEUE)
+        self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR_QUEUE)
+        self.create_subscription(Imu, 'imu/data', self._on_imu, qos.SENSOR_QUEUE)
         self.last_fix = ''
 
     def _heading_from_file(self, min_sigma: float) -> None:

@@ -290,3 +290,33 @@ def test_a_robot_that_ran_past_a_corner_goes_back_to_it_before_turning():
     x, yaw = 4.03, 0.0
     again.step(0.0, 3.99, 0.0, 0.0)
     assert again.step(DT, x, 0.0, yaw).progress.state == 'turn'
+
+
+def test_a_robot_carried_past_the_end_of_a_lane_by_late_commands_turns_at_the_corner():
+    """The commands reach the wheels 0.5 s late (a starved computer): the robot arrives at the
+    lane end at speed and runs on after the follower has switched to the point turn. It does not
+    turn out there (near a boundary that puts a wheel outside) but comes back to the corner."""
+    segs = [('lane', np.array([[0.0, 0.0], [4.0, 0.0]])),
+            ('lane', np.array([[4.0, 0.0], [4.0, 2.0]]))]
+    follower = PathFollower(FollowPath.from_segments(segs))
+    x, y, yaw = 0.0, 0.0, 0.0
+    queue = [(0.0, 0.0)] * 10                         # 10 control periods of latency
+    log = []
+    for k in range(int(80 / DT)):
+        cmd = follower.step(k * DT, x, y, yaw)
+        queue.append((cmd.v, cmd.w))
+        v, w = queue.pop(0)
+        log.append((x, y, yaw, v, w, cmd.progress.state))
+        x += v * math.cos(yaw) * DT
+        y += v * math.sin(yaw) * DT
+        yaw += w * DT
+        if cmd.progress.state == 'done' and abs(v) < 1e-6:
+            break
+    assert max(x for x, *_ in log) > 4.06                      # it did run past the corner
+    assert 'return' in [s for *_, s in log]
+    # out there it hardly turns (what turning it does are the commands already under way when it
+    # passed the corner); the turn to the next lane happens back at the corner
+    assert max(abs(yaw) for x, y, yaw, *_ in log if x > 4.06 and abs(y) < 0.1) < 0.15
+    turned = next(i for i, (_x, _y, yaw, *_rest) in enumerate(log) if yaw > 1.0)
+    assert abs(log[turned][0] - 4.0) < 0.06
+    assert math.hypot(log[-1][0] - 4.0, log[-1][1] - 2.0) < 0.1

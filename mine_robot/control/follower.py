@@ -360,18 +360,23 @@ class PathFollower:
                 self.state = 'done'
                 self._v = self._w = 0.0
                 return Command(0.0, 0.0, self._progress(cross, heading_error))
-            if past > c.overshoot_tolerance:
-                e_last = v1 - 1
-                self._return_to = (path.points[v1].copy(), path.edge_dir[e_last].copy(),
-                                   float(path.body_heading[e_last]), bool(path.reverse[e_last]))
-                self.state = 'return'
-            else:
-                self.state = 'turn'
+            self.state = 'turn'
             self.leg += 1
             v0, v1 = path.legs[self.leg]
             edge = v0
             heading = float(path.body_heading[v0])
             heading_error = float(wrap_angle(heading - yaw))
+
+        if self.state == 'turn' and self.leg > 0 and abs(heading_error) > c.turn_tolerance:
+            # before (or while) turning at a corner: ran past it? (the leg may have been declared
+            # done within goal_tolerance of the corner at speed, and the braking ramp carried the
+            # robot on: 0.17 m at the end of a lane in one run)
+            e_last = v0 - 1
+            past_corner = float((np.array([x, y]) - path.points[v0]) @ path.edge_dir[e_last])
+            if past_corner > c.overshoot_tolerance:
+                self._return_to = (path.points[v0].copy(), path.edge_dir[e_last].copy(),
+                                   float(path.body_heading[e_last]), bool(path.reverse[e_last]))
+                self.state = 'return'
 
         if self.state == 'return':
             corner, direction, body_heading, was_reverse = self._return_to

@@ -21,6 +21,7 @@ that it is the estimate, not the receiver, that is wrong and re-seeds the positi
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 import math
 
@@ -116,7 +117,7 @@ class PoseEkf:
         self.last_motion_t: float | None = None     # time of the last odometry or gyro sample
         # predictions that cost the heading more than HEADING_LOSS_VAR: (t, dt, v, w, wheels at
         # rest, yaw sigma before, after), the last 10
-        self.heading_losses: list[tuple] = []
+        self.heading_losses: deque[tuple] = deque(maxlen=10)
         self.heading_loss_count = 0
 
     # ----------------------------------------------------------------- state management
@@ -172,20 +173,18 @@ class PoseEkf:
         if dt <= 0.0:
             return  # out-of-order or duplicate stamps: fuse at the current state time
         c = self.config
+        # Nothing is known to move, so the state time jumps without predicting, when
+        # - neither wheels nor gyro have said anything since the wheels said "at rest" (a node
+        #   starting: its odometry and IMU subscriptions matched seconds after the GNSS one, and
+        #   GNSS fixes alone drove predictions that took a known heading from 0.05 to 0.4 rad in
+        #   3 s: the lane follower never started the sweep), or
+        # - a data gap comes while standing still (see config). The wheels' word counts: gyro
+        #   samples alone (before the first odometry sample of a restart) leave a turn rate of a
+        #   few mrad/s in the estimate, and a 2 s gap then took a restored heading from 0.05 to
+        #   0.26 rad: the lane follower never started the resumed sweep.
         silent = self.last_motion_t is None or float(t) - self.last_motion_t > c.standstill_gap
-        if self.wheels_at_rest and silent:
-            # neither wheels nor gyro have said anything since the wheels said "at rest" (a node
-            # starting: its odometry and IMU subscriptions matched seconds after the GNSS one):
-            # GNSS fixes alone drove predictions that took a known heading from 0.05 to 0.4 rad
-            # in 3 s, and the lane follower never started the sweep. Nothing is known to move.
-            self.t = float(t)
-            return
         standing = self.wheels_at_rest or (abs(self.x[V]) < c.zupt_speed and abs(self.x[W]) < c.zupt_speed)
-        if dt > c.standstill_gap and standing:
-            # a data gap while standing still is not motion (see config). The wheels' word counts:
-            # gyro samples alone (before the first odometry sample of a restart) leave a turn
-            # rate of a few mrad/s in the estimate, and a 2 s gap then took a restored heading
-            # from 0.05 to 0.26 rad: the lane follower never started the resumed sweep
+        if (self.wheels_at_rest and silent) or (dt > c.standstill_gap and standing):
             self.t = float(t)
             return
         steps = max(1, math.ceil(dt / self.config.max_predict_step))
@@ -197,7 +196,6 @@ class PoseEkf:
             self.heading_losses.append((round(float(t), 3), round(dt, 3), round(float(self.x[V]), 4),
                                         round(float(self.x[W]), 4), self.wheels_at_rest,
                                         round(math.sqrt(max(yaw_var, 0.0)), 3), round(self.yaw_sigma(), 3)))
-            del self.heading_losses[:-10]
             self.heading_loss_count += 1
         self.t = float(t)
 
@@ -317,7 +315,7 @@ class PoseEkf:
         w_sigma = c.zupt_w_sigma if self.wheels_at_rest else c.odom_w_sigma
         R = np.diag([c.odom_v_sigma ** 2, w_sigma ** 2])
         self._update(np.array([v, w]) - self.x[[V, W]], H, R)
-        self.last_motion_t = max(float(t), self.last_motion_t or -math.inf)
+        self._motion_heard(t)
 
     def update_yaw_rate(self, t: float, w: float, sigma: float | None = None) -> None:
         """Fuse an IMU yaw rate (rad/s)."""
@@ -328,7 +326,12 @@ class PoseEkf:
         H[0, W] = H[0, B] = 1.0          # the gyro reads the turn rate plus its bias
         s = sigma if sigma and sigma > 0 else self.config.imu_w_sigma
         self._update(np.array([w - self.x[W] - self.x[B]]), H, np.array([[s * s]]))
-        self.last_motion_t = max(float(t), self.last_motion_t or -math.inf)
+        self._motion_heard(t)
+
+    def _motion_heard(self, t: float) -> None:
+        """An odometry or gyro sample at ``t`` has been fused (see :meth:`predict`)."""
+        if self.last_motion_t is None or float(t) > self.last_motion_t:
+            self.last_motion_t = float(t)
 
     def update_yaw(self, t: float, yaw: float, sigma: float) -> None:
         """Fuse an absolute heading (IMU orientation with a magnetometer, dual antenna, ...)."""

@@ -140,7 +140,7 @@ class LocalizationNode(Node):
                 return
         self._saved = (t, yaw, sigma)
         data = {'t': round(t, 3), 'x': round(float(ekf.x[0]), 4), 'y': round(float(ekf.x[1]), 4),
-                'yaw': round(float(ekf.x[2]), 5), 'yaw_sigma': round(ekf.yaw_sigma(), 5)}
+                'yaw': round(yaw, 5), 'yaw_sigma': round(sigma, 5)}
         tmp = self.pose_file + '.tmp'
         try:
             with open(tmp, 'w') as f:
@@ -224,7 +224,7 @@ class LocalizationNode(Node):
         ekf = self.ekf
         fresh = ekf.heading_loss_count - self._losses_logged
         if fresh > 0:
-            for t, dt, v, w, rest, before, after in ekf.heading_losses[-min(fresh, 10):]:
+            for t, dt, v, w, rest, before, after in list(ekf.heading_losses)[-fresh:]:
                 self.get_logger().warning(
                     f'heading sigma {before:.3f} -> {after:.3f} rad in one prediction over {dt:.2f} s at '
                     f't={t:.2f} (speed {v:+.3f} m/s, turn rate {w:+.4f} rad/s, wheels at rest: {rest})')

@@ -113,6 +113,10 @@ class Lane:
     done: bool = False
 
 
+# the reason of a retired duplicate's 'not_marked' row (read back on resume)
+RETIRED_REASON = 'duplicate of target'
+
+
 def evidence_hits(evidence) -> int:
     """Detections behind a target: the hits of every sensor in its evidence (0 if unknown)."""
     if not isinstance(evidence, dict):
@@ -253,7 +257,7 @@ class Mission:
             self.prior_hits = {tg.id: evidence_hits(tg.evidence) for tg in records.targets()}
             self.aliases = records.aliases()
             for m in records.marks():
-                if m.status == 'not_marked' and (m.reason or '').startswith('duplicate of target'):
+                if m.status == 'not_marked' and (m.reason or '').startswith(RETIRED_REASON):
                     self.retired.add(m.target_id)
                 if m.status == 'marked':
                     self.mark_xy[m.target_id] = (m.x, m.y)
@@ -1074,7 +1078,7 @@ class Mission:
                                                        target_status='not_marked'), t)
         self._rec(lambda: self.records.add_mark(
             tid, t, 'not_marked', x=None, y=None, target_x=tg.get('x'), target_y=tg.get('y'), mode=None,
-            attempts=0, reason=f'duplicate of target {duplicate_of}: no mark of its own'), t)
+            attempts=0, reason=f'{RETIRED_REASON} {duplicate_of}: no mark of its own'), t)
         self._rec(lambda: self.records.add_event(t, self.sm.state, self.sm.state, 'mark_retired', why), t)
         self.handled[tid] = 'not_marked'
         self.retired.add(tid)

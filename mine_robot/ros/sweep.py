@@ -112,7 +112,7 @@ def sensor_data_delivery(diagnostics: dict, gpr_channels: int = 1) -> list[dict]
             continue
         entry = {'stream': stream, 'unit': unit, 'used': used, 'before_pose': before_pose,
                  'produced': produced, 'per_sim_s': produced / sim_time if sim_time > 0 else 0.0}
-        drv = diagnostics.get(driver) or {} if driver else {}
+        drv = (diagnostics.get(driver) or {}) if driver else {}
         try:
             entry['received'] = int(float(drv['frames']))
             entry['serial_lost'] = int(float(drv.get('lost_messages', 0)))

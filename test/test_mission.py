@@ -6,6 +6,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+import shapely
 from shapely.geometry import box
 
 from mine_robot.mission.mission import Mission, MissionConfig, lanes_from_plan_json
@@ -591,6 +592,27 @@ def test_a_deferred_mark_gets_a_visit_and_is_reported_failed_only_after_it(tmp_p
     m.close()
 
 
+def test_a_deferral_reason_survives_a_restart_into_the_failed_record(tmp_path, area_file):
+    """A target deferred before the mission manager died and never marked after the restart: its
+    'failed' record still says why it was deferred (before, the reason was lost with the process
+    and the record said only 'no stop pose was reached')."""
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 7, 'x': 4.0, 'y': 1.0, 'classification': 'mine'},
+                                mark_visit_rounds=0)
+    m.on_mark_outcome(t + 1, {'target_id': '7', 'status': 'deferred',
+                              'reason': 'manoeuvre would bring a wheel within 0.02 m of the hazard'})
+    m.close()                                                       # the process dies here
+    m = make(tmp_path, mark_visit_rounds=0)
+    m.start(t + 5, str(area_file))
+    assert m.deferred == {'7': 'manoeuvre would bring a wheel within 0.02 m of the hazard'}
+    m.on_plan(t + 5, plan_json(YS))
+    m.finish_lanes(drive(m, plan_json(YS), t + 5))
+    assert m.sm.state == State.COMPLETE, m.message
+    row = sqlite3.connect(tmp_path / 'out' / 'mission.db').execute(
+        "SELECT status, reason FROM marks WHERE target_id = '7'").fetchone()
+    assert row[0] == 'failed' and 'within 0.02 m of the hazard' in row[1]
+    m.close()
+
+
 def test_the_mark_visit_runs_its_lane_where_the_nozzle_can_mark_beside_a_neighbour(tmp_path, area_file):
     """A lane over the target driven southwards would stop the robot with a wheel next to a
     neighbouring hazard 0.58 m away (the default field's M2 and nail C4, left unmarked by a ROS
@@ -620,6 +642,71 @@ def test_the_mark_visit_runs_its_lane_where_the_nozzle_can_mark_beside_a_neighbo
     text = m.plan_pending(t)
     assert text is not None and m.records.plans()[-1][1] == 'mark_visit'
     assert m._visit_unmarkable(CoveragePlan.from_json(text), ['7']) == 0
+    m.close()
+
+
+# the state of the default field when the crash-resume batch's mark visit was planned (2026-12-06):
+# (id, x, y, classification, marked?); 1, 12 (M2) and 15 still to mark
+VISIT_FIELD_TARGETS = [('1', 1.127, 9.939, 'unknown', False), ('2', 1.367, 6.610, 'unknown', True),
+                       ('4', 2.601, 3.105, 'mine', True), ('7', 4.175, 7.873, 'uxo', True),
+                       ('8', 5.559, 2.421, 'mine', True), ('11', 7.106, 5.866, 'unknown', True),
+                       ('12', 6.776, 5.375, 'unknown', False), ('13', 8.331, 2.192, 'unknown', True),
+                       ('15', 8.442, 1.760, 'unknown', False)]
+
+
+@pytest.mark.parametrize('visit_clearance', [0.0, 0.12])
+def test_a_mark_visit_beside_marked_false_alarms_keeps_the_wheels_the_marking_clearance_away(
+        tmp_path, visit_clearance):
+    """The default field after a crash-resume sweep: three targets left to mark, two of them 0.43
+    and 0.59 m from marked false alarms. Lanes keeping the wheels hazard_zone_radius (0.25 m) from
+    every known hazard leave target 15 unmarkable (the batch run left M2 so, for marking by hand);
+    with the wheels kept visit_clearance (0.12 m: the marking node's own rule is 0.10 m) the visit's
+    lanes let the nozzle mark all three, and no wheel comes within 0.10 m of a known hazard."""
+    from mine_robot.planning.coverage import transform
+
+    area = local_area([(0, 0), (10, 0), (10, 10), (0, 10)],
+                      safe=[[(-3.5, -0.3), (0, -0.3), (0, 1.4), (-3.5, 1.4)]])
+    (tmp_path / 'area.geojson').write_text(json.dumps(area_to_geojson(area)))
+
+    def field_plan(ys):
+        segs = []
+        for k, y in enumerate(ys):
+            a, b = ((-1.2, y), (10.2 - AHEAD, y)) if k % 2 == 0 else ((11.2, y), (AHEAD - 0.2, y))
+            segs.append({'role': 'lane', 'lane': k, 'seq': 2 * k, 'points': [a, b]})
+            if k + 1 < len(ys):
+                segs.append({'role': 'transit', 'lane': None, 'seq': 2 * k + 1, 'points': [b, b]})
+        return json.dumps({'segments': segs, 'stats': {}, 'swath_width': 1.1, 'spacing': 1.0})
+
+    m = make(tmp_path, visit_clearance=visit_clearance)
+    m.start(0.0, str(tmp_path / 'area.geojson'))
+    ys = [0.5 + k for k in range(10)]
+    m.on_plan(0.0, field_plan(ys))
+    t = drive(m, field_plan(ys[:1]), 0.0)
+    m.on_targets(t, [{'id': i, 'x': x, 'y': y, 'confidence': 0.9, 'classification': c, 'settled': True}
+                     for i, x, y, c, _ in VISIT_FIELD_TARGETS])
+    for i, x, y, _, marked in VISIT_FIELD_TARGETS:
+        m.on_mark_outcome(t + 1, {'target_id': i, 'status': 'marked', 'x': x, 'y': y, 'target': (x, y),
+                                  'mode': 'paint', 'attempts': 1, 'reason': 'ok'} if marked else
+                          {'target_id': i, 'status': 'deferred', 'reason': 'not reachable from here'})
+    t = drive(m, field_plan(ys), t + 2)
+    m.on_pose(t + 0.1, 7.826, 0.929, 1.538)           # where the last lane ended
+    m.finish_lanes(t + 0.2)
+    text = m.plan_pending(t + 0.2)
+    assert text is not None and m.records.plans()[-1][1] == 'mark_visit'
+    plan = CoveragePlan.from_json(text)
+    unmarkable = {tid: m._visit_unmarkable(plan, [tid]) for tid in ('1', '12', '15')}
+    if not visit_clearance:
+        assert unmarkable['15'] == 1
+        m.close()
+        return
+    assert unmarkable == {'1': 0, '12': 0, '15': 0}
+    assert any('planning with 0.12 m' in n for n in m.plan_notes)
+    poses = plan.poses(step=0.02, yaw_step=0.02)
+    wheels = transform(ROBOT.wheel_patches().reshape(-1, 2), poses[:, :3]).reshape(len(poses), -1, 4, 2)
+    polys = shapely.polygons(wheels)
+    for _, x, y, _, marked in VISIT_FIELD_TARGETS:
+        if marked:
+            assert shapely.distance(polys, shapely.Point(x, y)).min() >= 0.10
     m.close()
 
 

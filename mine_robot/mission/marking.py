@@ -417,6 +417,10 @@ def along_lane_command(pose, stop_pose, heading: float, speed: float,
 # behind it the wheels are already next to the target); tried every 0.5 s at 0.4 m/s the robot
 # stepped over it and left M2 for marking by hand
 RETRY_PERIOD = 0.1
+# m: a deferred target is tried again when the nozzle is at most this far past it along the robot's
+# heading (a short back-up on the piece of path the robot is on, not a long reverse along a heading
+# that may be a transit's)
+RETRY_BACKUP = 0.3
 MARK_STATES = ('sweeping', 'resweep', 'investigating')   # mission states in which marks are made
 HOLD_STATES = ('paused', 'aborted', 'fault')               # mission states that hold the robot still
 
@@ -673,9 +677,7 @@ class MarkingController:
         entry['t'] = now
         plan = plan_mark(self.robot, self.pose, (float(pending['x']), float(pending['y'])), self.config,
                          hazards=hazards)
-        # the nozzle is just past the target: a short back-up on the piece of path the robot is on,
-        # not a long reverse along a heading that may be a transit's
-        return plan.feasible and -0.3 <= plan.travel <= self.config.stop_tolerance
+        return plan.feasible and -RETRY_BACKUP <= plan.travel <= self.config.stop_tolerance
 
     def _apply(self, now: float, actions, out: MarkingStep) -> None:
         for action in actions:

@@ -68,6 +68,13 @@ class MissionConfig:
     # nozzle over each); targets first deferred during a visit (new, weak re-detections) wait for
     # the next round, so this bounds the time spent; what is left is reported for marking by hand.
     mark_visit_rounds: int = 1
+    # A mark visit whose lanes (wheels kept hazard_zone_radius, and sidestep_clearance, from every
+    # known hazard) leave a target unmarkable is planned again keeping them only this far (m; the
+    # marking node's own wheel_clearance, 0.10, plus 2 cm): a target 0.58 m from a false alarm was
+    # left for marking by hand because the planner's square around the false alarm cut the only
+    # lane over it, while the nozzle could mark it from most headings (crash-resume batch,
+    # 2026-12-06). 0 = no second try.
+    visit_clearance: float = 0.12
     # A marked target whose fused estimate later moves more than this from its mark (a new pass
     # fitted it better: the first fit of a large UXO from the neighbouring lane was 0.29 m off) is
     # marked again, at most max_remarks times; the old mark is recorded 'superseded'. 0 = off.
@@ -92,6 +99,8 @@ class MissionConfig:
             raise ValueError('sidestep_clearance and sidestep_margin must be >= 0')
         if self.mark_visit_rounds < 0:
             raise ValueError(f'mark_visit_rounds must be >= 0, got {self.mark_visit_rounds}')
+        if self.visit_clearance < 0:
+            raise ValueError(f'visit_clearance must be >= 0, got {self.visit_clearance}')
         if self.resume_match_radius < 0:
             raise ValueError(f'resume_match_radius must be >= 0, got {self.resume_match_radius}')
         if self.remark_distance < 0 or self.max_remarks < 0:
@@ -266,6 +275,11 @@ class Mission:
             self.resweeps = sum(1 for _, kind, _ in records.plans() if kind == 'resweep')
             self.detours = sum(1 for _, kind, _ in records.plans() if kind == 'detour')
             self.lanes_over = any(kind == 'mark_visit' for _, kind, _ in records.plans())
+            for ev in records.events():
+                # why each target still to mark was deferred (the 'failed' record at the end says it)
+                tid, _, why = str(ev['reason']).partition(': ')
+                if ev['event'] == 'mark_deferred' and tid in self.targets and tid not in self.handled:
+                    self.deferred[tid] = why
             prev, _ = records.last_state()
             reason = (f'resumed from {out / "mission.db"} (was {prev}; {len(track)} poses, '
                       f'{len(self.targets)} targets, {len(self.handled)} handled)')
@@ -660,22 +674,35 @@ class Mission:
         (:meth:`_visit_unmarkable`: the lane over a target may run in a direction where the
         nozzle over it puts a wheel next to a neighbouring hazard), then the one that leaves out
         the least of the targets' squares (a corner the planner cannot make wheel-safe drops a
-        square)."""
+        square). When every one leaves a target unmarkable, the same again with the wheels kept only
+        ``visit_clearance`` from the known hazards (the marking node's own rule decides then)."""
         from dataclasses import replace
 
         best, best_score = None, (math.inf, math.inf)
-        for base in self._margins(planner_config):
-            for angle in (base.angle_deg, 0.0, 90.0, 45.0, 135.0):
-                plan = self._plan_missed(replace(base, angle_deg=angle), region, start, swept, hazards,
-                                         None)
-                if plan is not None:
-                    score = self._visit_score(plan, todo)
-                    if score < best_score:
-                        best, best_score = plan, score
-                    if score[0] == 0 and score[1] <= 1e-9:
-                        break
-            if best is not None:
+        clearances = [self.config.hazard_zone_radius]
+        if 0 < self.config.visit_clearance < self.config.hazard_zone_radius:
+            clearances.append(self.config.visit_clearance)
+        for clearance in clearances:
+            if best is not None and best_score[0] == 0:
                 break
+            if clearance != clearances[0]:
+                self.plan_notes.append(f'mark visit: {best_score[0] if best else len(todo)} target(s) '
+                                       f'unmarkable from lanes keeping the wheels {clearances[0]:.2f} m '
+                                       f'from known hazards: planning with {clearance:.2f} m')
+            found = False
+            for base in self._margins(planner_config):
+                for angle in (base.angle_deg, 0.0, 90.0, 45.0, 135.0):
+                    plan = self._plan_missed(replace(base, angle_deg=angle), region, start, swept,
+                                             hazards, None, clearance=clearance)
+                    if plan is not None:
+                        found = True
+                        score = self._visit_score(plan, todo)
+                        if score < best_score:
+                            best, best_score = plan, score
+                        if score[0] == 0 and score[1] <= 1e-9:
+                            break
+                if found:
+                    break
         if best is None:
             return None
         # its lanes run over ground swept already (the targets' squares): driven at transit speed
@@ -690,11 +717,12 @@ class Mission:
         return self._visit_unmarkable(plan, todo), left
 
     def _visit_unmarkable(self, plan, todo) -> int:
-        """How many of the targets ``todo`` no lane of ``plan`` lets the nozzle mark: for each, the
-        lane pieces passing within the slide's reach, driven in the plan's direction, with the
-        nozzle over the target and the wheels clear of every other known hazard (the marking
-        node's check, :func:`mine_robot.mission.marking.plan_mark`, with its default clearances)."""
-        from mine_robot.mission.marking import MarkingConfig, plan_mark
+        """How many of the targets ``todo`` no lane of ``plan`` lets the nozzle mark: for each, a lane
+        piece on which, driven in the plan's direction, the nozzle comes abeam the target (or the
+        robot starts at most ``RETRY_BACKUP`` past it: the marking node backs up that far) with the
+        slide reaching it and the wheels clear of every other known hazard (the marking node's
+        check, :func:`mine_robot.mission.marking.plan_mark`, with its default clearances)."""
+        from mine_robot.mission.marking import RETRY_BACKUP, MarkingConfig, plan_mark
         config = MarkingConfig()
         known = self.known_hazards()
         marker_x = float(self.robot.marker.xyz[0])
@@ -711,26 +739,30 @@ class Mission:
             target = np.array([self.targets[tid]['x'], self.targets[tid]['y']])
             markable = False
             for a, u, length in pieces:
-                q = a + min(max(float((target - a) @ u), 0.0), length) * u
-                if np.hypot(*(target - q)) > 0.5:
+                # where base_link is on the piece when the nozzle is abeam the target
+                along = float((target - a) @ u) - marker_x
+                if not -RETRY_BACKUP <= along <= length + config.stop_tolerance:
                     continue
+                pose = a + min(max(along, 0.0), length) * u
                 heading = math.atan2(u[1], u[0])
-                stop = q - marker_x * u
-                if plan_mark(self.robot, (stop[0], stop[1], heading), target, config,
-                             heading=heading, hazards=known).feasible:
+                mark = plan_mark(self.robot, (pose[0], pose[1], heading), target, config,
+                                 heading=heading, hazards=known)
+                if mark.feasible and -RETRY_BACKUP <= mark.travel <= config.stop_tolerance:
                     markable = True
                     break
             unmarkable += not markable
         return unmarkable
 
-    def _plan_missed(self, planner_config, missed, start, swept, hazards, escape):
-        """One re-plan of ``missed`` from ``start`` (after the reverse move ``escape``, if any): its
+    def _plan_missed(self, planner_config, missed, start, swept, hazards, escape, clearance=None):
+        """One re-plan of ``missed`` from ``start`` (after the reverse move ``escape``, if any) keeping
+        every wheel ``clearance`` (default ``hazard_zone_radius``) from the known ``hazards``: its
         drivable prefix, or None (reasons in ``plan_notes`` / ``faults``)."""
         from mine_robot.planning.planner import PlannerConfig, plan_coverage
+        clearance = self.config.hazard_zone_radius if clearance is None else clearance
         try:
             plan = plan_coverage(self.area, self.robot, planner_config or PlannerConfig(),
                                  start=start, region=missed, swept=swept, hazards=hazards or None,
-                                 hazard_clearance=self.config.hazard_zone_radius)
+                                 hazard_clearance=clearance)
         except ValueError as exc:  # PlannerError / AreaError derive from ValueError
             self.faults.append(f'resweep: missed strips ({missed.area:.2f} m²) not planned: {exc}')
             return None
@@ -747,7 +779,7 @@ class Mission:
         for piece in plan.stats.get('dropped') or []:
             self.plan_notes.append(f"re-plan left out {piece['area_m2']:.2f} m² at ({piece['where'][0]:.2f}, "
                                    f"{piece['where'][1]:.2f}): {piece['reason']}")
-        return self.drivable_prefix(plan, hazards)
+        return self.drivable_prefix(plan, hazards, min(clearance, self.config.sidestep_clearance))
 
     def _leaving_by_its_track(self, poses, near, close):
         """``close`` without the opening run of poses by which a robot standing next to a hazard
@@ -785,11 +817,11 @@ class Mission:
         return float(np.min(shapely.distance(wheels[:, None], pts[None, :]))) < \
             self.config.hazard_zone_radius
 
-    def drivable_prefix(self, plan, hazards=()):
+    def drivable_prefix(self, plan, hazards=(), clearance=None):
         """The part of a re-plan the robot may drive: the segments before the first move that the
         planner itself reports unsafe (``stats.safety.items``: wheels on unswept ground) or that
         would put a wheel contact patch off the search area + safe ground, a wheel within
-        ``sidestep_clearance`` of a known hazard, or the body or detector head into a no-go zone.
+        ``clearance`` (default ``sidestep_clearance``) of a known hazard, or the body or detector head into a no-go zone.
         The safety monitor would hold the robot at such a move until the mission faults, so the
         plan is cut there; what it leaves unswept is re-planned in the next round or reported.
         None (with the reason in ``plan_notes``) when no lane is left before the cut."""
@@ -831,7 +863,8 @@ class Mission:
             if len(hazards):
                 pts = shapely.points(np.asarray(hazards, dtype=float))
                 near = np.min(shapely.distance(wheel_polys[:, :, None], pts[None, None, :]), axis=(1, 2))
-                close = _not_escaping(-near, near < self.config.sidestep_clearance, slack=1e-3)
+                keep = self.config.sidestep_clearance if clearance is None else clearance
+                close = _not_escaping(-near, near < keep, slack=1e-3)
                 if starts_near:
                     close = self._leaving_by_its_track(poses, near, close)
                 why = np.where((why == '') & close, 'a wheel next to a known hazard', why)

@@ -44,7 +44,8 @@ _RANGES = {'cleared_depth_m': (0.01, 2.0), 'coverage_goal': (0.5, 1.0), 'resweep
            'hazard_detour_after': (0.0, 600.0), 'swept_detour_after': (0.0, 600.0),
            'hazard_zone_radius': (0.05, 5.0), 'max_detours': (0, 1000),
            'sidestep_clearance': (0.0, 2.0), 'sidestep_margin': (0.0, 1.0), 'follower_recoveries': (0, 100),
-           'mark_visit_rounds': (0, 10), 'remark_distance': (0.0, 5.0), 'max_remarks': (0, 10),
+           'mark_visit_rounds': (0, 10), 'visit_clearance': (0.0, 1.0), 'remark_distance': (0.0, 5.0),
+           'max_remarks': (0, 10),
            'resume_match_radius': (0.0, 2.0)}
 _DESCRIPTIONS = {
     'output_dir': 'sweep output folder (mission.db, GeoJSON layers, report.json/png)',
@@ -74,6 +75,9 @@ _DESCRIPTIONS = {
     'sidestep_margin': 'extra lateral room for tracking error in a sidestep (m)',
     'mark_visit_rounds': 'rounds of mark visits (a plan bringing the nozzle over each target still '
                          'unmarked after the sweep) before those are reported for marking by hand',
+    'visit_clearance': 'a mark visit that leaves a target unmarkable keeping the wheels hazard_zone_radius '
+                       'from known hazards is planned again keeping them this far (m, >= the marking '
+                       "node's wheel_clearance; 0 = no second try)",
     'remark_distance': 'a marked target whose estimate later moves further than this (m) from its mark '
                        'is marked again and the old mark recorded superseded (0 = never)',
     'max_remarks': 'how many times at most one target is marked again',

@@ -38,16 +38,12 @@ def overrides(items):
     return out
 
 
-def hazard_mark_errors(judge: dict, scenario) -> tuple[list[float], list[str]]:
-    """Per hazard with a mark within 0.5 m: distance to its nearest mark; hazards unmarked."""
-    marks = np.array([[m['x'], m['y']] for m in judge['marks']]).reshape(-1, 2)
-    errors, unmarked = [], []
-    for h in judge['per_hazard']:
-        d = np.hypot(marks[:, 0] - h['x'], marks[:, 1] - h['y']) if len(marks) else np.array([])
-        if len(d) and d.min() <= 0.5:
-            errors.append(float(d.min()))
-        elif h['detected']:
-            unmarked.append(h['id'])
+def hazard_mark_errors(judge: dict) -> tuple[list[float], list[str]]:
+    """The judge's per-hazard marking errors (each hazard's nearest mark in force within 0.5 m)
+    and the detected hazards without such a mark."""
+    errors = [m['error_m'] for m in judge['marks'] if m.get('hazard_mark')]
+    marked = {m['nearest_hazard'] for m in judge['marks'] if m.get('hazard_mark')}
+    unmarked = [h['id'] for h in judge['per_hazard'] if h['detected'] and h['id'] not in marked]
     return errors, unmarked
 
 
@@ -56,7 +52,7 @@ def run_one(name: str, scenario_path: str, out: Path, seed: int, ov: dict) -> di
     run = MissionRun(scenario_path, out, seed=seed, overrides=ov, max_time=3000.0)
     res = run.run()
     j = res.judge or {}
-    h_err, unmarked = hazard_mark_errors(j, run.scenario) if j else ([], [])
+    h_err, unmarked = hazard_mark_errors(j) if j else ([], [])
     mark_err = [m['error_m'] for m in j.get('marks', []) if m['matched'] and not m.get('superseded')]
     r = {'name': name, 'state': res.state, 'message': res.message, 'sim': res.sim_time,
          'wall': time.monotonic() - t0, 'coverage': j.get('coverage_fraction', float('nan')),

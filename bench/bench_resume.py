@@ -82,7 +82,8 @@ def judge_summary(out: Path) -> dict:
         if len({m['target_id'] for m in near}) < len(near):
             doubled.append(h['id'])      # one target painted twice, both in force
     return {'coverage': j.get('coverage_fraction'), 'pd': j.get('pd'),
-            'mark_p95': (j.get('marking_error_m') or {}).get('p95'), 'unmarked': unmarked,
+            'mark_p95': (j.get('marking_error_m') or {}).get('p95'),
+            'hazard_mark_p95': (j.get('marking_error_per_hazard_m') or {}).get('p95'), 'unmarked': unmarked,
             'doubled': doubled, 'undetected_passes': j.get('wheel_passes_over_undetected_hazards'),
             'superseded': j.get('superseded_marks', 0)}
 
@@ -148,7 +149,8 @@ def one_run(i: int, mode: str, kill_after: float, base: Path, args, env: dict) -
     j = res['judge']
     print(f"    exit {res['code']} ({res['wall_after_kill']:.0f} s after the kill), rows lost "
           + ', '.join(f'{k} {v}' for k, v in res['lost'].items())
-          + (f" | judge: coverage {100 * j['coverage']:.2f} %, PD {j['pd']}, mark p95 {j['mark_p95']} m, "
+          + (f" | judge: coverage {100 * j['coverage']:.2f} %, PD {j['pd']}, mark p95 per mark {j['mark_p95']} m, "
+             f"per hazard {j['hazard_mark_p95']} m, "
              f"unmarked {j['unmarked']}, marked twice {j['doubled']}, passes over undetected "
              f"{j['undetected_passes']}" if j else ' | no judge.json')
           + ('' if mode != 'graph' else f" | simulator resumed: {res['sim_resumed']}")

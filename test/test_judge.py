@@ -191,3 +191,19 @@ def test_a_mark_made_under_fusions_id_after_a_restart_counts_for_the_recorded_ta
     res = judge_folder(scenario, out, robot)
     assert [(m['target_id'], m['superseded']) for m in res['marks']] == [('T5', True), ('T7', False)]
     assert res['marking_error_m']['max'] == pytest.approx(0.02, abs=1e-3)
+
+
+def test_marking_error_per_hazard_counts_its_nearest_mark_and_names_extra_paint(scenario, robot):
+    """A hazard with its own mark 5 cm away and a false alarm's paint 0.45 m beside it: per mark the
+    error statistics include the 0.45 m, per hazard only the mark its excavation starts from; the
+    false alarm's paint is counted as an extra mark, and a superseded mark is neither."""
+    marks = [MarkRecord(2.03, 2.04, 10.0, 'T1'), MarkRecord(2.45, 2.0, 12.0, 'T9'),
+             MarkRecord(2.2, 2.0, 5.0, 'T1'), MarkRecord(6.0, 5.2, 20.0, 'T2')]
+    res = judge_run(scenario, RunRecord([], marks=marks), robot)
+    assert res['marking_error_m']['count'] == 3
+    assert res['marking_error_m']['max'] == pytest.approx(0.45)
+    per_hazard = res['marking_error_per_hazard_m']
+    assert per_hazard['count'] == 2 and per_hazard['max'] == pytest.approx(0.2)
+    assert per_hazard['mean'] == pytest.approx(0.125)
+    assert [m['hazard_mark'] for m in res['marks']] == [True, False, False, True]
+    assert res['extra_marks_near_hazards'] == 1 and res['superseded_marks'] == 1

@@ -549,7 +549,10 @@ def _judge(scenario, out: Path, say) -> dict | None:
 
 def _superseded(judge: dict) -> str:
     n = judge.get('superseded_marks') or 0
-    return f', {n} superseded by a later mark' if n else ''
+    mh = judge.get('marking_error_per_hazard_m') or {}
+    extra = judge.get('extra_marks_near_hazards') or 0
+    return (f"; per marked hazard max {mh.get('max')} m" + (f', {n} superseded by a later mark' if n else '')
+            + (f', {extra} extra beside a marked hazard' if extra else ''))
 
 
 def _summary(out: Path, final: dict | None, judge: dict | None, wall: float, graph, code: int) -> None:

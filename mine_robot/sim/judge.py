@@ -16,7 +16,10 @@
   superseded only (fusion found it a duplicate of another target), are ``superseded``: listed,
   counted in ``superseded_marks``, left out of the error statistics (a mark the marker made under
   fusion's id after a restart counts for the recorded target that id stands for: ``reported_as``
-  in ``marks.geojson``);
+  in ``marks.geojson``); **per hazard** (``marking_error_per_hazard_m``): the distance from each
+  hazard to its nearest mark in force within 0.5 m, the paint its excavation starts from; a further
+  mark in force nearer to that hazard than to any other (a false alarm's or a split target's paint
+  beside it) is one of the ``extra_marks_near_hazards`` (``hazard_mark`` false in its entry);
 - **wheel passes over undetected hazards**: each time a wheel contact patch comes within 0.15 m
   of a hazard before that hazard was first reported (or at all, if it never was), counted once per
   entry into that 0.15 m zone; **wheel passes over known hazards** count the same entries after
@@ -205,6 +208,18 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
                  'matched': bool(d <= DETECTION_RADIUS), 'superseded': superseded}
         marks.append(entry)
     errors = [m['error_m'] for m in marks if m['matched'] and not m['superseded']]
+    # per hazard: its nearest mark in force (the paint the excavation starts from); another mark in
+    # force whose nearest hazard already has a nearer one is extra paint beside it (a false alarm's,
+    # or a split target's): in the per-mark figures above, not in these
+    best: dict[int, tuple[float, int]] = {}
+    for k, m in enumerate(run.marks):
+        if marks[k]['matched'] and not marks[k]['superseded']:
+            i, d = _nearest(hz, m.x, m.y)
+            if i not in best or d < best[i][0]:
+                best[i] = (d, k)
+    for k, entry in enumerate(marks):
+        entry['hazard_mark'] = any(k == kk for _, kk in best.values())
+    per_hazard_errors = [d for d, _ in best.values()]
 
     n = len(hazards)
     return {
@@ -223,10 +238,10 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
         'false_alarms_per_m2': round(len(false_alarms) / searched_area, 5) if searched_area > 0 else None,
         'coverage_fraction': round(tracker.fraction(searchable), 5),
         'marks': marks,
-        'marking_error_m': {'count': len(errors),
-                            'mean': round(float(np.mean(errors)), 4) if errors else None,
-                            'p95': round(float(np.percentile(errors, 95)), 4) if errors else None,
-                            'max': round(float(np.max(errors)), 4) if errors else None},
+        'marking_error_m': _stats(errors),
+        'marking_error_per_hazard_m': _stats(per_hazard_errors),
+        'extra_marks_near_hazards': sum(m['matched'] and not m['superseded'] and not m['hazard_mark']
+                                        for m in marks),
         'superseded_marks': sum(m['superseded'] for m in marks),
         'wheel_passes_over_undetected_hazards': total_passes,
         'wheel_passes_over_known_hazards': total_known,
@@ -237,6 +252,13 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
         'detection_time_source': detection_time_source,
         'radii_m': {'detection': DETECTION_RADIUS, 'tight': TIGHT_RADIUS, 'wheel': WHEEL_CLEARANCE},
     }
+
+
+def _stats(values: list[float]) -> dict:
+    return {'count': len(values),
+            'mean': round(float(np.mean(values)), 4) if values else None,
+            'p95': round(float(np.percentile(values, 95)), 4) if values else None,
+            'max': round(float(np.max(values)), 4) if values else None}
 
 
 # ------------------------------------------------------------------------------ sweep folders

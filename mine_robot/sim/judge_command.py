@@ -41,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  false alarms {result['false_alarms']} ({result['false_alarms_near_clutter']} near clutter), "
           f"{result['false_alarms_per_m2']} per m² searched")
     print(f"  coverage    {pct(result['coverage_fraction'])} of {result['searchable_area_m2']} m²")
-    print(f"  marking     {me['count']} marks, error mean {me['mean']} m, max {me['max']} m")
+    mh = result['marking_error_per_hazard_m']
+    print(f"  marking     {me['count']} marks, error mean {me['mean']} m, max {me['max']} m; per marked "
+          f"hazard ({mh['count']}) p95 {mh['p95']} m, max {mh['max']} m; "
+          f"{result['extra_marks_near_hazards']} extra mark(s) beside a marked hazard")
     print(f"  wheel passes over undetected hazards: {result['wheel_passes_over_undetected_hazards']}")
     print(f"  wheel passes over known hazards: {result['wheel_passes_over_known_hazards']}")
     print(f"wrote {args.output_dir}/judge.json")

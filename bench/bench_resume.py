@@ -147,9 +147,11 @@ def one_run(i: int, mode: str, kill_after: float, base: Path, args, env: dict) -
     res['ok'] = (res['code'] == 0 and not any(res['lost'].values()) and not res['judge'].get('doubled')
                  and not res['judge'].get('unmarked') and cov is not None and cov >= 0.995)
     j = res['judge']
-    print(f"    exit {res['code']} ({res['wall_after_kill']:.0f} s after the kill), rows lost "
+    print(f"    exit {res['code']} ({res['wall_after_kill']:.0f} s after the kill), "
+          "rows lost "
           + ', '.join(f'{k} {v}' for k, v in res['lost'].items())
-          + (f" | judge: coverage {100 * j['coverage']:.2f} %, PD {j['pd']}, mark p95 per mark {j['mark_p95']} m, "
+          + (f" | judge: coverage {100 * j['coverage']:.2f} %, PD {j['pd']}, "
+             f"mark p95 per mark {j['mark_p95']} m, "
              f"per hazard {j['hazard_mark_p95']} m, "
              f"unmarked {j['unmarked']}, marked twice {j['doubled']}, passes over undetected "
              f"{j['undetected_passes']}" if j else ' | no judge.json')

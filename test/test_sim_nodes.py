@@ -120,6 +120,52 @@ def test_cmd_vel_timeout_stops_the_robot(ros_context, ros_node_factory):
         world.destroy_node()
 
 
+def test_a_paused_world_holds_its_clock_and_the_robot_until_run(ros_context, ros_node_factory):
+    """start_paused: /clock repeats the start time and cmd_vel moves nothing until sim_world/run;
+    then the clock runs and the robot drives (a second run is answered 'already running')."""
+    import time
+
+    from geometry_msgs.msg import Twist
+    from rosgraph_msgs.msg import Clock as ClockMsg
+    from std_srvs.srv import Trigger
+
+    from mine_robot.nodes.sim_world import SimWorldNode
+    from mine_robot.ros import qos
+    from mine_robot.ros.testing import BackgroundSpinner, call_service
+
+    world = SimWorldNode(context=ros_context, parameter_overrides=_params(
+        real_time_factor=5.0, start_paused=True))
+    probe = ros_node_factory('sim_probe_paused')
+    pub = probe.create_publisher(Twist, 'cmd_vel', qos.RELIABLE)
+    clocks = []
+    probe.create_subscription(ClockMsg, '/clock',
+                              lambda m: clocks.append(m.clock.sec + 1e-9 * m.clock.nanosec), 10)
+    msg = Twist()
+    msg.linear.x = 0.3
+    try:
+        with BackgroundSpinner(ros_context, world, probe):
+            x0 = world.world.true_pose[0]
+            t_wall = time.monotonic()
+            while time.monotonic() - t_wall < 1.5:
+                pub.publish(msg)
+                time.sleep(0.02)
+            assert len(clocks) > 5 and max(clocks) == min(clocks) == 0.0
+            assert world.world.time == 0.0 and world.world.true_pose[0] == x0
+            answer = call_service(probe, Trigger, 'sim_world/run')
+            assert answer.success and 'running from t=0.00' in answer.message
+            t_wall = time.monotonic()
+            while world.world.time < 1.0 and time.monotonic() - t_wall < 20:
+                pub.publish(msg)
+                time.sleep(0.02)
+            assert world.world.time >= 1.0 and max(clocks) > 0.5
+            assert world.world.true_pose[0] > x0 + 0.1
+            again = call_service(probe, Trigger, 'sim_world/run')
+            assert again.success and 'already running' in again.message
+    finally:
+        world.close()
+        world.destroy_node()
+
+
 @pytest.mark.parametrize(('module', 'arg', 'message'), [
     ('sim_world', 'scenario:=/no/such/field.yaml', 'cannot read scenario'),
     ('sim_world', 'real_time_factor:=0.0', 'real_time_factor'),

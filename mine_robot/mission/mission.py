@@ -821,7 +821,8 @@ class Mission:
         """The part of a re-plan the robot may drive: the segments before the first move that the
         planner itself reports unsafe (``stats.safety.items``: wheels on unswept ground) or that
         would put a wheel contact patch off the search area + safe ground, a wheel within
-        ``clearance`` (default ``sidestep_clearance``) of a known hazard, or the body or detector head into a no-go zone.
+        ``clearance`` (default ``sidestep_clearance``) of a known hazard, or the body or detector
+        head into a no-go zone.
         The safety monitor would hold the robot at such a move until the mission faults, so the
         plan is cut there; what it leaves unswept is re-planned in the next round or reported.
         None (with the reason in ``plan_notes``) when no lane is left before the cut."""

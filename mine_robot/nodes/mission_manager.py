@@ -231,7 +231,11 @@ class MissionManagerNode(Node):
 
     def _on_odom(self, msg: Odometry) -> None:
         p = odometry_to_pose(msg)
-        self._after(self.mission.on_pose(self._now(), p.x, p.y, p.yaw))
+        # the pose's own time (as for detections): on a starved machine this node's /clock stood
+        # at one value for 6 s of poses, and the recorded track showed the robot standing still
+        # where it had driven 1.7 m (crash-resume batch, 2026-12-06)
+        stamp = stamp_to_sec(msg.header.stamp)
+        self._after(self.mission.on_pose(stamp if stamp > 0 else self._now(), p.x, p.y, p.yaw))
 
     def _on_detections(self, sensor: str, msg: PointCloud2) -> None:
         f = cloud_to_fields(msg)

@@ -8,7 +8,12 @@ the lockstep :class:`mine_robot.sim.world.SimWorld` with the latest ``cmd_vel`` 
 ``gnss/fix``. The metal detector, GPR and camera come from ``sim_sensors``. With
 ``truth_output_dir`` set it writes ``sim_truth.json`` (true track and marks) for the judge, every
 5 s and at once after each mark; with ``resume_truth`` it continues the run recorded there (a
-sweep restarted after a crash: same track, marks and clock, the robot where it was).
+sweep restarted after a crash: same track, marks and clock, the robot where it was). With
+``start_paused`` the clock stands still (``/clock`` repeats the start time, nothing moves) until
+``sim_world/run`` (std_srvs/Trigger) is called: ``mine-robot sweep`` starts the world so once every
+node of its graph is up, so the robot does not start driving while a dozen node processes are
+still importing on a 2-core machine (a sweep whose first transit ran in that storm oscillated off
+its path, out of the search area, and faulted).
 With ``virtual_devices`` the GNSS (NMEA) and the marker are pty serial devices
 (``mine_robot.sim.virtual_devices``); a mark fired through the marker lands at the nozzle's true
 position.
@@ -29,6 +34,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Imu, NavSatFix
+from std_srvs.srv import Trigger
 
 from mine_robot.nodes import _sim_common as conv
 from mine_robot.robot import RobotConfigError, load_robot
@@ -62,6 +68,7 @@ class SimWorldSettings:
     virtual_devices: bool
     publish_direct: bool
     device_dir: str
+    start_paused: bool
     sim: SimConfig
 
 
@@ -118,6 +125,9 @@ def declare_settings(node: Node) -> SimWorldSettings:
                                'read the virtual devices and publish the same topics)', read_only=True),
         device_dir=declare(node, 'device_dir', '/tmp/mine_robot_sim', 'where the device links go',
                            read_only=True),
+        start_paused=declare(node, 'start_paused', False,
+                             'hold the clock at its start time until sim_world/run is called',
+                             read_only=True),
         sim=sim)
 
 
@@ -157,7 +167,12 @@ class SimWorldNode(Node):
         self._sim_start = self.world.time
         self._pacer = Pacer(s.real_time_factor, s.step, self._wall_start, self._sim_start, MAX_CATCH_UP)
         self._last_truth_write = time.monotonic()
+        self.running = not s.start_paused
+        self.create_service(Trigger, '~/run', self._on_run)
         self.publish_clock()
+        if not self.running:
+            self.diag.update(OK, 'paused: the clock starts when sim_world/run is called',
+                             {'sim_time': round(self.world.time, 2), 'paused': True}, force=True)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.timer = self.create_timer(s.step / s.real_time_factor, self._tick, clock=steady)
         self.get_logger().info(
@@ -196,10 +211,26 @@ class SimWorldNode(Node):
     def publish_clock(self) -> None:
         self.clock_pub.publish(ClockMsg(clock=sec_to_stamp(self.world.time)))
 
+    def _on_run(self, _request, response):
+        if self.running:
+            response.success, response.message = True, f'already running (t={self.world.time:.2f} s)'
+            return response
+        now = time.monotonic()
+        self._wall_start, self._sim_start = now, self.world.time
+        self._pacer = Pacer(self.settings.real_time_factor, self.settings.step, now, self.world.time,
+                            MAX_CATCH_UP)
+        self.running = True
+        response.success, response.message = True, f'clock running from t={self.world.time:.2f} s'
+        self.get_logger().info(response.message)
+        return response
+
     def _tick(self) -> None:
         """Advance the simulation to where the wall clock says it should be (``Pacer``): late timer
         callbacks no longer cost simulated time (the default sweep ran at 1.92x of 2x)."""
         if not self.context.ok():      # shutting down (Ctrl-C): publishers are already invalid
+            return
+        if not self.running:
+            self.publish_clock()
             return
         for _ in range(self._pacer.steps(time.monotonic(), self.world.time)):
             self._advance()

@@ -253,10 +253,17 @@ def test_in_wheel_path_covers_the_wheel_tracks_ahead_only():
     assert not in_wheel_path(ROBOT, pose, (1.0 - 0.28, 1.4), 0.1, 0.6)  # behind the rear wheels
 
 
+def drive_to(ctl, pose, run=1.0):
+    """Bring the controller's robot to ``pose`` along a straight run of ``run`` m on its heading."""
+    x, y, yaw = pose
+    ctl.on_pose((x - run * math.cos(yaw), y - run * math.sin(yaw), yaw))
+    ctl.on_pose(pose)
+
+
 def test_controller_marks_the_missions_pending_target_and_reports_the_outcome():
     from mine_robot.mission.marking import MarkingController
     ctl = MarkingController(ROBOT, CFG, command_ids=itertools.count(7))
-    ctl.on_pose((0.0, 0.0, 0.0))
+    drive_to(ctl, (0.0, 0.0, 0.0))
     assert ctl.step(0.0).events == []                    # idle until the mission lists a mark
     # the mission lists a mine 0.3 m behind the nozzle, 5 cm left: back up, slide left, fire
     status = {'state': 'sweeping', 'pending_marks': [{'id': 'T1', 'x': NOZZLE_X - 0.3, 'y': 0.05,
@@ -311,7 +318,7 @@ def test_controller_drops_a_manoeuvre_for_a_target_the_mission_reports_handled()
     # before the mission's status names it handled: the manoeuvre stops, nothing is fired
     from mine_robot.mission.marking import MarkingController
     ctl = MarkingController(ROBOT, CFG, command_ids=itertools.count(1))
-    ctl.on_pose((0.0, 0.0, 0.0))
+    drive_to(ctl, (0.0, 0.0, 0.0))
     status = {'state': 'sweeping', 'hazards': [], 'handled': [],
               'pending_marks': [{'id': 'N1', 'x': NOZZLE_X - 0.5, 'y': 0.0, 'classification': 'mine'}]}
     ctl.on_status(status)
@@ -364,7 +371,8 @@ def test_controller_waits_for_a_turn_to_end_before_starting_a_mark():
         {'id': 'T1', 'x': NOZZLE_X - 0.3, 'y': 0.05, 'classification': 'mine'}]})
     ctl.on_pose((0.0, 0.0, 0.7), yaw_rate=0.5)        # mid point turn, heading between two lanes
     assert ctl.step(0.0).events == [] and ctl.seq is None
-    ctl.on_pose((0.0, 0.0, 0.0), yaw_rate=0.01)       # the turn is over: on the lane heading
+    ctl.on_pose((-0.5, 0.0, 0.0), yaw_rate=0.01)      # the turn is over: on the lane heading,
+    ctl.on_pose((0.0, 0.0, 0.0), yaw_rate=0.01)       # driven 0.5 m along it
     assert ctl.step(0.1).events == [{'event': 'started', 'target_id': 'T1'}]
     assert ctl.seq.plan.heading == pytest.approx(0.0)
 
@@ -452,7 +460,7 @@ def test_a_single_fit_on_the_outermost_coil_waits_for_a_second_look():
     evidence = {'metal': {'hits': 1}, 'gpr': {'hits': 0}}
     ctl.on_targets([{**target, 'settled': True, 'evidence': evidence}])
     ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': [[2.0, -edge]]})
-    ctl.on_pose((2.0 - NOZZLE_X + 0.2, 0.0, 0.0))     # nozzle just past it, slide could reach
+    drive_to(ctl, (2.0 - NOZZLE_X + 0.2, 0.0, 0.0))  # nozzle just past it, slide could reach
     out = ctl.step(0.0)
     assert [(e['event'], e.get('status')) for e in out.events] == [('outcome', 'deferred')]
     assert 'position not fixed' in out.events[0]['reason'] and ctl.seq is None
@@ -468,7 +476,7 @@ def test_a_single_fit_on_the_outermost_coil_waits_for_a_second_look():
     inner = {'id': 'E2', 'x': 2.0, 'y': 0.0, 'classification': 'unknown'}
     ctl2.on_targets([{**inner, 'settled': True, 'evidence': evidence}])
     ctl2.on_status({'state': 'sweeping', 'pending_marks': [inner], 'hazards': [[2.0, 0.0]]})
-    ctl2.on_pose((2.0 - NOZZLE_X + 0.2, 0.0, 0.0))
+    drive_to(ctl2, (2.0 - NOZZLE_X + 0.2, 0.0, 0.0))
     assert [e['event'] for e in ctl2.step(0.0).events] == ['started']
 
 
@@ -492,7 +500,7 @@ def test_clutter_reclassified_a_hazard_is_marked_after_all():
     ctl = MarkingController(ROBOT, CFG)
     target = {'id': 'R1', 'x': 3.0, 'y': 0.0, 'classification': 'clutter'}
     ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': []})
-    ctl.on_pose((3.0 - NOZZLE_X + 0.1, 0.0, 0.0))
+    drive_to(ctl, (3.0 - NOZZLE_X + 0.1, 0.0, 0.0))
     out = ctl.step(0.0)
     assert [(e['event'], e['status']) for e in out.events] == [('outcome', 'not_marked')]
     ctl.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': []})   # recorded
@@ -549,7 +557,7 @@ def test_a_second_deferral_after_a_started_mark_reaches_the_mission():
     ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': [[3.0, 0.75]]})
     ctl.on_pose((3.0 - NOZZLE_X, 0.0, 0.0))
     assert ctl.step(0.0).events[0]['status'] == 'deferred'          # the first deferral
-    ctl.on_pose((3.0 + NOZZLE_X - 0.1, 0.99, math.pi))
+    drive_to(ctl, (3.0 + NOZZLE_X - 0.1, 0.99, math.pi))
     assert [e['event'] for e in ctl.step(3.0).events] == ['started']
     stop = ctl.seq.plan.stop_pose
     # it stops where it should, but the lane drifted: the target is now beyond the slide
@@ -561,3 +569,37 @@ def test_a_second_deferral_after_a_started_mark_reaches_the_mission():
         if ctl.seq is None:
             break
     assert [e['status'] for e in events if e['event'] == 'outcome'] == ['deferred'], events
+
+
+def test_a_back_up_only_runs_over_the_straight_track_the_robot_came_by():
+    """A target confirmed during a lane-end point turn, behind the robot on its new heading: backing
+    up 0.85 m along the new heading would leave the search area (the crash-resume batch's robot was
+    held there by the geofence until the mark failed). The mark is deferred, naming the straight
+    track behind the robot (none: the post-turn backup left it at the rear end of its run, 0.18 m
+    behind the corner); a few centimetres up the lane it has that much; on a lane driven straight
+    the same back-up is made."""
+    from mine_robot.mission.marking import MarkingController
+    ctl = MarkingController(ROBOT, CFG)
+    target = {'id': 'T11', 'x': 8.1, 'y': 0.09, 'classification': 'unknown'}
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': [[8.1, 0.09]]})
+    for x in np.arange(6.0, 7.64, 0.05):                  # the lane east along y = 0.54
+        ctl.on_pose((x, 0.54, 0.0))
+    for yaw in np.linspace(0.0, math.pi / 2, 10):         # the point turn to the north
+        ctl.on_pose((7.64, 0.54, yaw))
+    for y in np.arange(0.54, 0.355, -0.02):               # the post-turn backup
+        ctl.on_pose((7.64, y, math.pi / 2))
+    assert ctl.backup_room() == pytest.approx(0.0, abs=1e-9)
+    ctl.on_pose((7.64, 0.40, math.pi / 2))
+    assert ctl.backup_room() == pytest.approx(0.04, abs=0.01)
+    ctl.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': [[8.1, 0.09]]})
+    out = ctl.step(0.0)
+    assert [(e['event'], e['status']) for e in out.events] == [('outcome', 'deferred')]
+    assert 'straight track' in out.events[0]['reason'] and out.cmd is None and ctl.seq is None
+    # the same target 0.85 m behind the nozzle of a robot that drove 3 m straight: backed up to
+    ctl2 = MarkingController(ROBOT, CFG)
+    ctl2.on_status({'state': 'sweeping', 'pending_marks': [], 'hazards': [[8.1, 0.09]]})
+    for y in np.arange(-2.5, 0.36, 0.05):
+        ctl2.on_pose((8.1 - 0.46, y, math.pi / 2))
+    ctl2.on_status({'state': 'sweeping', 'pending_marks': [target], 'hazards': [[8.1, 0.09]]})
+    assert [e['event'] for e in ctl2.step(0.0).events] == ['started']
+    assert ctl2.seq.plan.travel < -0.8 and ctl2.step(0.05).cmd[0] < 0

@@ -280,6 +280,8 @@ class MarkingSequence:
     heading: float | None = None
     swept: object = None
     hazards: tuple = ()
+    # m of the robot's straight track behind it on its heading: no longer back-up is started
+    backup_room: float = math.inf
     command_ids: Iterator[int] = field(default=_ids)
     state: str = 'new'
     outcome: MarkOutcome | None = None
@@ -301,6 +303,12 @@ class MarkingSequence:
         self.plan = plan_mark(self.robot, pose, self.target, self.config, heading=self.heading,
                               swept=self.swept, hazards=self.hazards)
         self._heading = self.plan.heading
+        room = self.backup_room + self.config.stop_tolerance
+        if self.plan.feasible and self.plan.travel < -room:
+            self.plan = MarkPlan(False, f'a {-self.plan.travel:.2f} m back-up would leave the straight '
+                                        f'track the robot came by ({self.backup_room:.2f} m of it behind)',
+                                 self.plan.target, self.plan.heading, self.plan.travel, self.plan.slide,
+                                 defer=True)
         if not self.plan.feasible:
             if self.plan.defer:
                 # not from this pose: the controller tries again from later poses, the mission's
@@ -421,6 +429,13 @@ RETRY_PERIOD = 0.1
 # heading (a short back-up on the piece of path the robot is on, not a long reverse along a heading
 # that may be a transit's)
 RETRY_BACKUP = 0.3
+# A back-up runs only over the straight track the robot came by on its current heading (its wheels
+# have just rolled there). One started right after a lane-end point turn, for a target confirmed
+# during the turn, would have reversed 0.85 m along the new heading, off the search area: the
+# geofence held the robot until the mark failed (crash-resume batch, 2026-12-06). The run ends
+# where the heading turned more than RUN_TURN or the robot left its line by more than RUN_OFFSET.
+RUN_TURN = math.radians(5.0)
+RUN_OFFSET = 0.1                 # m
 MARK_STATES = ('sweeping', 'resweep', 'investigating')   # mission states in which marks are made
 HOLD_STATES = ('paused', 'aborted', 'fault')               # mission states that hold the robot still
 
@@ -466,6 +481,7 @@ class MarkingController:
         self.sent = 0
         self.yaw_rate = 0.0
         self.speed = 0.0                      # m/s along the robot's x (the EKF's estimate)
+        self._run: tuple | None = None        # straight run: (x0, y0, heading, min along, max along)
 
     def on_status(self, status: dict) -> None:
         self.status = status
@@ -498,6 +514,23 @@ class MarkingController:
         self.pose = (float(pose[0]), float(pose[1]), float(pose[2]))
         self.yaw_rate = float(yaw_rate)
         self.speed = float(speed)
+        x, y, yaw = self.pose
+        if self._run is not None:
+            x0, y0, yaw0, lo, hi = self._run
+            c, s = math.cos(yaw0), math.sin(yaw0)
+            along, off = (x - x0) * c + (y - y0) * s, -(x - x0) * s + (y - y0) * c
+            if abs(math.remainder(yaw - yaw0, 2.0 * math.pi)) <= RUN_TURN and abs(off) <= RUN_OFFSET:
+                self._run = (x0, y0, yaw0, min(lo, along), max(hi, along))
+                return
+        self._run = (x, y, yaw, 0.0, 0.0)
+
+    def backup_room(self) -> float:
+        """How far (m) the robot's straight track on its current heading reaches behind it."""
+        if self._run is None or self.pose is None:
+            return 0.0
+        x0, y0, yaw0, lo, _ = self._run
+        along = (self.pose[0] - x0) * math.cos(yaw0) + (self.pose[1] - y0) * math.sin(yaw0)
+        return max(0.0, along - lo)
 
     def on_marker(self, now: float, answer: dict) -> MarkingStep:
         """``marker/status`` body: ``done`` (fired; slide_mm measured) or a refusing ``ack``."""
@@ -608,7 +641,7 @@ class MarkingController:
         self.seq = MarkingSequence(self.robot, self.config, str(target['id']),
                                    (float(target['x']), float(target['y'])),
                                    str(target.get('classification', 'unknown')), hazards=hazards,
-                                   command_ids=self.ids)
+                                   backup_room=self.backup_room(), command_ids=self.ids)
         actions = self.seq.start(now, self.pose, self.speed)
         if self.seq.state != 'done':
             # the robot stops for this mark (a target not to be marked, e.g. clutter by policy,
@@ -677,7 +710,8 @@ class MarkingController:
         entry['t'] = now
         plan = plan_mark(self.robot, self.pose, (float(pending['x']), float(pending['y'])), self.config,
                          hazards=hazards)
-        return plan.feasible and -RETRY_BACKUP <= plan.travel <= self.config.stop_tolerance
+        back = min(RETRY_BACKUP, self.backup_room() + self.config.stop_tolerance)
+        return plan.feasible and -back <= plan.travel <= self.config.stop_tolerance
 
     def _apply(self, now: float, actions, out: MarkingStep) -> None:
         for action in actions:

@@ -779,6 +779,25 @@ def test_a_target_whose_estimate_moves_away_from_its_mark_is_marked_again(tmp_pa
     m2.close()
 
 
+def test_an_estimate_that_moved_during_the_manoeuvre_is_checked_when_the_mark_is_made(tmp_path, area_file):
+    """The marking node aims at the estimate of the moment it started; fusion's last report of the
+    target (0.11 m away) came during the manoeuvre and no report follows. The mark's outcome is
+    checked against it at once: superseded, to be marked again (before, the paint stayed 0.15 m
+    from a mortar). A mark within remark_distance of the latest estimate stays."""
+    m, t = sweeping_with_target(tmp_path, area_file, {'id': 6, 'x': 4.0, 'y': 1.0, 'classification': 'uxo'})
+    m.on_mark_started(t, '6')
+    m.on_targets(t + 0.2, [{'id': 6, 'x': 4.0, 'y': 0.89, 'confidence': 0.99, 'classification': 'uxo'}])
+    m.on_mark_outcome(t + 2, {'target_id': '6', 'status': 'marked', 'x': 4.0, 'y': 1.0,
+                              'target': (4.0, 1.0), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    assert m.pending_marks() == ['6'] and m.status()['pending_marks'][0]['remark'] == 1
+    assert any(e['event'] == 'remark' for e in m.records.events())
+    m.on_mark_started(t + 3, '6')
+    m.on_mark_outcome(t + 5, {'target_id': '6', 'status': 'marked', 'x': 4.0, 'y': 0.9,
+                              'target': (4.0, 0.89), 'mode': 'paint', 'attempts': 1, 'reason': 'ok'})
+    assert m.pending_marks() == [] and m.handled['6'] == 'marked'
+    m.close()
+
+
 def test_remarking_can_be_switched_off(tmp_path, area_file):
     m, t = sweeping_with_target(tmp_path, area_file, {'id': 6, 'x': 3.95, 'y': 0.87,
                                                       'classification': 'mine'}, remark_distance=0.0)

@@ -1167,6 +1167,12 @@ class Mission:
         self.handled[tid] = status
         if status == 'marked' and outcome.get('x') is not None and outcome.get('y') is not None:
             self.mark_xy[tid] = (float(outcome['x']), float(outcome['y']))
+            if tid in self.targets:
+                # the marking node aims at the estimate of the moment it started; one that moved
+                # during the manoeuvre is checked now, not only at fusion's next report (a mortar's
+                # estimate moved 0.08 m in those 2 s, fusion reported no more, and its only mark
+                # stayed 0.15 m from it: crash-resume batch, 2026-12-06)
+                self._remark_if_moved(t, tid, self.targets[tid], tid)
         self.marking = None
         if self.sm.state != State.MARKING:
             return None

@@ -169,6 +169,9 @@ def test_the_summary_counts_the_sensor_data_the_detectors_used():
         'metal detector 99.8 % of 9420 samples (580 before its driver connected)'
     assert delivery_text(delivery['GPR']) == \
         'GPR 88.3 % of 24910 traces (90 before its driver connected, 2900 lost on the serial line)'
+    # a detector's count read a second after the simulator's: all of it, not more
+    ahead = {**delivery['metal detector'], 'used': 9431}
+    assert delivery_text(ahead) == 'metal detector 100.0 % of 9420 samples (580 before its driver connected)'
 
 
 def test_the_sweep_graph_gets_a_shared_memory_segment_large_enough_for_camera_images():

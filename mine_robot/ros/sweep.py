@@ -153,7 +153,10 @@ def delivery_text(d: dict) -> str:
         notes.append(f"{d['produced'] - expected} before its driver connected")
     if d.get('serial_lost'):
         notes.append(f"{d['serial_lost']} lost on the serial line")
-    text = f"{d['stream']} {100 * d['used'] / max(expected, 1):.1f} % of {expected} {d['unit']}"
+    # the counters come from each node's last diagnostics, up to a second apart: a detector's
+    # count can be a little ahead of the simulator's (100.1 %); that is all of it
+    share = min(1.0, d['used'] / max(expected, 1))
+    text = f"{d['stream']} {100 * share:.1f} % of {expected} {d['unit']}"
     return text + (f" ({', '.join(notes)})" if notes else '')
 
 

@@ -2,7 +2,7 @@
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 import numpy as np
 from pyproj import Geod
@@ -26,11 +26,16 @@ def test_datum_is_origin_and_axes_are_true_east_north():
 
 @settings(max_examples=60, deadline=None)
 @given(st.floats(-70, 70), st.floats(-179, 179), st.floats(-500, 500), st.floats(-500, 500))
+@example(0.0, 0.0, 0.0, 0.0001)
 def test_round_trip_is_submillimetre(lat, lon, x, y):
     frame = LocalFrame(lat=lat, lon=lon)
     lon2, lat2 = frame.to_wgs84(x, y)
     x2, y2 = frame.to_local(lon2, lat2)
-    assert abs(x2 - x) < 1e-4 and abs(y2 - y) < 1e-4
+    # sub-millimetre: PROJ's azimuthal equidistant inverse returns the datum itself for a point
+    # closer to it than 1e-10 Earth radii (0.64 mm; hypothesis found y = 0.1 mm coming back as 0)
+    assert abs(x2 - x) < 1e-3 and abs(y2 - y) < 1e-3
+    if math.hypot(x, y) > 1e-3:
+        assert abs(x2 - x) < 1e-4 and abs(y2 - y) < 1e-4
 
 
 def test_rejects_projected_coordinates():

@@ -217,8 +217,9 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
             i, d = _nearest(hz, m.x, m.y)
             if i not in best or d < best[i][0]:
                 best[i] = (d, k)
+    primary = {k for _, k in best.values()}
     for k, entry in enumerate(marks):
-        entry['hazard_mark'] = any(k == kk for _, kk in best.values())
+        entry['hazard_mark'] = k in primary
     per_hazard_errors = [d for d, _ in best.values()]
 
     n = len(hazards)

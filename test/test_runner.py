@@ -34,15 +34,22 @@ NODE = textwrap.dedent('''
 
         def close(self):
             print('closing', flush=True)
-            time.sleep(float(os.environ['CLOSE_S']))
+            if os.environ.get('HOLD_GIL'):
+                # a C call that keeps the GIL (as rcl's Publisher.destroy did, blocked)
+                import ctypes
+                ctypes.PyDLL(None).sleep(int(float(os.environ['CLOSE_S'])))
+            else:
+                time.sleep(float(os.environ['CLOSE_S']))
             print('closed', flush=True)
 
     sys.exit(run_node(Sleepy))
 ''')
 
 
-def _start(close_s: float, teardown_s: str | None) -> subprocess.Popen:
+def _start(close_s: float, teardown_s: str | None, hold_gil: bool = False) -> subprocess.Popen:
     env = dict(os.environ, CLOSE_S=str(close_s))
+    if hold_gil:
+        env['HOLD_GIL'] = '1'
     env.pop('MINE_ROBOT_TEARDOWN_S', None)
     if teardown_s is not None:
         env['MINE_ROBOT_TEARDOWN_S'] = teardown_s
@@ -91,6 +98,18 @@ def test_a_hanging_teardown_is_ended_by_the_watchdog():
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3
     assert 'teardown did not finish in 1.5 s' in err
+    assert time.monotonic() - start < 15
+
+
+def test_a_teardown_hung_while_holding_the_gil_is_ended_by_the_kernel():
+    """close() blocks in a C call that keeps the GIL: the watchdog thread cannot run, SIGALRM
+    (default action) ends the process 2 s after the limit."""
+    proc = _start(close_s=120, teardown_s='1', hold_gil=True)
+    _wait_for(proc, 'spinning')
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGALRM
     assert time.monotonic() - start < 15
 
 

@@ -4,7 +4,8 @@
 validation error exits 1 with a clear message), spins the process's executor (see
 :func:`make_executor`) until Ctrl-C or shutdown, and tears down in order, so no spin thread
 outlives the interpreter. A teardown that hangs (a device close, a DDS entity that never lets
-go) is ended after ``MINE_ROBOT_TEARDOWN_S`` seconds (default 10) with exit code 3 and a message,
+go) is ended after ``MINE_ROBOT_TEARDOWN_S`` seconds (default 10) with exit code 3 and a message —
+or, when a C call holding the GIL keeps that watchdog thread from running, by SIGALRM 2 s later —
 and a second SIGTERM during teardown ends the process at once: a node that stopped spinning must
 never keep running without a supervisor (a leaked node kept a core busy in a later sweep).
 """
@@ -12,6 +13,7 @@ never keep running without a supervisor (a leaked node kept a core busy in a lat
 from __future__ import annotations
 
 from collections.abc import Callable
+import math
 import os
 import signal
 import sys
@@ -23,6 +25,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 STARTUP_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
 EXECUTORS = ('events', 'single', 'multi')
 TEARDOWN_EXIT_CODE = 3
+ALARM_GRACE_S = 2                # s after the watchdog's limit: SIGALRM ends a teardown it could not
 
 
 def make_executor(kind: str | None = None):
@@ -106,6 +109,12 @@ def _guard_teardown(name: str, limit: float) -> None:
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # the kernel's backstop: a teardown stuck in a C call that holds the GIL never lets the
+        # watchdog thread run (sim_world hung in Publisher.destroy after the supervisor was
+        # SIGKILLed and kept publishing into the resumed run's domain for an hour); SIGALRM with
+        # its default action ends the process without any Python code (exit by signal 14)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(math.ceil(limit) + ALARM_GRACE_S)
     except ValueError:
         pass                            # not the main thread (a test harness): watchdog only
 

@@ -18,7 +18,7 @@ skip). :func:`marking_policy` applies the clutter rule from the config.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 import itertools
 import math
 
@@ -305,10 +305,9 @@ class MarkingSequence:
         self._heading = self.plan.heading
         room = self.backup_room + self.config.stop_tolerance
         if self.plan.feasible and self.plan.travel < -room:
-            self.plan = MarkPlan(False, f'a {-self.plan.travel:.2f} m back-up would leave the straight '
-                                        f'track the robot came by ({self.backup_room:.2f} m of it behind)',
-                                 self.plan.target, self.plan.heading, self.plan.travel, self.plan.slide,
-                                 defer=True)
+            self.plan = replace(self.plan, feasible=False, defer=True,
+                                reason=f'a {-self.plan.travel:.2f} m back-up would leave the straight track '
+                                       f'the robot came by ({self.backup_room:.2f} m of it behind)')
         if not self.plan.feasible:
             if self.plan.defer:
                 # not from this pose: the controller tries again from later poses, the mission's

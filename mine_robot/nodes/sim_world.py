@@ -163,9 +163,7 @@ class SimWorldNode(Node):
             from mine_robot.sim.virtual_devices import WorldDevices
             self.devices = WorldDevices(self.world, s.device_dir, s.time_base)
             self.get_logger().info(f'virtual devices: {self.devices.links()}')
-        self._wall_start = time.monotonic()
-        self._sim_start = self.world.time
-        self._pacer = Pacer(s.real_time_factor, s.step, self._wall_start, self._sim_start, MAX_CATCH_UP)
+        self._anchor_clock()
         self._last_truth_write = time.monotonic()
         self.running = not s.start_paused
         self.create_service(Trigger, '~/run', self._on_run)
@@ -211,14 +209,17 @@ class SimWorldNode(Node):
     def publish_clock(self) -> None:
         self.clock_pub.publish(ClockMsg(clock=sec_to_stamp(self.world.time)))
 
+    def _anchor_clock(self) -> None:
+        """Simulated time runs from here: now on the wall clock is the world's current time."""
+        self._wall_start, self._sim_start = time.monotonic(), self.world.time
+        self._pacer = Pacer(self.settings.real_time_factor, self.settings.step, self._wall_start,
+                            self._sim_start, MAX_CATCH_UP)
+
     def _on_run(self, _request, response):
         if self.running:
             response.success, response.message = True, f'already running (t={self.world.time:.2f} s)'
             return response
-        now = time.monotonic()
-        self._wall_start, self._sim_start = now, self.world.time
-        self._pacer = Pacer(self.settings.real_time_factor, self.settings.step, now, self.world.time,
-                            MAX_CATCH_UP)
+        self._anchor_clock()
         self.running = True
         response.success, response.message = True, f'clock running from t={self.world.time:.2f} s'
         self.get_logger().info(response.message)

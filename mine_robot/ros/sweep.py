@@ -585,7 +585,7 @@ def _judge(scenario, out: Path, say) -> dict | None:
     return result
 
 
-def _superseded(judge: dict) -> str:
+def _mark_notes(judge: dict) -> str:
     n = judge.get('superseded_marks') or 0
     mh = judge.get('marking_error_per_hazard_m') or {}
     extra = judge.get('extra_marks_near_hazards') or 0
@@ -612,7 +612,7 @@ def _summary(out: Path, final: dict | None, judge: dict | None, wall: float, gra
         print(f"  judge: PD {pct(judge.get('pd'))} ({judge.get('detected')}/{judge.get('hazards')}), "
               f"false alarms {judge.get('false_alarms')} ({judge.get('false_alarms_per_m2')}/m²), "
               f"coverage {pct(judge.get('coverage_fraction'))}, marks {me.get('count')} "
-              f"(error max {me.get('max')} m{_superseded(judge)}), wheel passes over undetected hazards "
+              f"(error max {me.get('max')} m{_mark_notes(judge)}), wheel passes over undetected hazards "
               f"{judge.get('wheel_passes_over_undetected_hazards')}, over known hazards "
               f"{judge.get('wheel_passes_over_known_hazards')}")
     files = sorted(p.name for p in out.iterdir() if p.is_file())

@@ -197,9 +197,10 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
     for m in run.marks:
         if m.target_id and m.t is not None:
             latest[m.target_id] = max(latest.get(m.target_id, -math.inf), m.t)
-    marks = []
+    marks, nearest = [], []
     for m in run.marks:
         i, d = _nearest(hz, m.x, m.y)
+        nearest.append((i, d))
         superseded = bool(m.target_id and ((m.t is not None and m.t < latest[m.target_id])
                                            or m.target_id in run.retired_targets))
         entry = {'target_id': m.target_id, 'x': round(m.x, 3), 'y': round(m.y, 3),
@@ -212,9 +213,8 @@ def judge_run(scenario: Scenario, run: RunRecord, robot: RobotGeometry) -> dict:
     # force whose nearest hazard already has a nearer one is extra paint beside it (a false alarm's,
     # or a split target's): in the per-mark figures above, not in these
     best: dict[int, tuple[float, int]] = {}
-    for k, m in enumerate(run.marks):
+    for k, (i, d) in enumerate(nearest):
         if marks[k]['matched'] and not marks[k]['superseded']:
-            i, d = _nearest(hz, m.x, m.y)
             if i not in best or d < best[i][0]:
                 best[i] = (d, k)
     primary = {k for _, k in best.values()}
